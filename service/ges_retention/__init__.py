@@ -1,0 +1,3 @@
+"""ges-retention: retention policies for Huawei Cloud GES graph backups."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from ges_retention.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""The `Backup` value type, built from one record of the GES API's JSON.
+
+The API grows: unknown fields are tolerated. A record that lacks what retention needs (`id`, `graph_id`, `status`,
+`start_timestamp`) or carries it with the wrong type is an `InvalidBackupRecord`, never a half-built backup: the
+caller decides that the whole listing is then untrustworthy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["KNOWN_STATUSES", "Backup", "InvalidBackupRecord"]
+
+KNOWN_STATUSES = frozenset({"success", "failed", "backing_up"})
+
+# 1970 .. 9999: a timestamp outside this is not a real backup time, whatever the type says.
+_MIN_TS_MS = 0
+_MAX_TS_MS = 253_402_300_799_999
+
+
+class InvalidBackupRecord(ValueError):
+    """A backup record from the API (or an export) cannot be trusted."""
+
+    def __init__(self, message: str, *, backup_id: str | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.backup_id = backup_id
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class Backup:
+    """One GES graph backup, as retention sees it.
+
+    `start_ms` is the API's `start_timestamp`: epoch milliseconds, UTC. Retention arithmetic uses it, never the
+    zone-less `start_time` string.
+    """
+
+    id: str
+    graph_id: str
+    status: str
+    start_ms: int
+    name: str = ""
+    graph_name: str = ""
+    backup_method: str = ""
+
+    @property
+    def start(self) -> datetime:
+        return datetime.fromtimestamp(self.start_ms / 1000, UTC)
+
+    @classmethod
+    def from_api(cls, record: Any) -> Backup:
+        """Build a backup from one API record; raise `InvalidBackupRecord` when it cannot be trusted."""
+        if not isinstance(record, Mapping):
+            raise InvalidBackupRecord(f"a backup record must be a JSON object, not {type(record).__name__}")
+        raw_id = record.get("id")
+        backup_id = raw_id if isinstance(raw_id, str) and raw_id else None
+        if backup_id is None:
+            raise InvalidBackupRecord("backup record without a valid 'id'", field="id")
+        graph_id = _required_str(record, "graph_id", backup_id)
+        status = _required_str(record, "status", backup_id)
+        ts = record.get("start_timestamp")
+        # bool is an int in Python; a JSON true is not a timestamp.
+        if not isinstance(ts, int) or isinstance(ts, bool):
+            raise InvalidBackupRecord(
+                f"backup {backup_id!r}: 'start_timestamp' must be an integer (epoch ms), got {ts!r}",
+                backup_id=backup_id,
+                field="start_timestamp",
+            )
+        if not _MIN_TS_MS <= ts <= _MAX_TS_MS:
+            raise InvalidBackupRecord(
+                f"backup {backup_id!r}: 'start_timestamp' {ts} is out of range",
+                backup_id=backup_id,
+                field="start_timestamp",
+            )
+        return cls(
+            id=backup_id,
+            graph_id=graph_id,
+            status=status,
+            start_ms=ts,
+            name=_optional_str(record, "name", backup_id),
+            graph_name=_optional_str(record, "graph_name", backup_id),
+            backup_method=_optional_str(record, "backup_method", backup_id),
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        """The API-shaped record (the fields retention knows), for exports and the emulator."""
+        start = self.start
+        return {
+            "id": self.id,
+            "name": self.name,
+            "backup_method": self.backup_method,
+            "graph_id": self.graph_id,
+            "graph_name": self.graph_name,
+            "status": self.status,
+            "start_timestamp": self.start_ms,
+            "start_time": start.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+
+
+def _required_str(record: Mapping[str, Any], key: str, backup_id: str) -> str:
+    value = record.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidBackupRecord(
+            f"backup {backup_id!r}: {key!r} must be a non-empty string, got {value!r}",
+            backup_id=backup_id,
+            field=key,
+        )
+    return value
+
+
+def _optional_str(record: Mapping[str, Any], key: str, backup_id: str) -> str:
+    value = record.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidBackupRecord(
+            f"backup {backup_id!r}: {key!r} must be a string, got {type(value).__name__}",
+            backup_id=backup_id,
+            field=key,
+        )
+    return value
