@@ -1,0 +1,78 @@
+"""Durations of the policy file (`1y6mo`, `36h`, `2w3d`) and their calendar arithmetic.
+
+A duration is a count of years, months, weeks, days and hours. Subtracting one from an instant is calendar
+arithmetic on the wall clock of the policy's timezone, as `dateutil.relativedelta` does it on an aware datetime:
+years and months first (clamped to the month's last day: 31 March minus `1mo` is 28/29 February), then weeks, days
+and hours.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+
+from dateutil.relativedelta import relativedelta
+
+__all__ = ["Duration", "DurationError"]
+
+# Largest units first, each at most once: `1y6mo` yes, `6mo1y` or `1d1d` no.
+_PATTERN = re.compile(r"(?:(\d+)y)?(?:(\d+)mo)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?")
+_MAX_PART = 100_000  # a bound so arithmetic can never overflow datetime's range silently
+
+
+class DurationError(ValueError):
+    """A duration string that cannot be read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    years: int = 0
+    months: int = 0
+    weeks: int = 0
+    days: int = 0
+    hours: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Duration:
+        if not isinstance(text, str):
+            raise DurationError(f"a duration must be a string like '2d' or '1y6mo', not {text!r}")
+        cleaned = text.strip()
+        match = _PATTERN.fullmatch(cleaned)
+        if not cleaned or match is None or not any(match.groups()):
+            raise DurationError(
+                f"invalid duration {text!r}: use counts with units y, mo, w, d, h, largest first (e.g. 36h, 1y6mo)"
+            )
+        parts = [int(group) if group else 0 for group in match.groups()]
+        if any(part > _MAX_PART for part in parts):
+            raise DurationError(f"invalid duration {text!r}: a part is larger than {_MAX_PART}")
+        if not any(parts):
+            raise DurationError(f"invalid duration {text!r}: it must be longer than zero")
+        return cls(*parts)
+
+    def __str__(self) -> str:
+        units = (
+            ("y", self.years),
+            ("mo", self.months),
+            ("w", self.weeks),
+            ("d", self.days),
+            ("h", self.hours),
+        )
+        return "".join(f"{value}{unit}" for unit, value in units if value) or "0h"
+
+    def before(self, instant: datetime, tz: tzinfo) -> datetime:
+        """`instant - self` on the wall clock of `tz`; the result is aware, in UTC.
+
+        Raises `OverflowError` never: a result before year 1 is clamped to `datetime.min` (everything is younger).
+        """
+        if instant.tzinfo is None:
+            raise ValueError("instant must be timezone-aware")
+        local = instant.astimezone(tz)
+        try:
+            shifted = local - relativedelta(
+                years=self.years, months=self.months, weeks=self.weeks, days=self.days, hours=self.hours
+            )
+        except (OverflowError, ValueError):
+            return datetime.min.replace(tzinfo=UTC)
+        # relativedelta keeps tzinfo and the wall clock; re-anchor through the zone to get the real instant.
+        return shifted.replace(tzinfo=tz).astimezone(UTC)

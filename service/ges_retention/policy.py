@@ -1,0 +1,335 @@
+"""The policy file's models: what a retention policy says, validated, frozen, and nothing else.
+
+The file (YAML, `version: 1`) has optional `defaults` and a list of `policies`. Both are first validated as written
+(`Defaults`, `PolicyEntry`: every field optional, so an error points at the line the user wrote), then merged
+(`merge_policy`) into a complete `Policy`. Reading YAML and turning errors into messages is `policy_loading`'s job.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+from datetime import tzinfo
+from typing import Annotated, Any, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from ges_retention.cron import CronError, CronSchedule
+from ges_retention.durations import Duration, DurationError
+
+__all__ = [
+    "BUCKET_RULES",
+    "UNLIMITED",
+    "Defaults",
+    "FailedRule",
+    "Keep",
+    "Policy",
+    "PolicyEntry",
+    "PolicyFileDocument",
+    "Safety",
+    "Select",
+    "merge_policy",
+]
+
+UNLIMITED: Final = "unlimited"
+BUCKET_RULES: Final = ("hourly", "daily", "weekly", "monthly", "yearly")
+
+_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_PROJECT_RE = re.compile(r"[A-Za-z0-9]{1,64}")
+_REGION_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}[a-z0-9]")
+
+
+def _parse_duration(value: Any) -> Duration:
+    if isinstance(value, Duration):
+        return value
+    try:
+        return Duration.parse(value)
+    except DurationError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _parse_count(value: Any) -> int | str:
+    """A count is an integer >= 0 or the word `unlimited`."""
+    if value == UNLIMITED:
+        return UNLIMITED
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected a whole number >= 0 or 'unlimited', got {value!r}")
+    if value < 0:
+        raise ValueError(f"a count cannot be negative (got {value})")
+    return value
+
+
+def _parse_cron(value: Any) -> CronSchedule:
+    if isinstance(value, CronSchedule):
+        return value
+    try:
+        return CronSchedule.parse(value)
+    except CronError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _parse_timezone(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"a timezone must be an IANA name like 'Europe/Berlin', got {value!r}")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r}: use an IANA name like 'UTC' or 'Asia/Shanghai'") from None
+    return value
+
+
+DurationField = Annotated[
+    Duration,
+    PlainValidator(_parse_duration),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^(\d+y)?(\d+mo)?(\d+w)?(\d+d)?(\d+h)?$",
+            "examples": ["2d", "1y6mo", "36h"],
+        }
+    ),
+]
+Count = Annotated[
+    int | str,
+    PlainValidator(_parse_count),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0}, {"const": UNLIMITED}]}),
+]
+CronField = Annotated[
+    CronSchedule,
+    PlainValidator(_parse_cron),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "description": "standard 5-field crontab(5) expression; 0 and 7 = Sunday"}),
+]
+Timezone = Annotated[
+    str,
+    PlainValidator(_parse_timezone),
+    WithJsonSchema({"type": "string", "description": "IANA timezone name"}),
+]
+Globs = Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(max_length=1000)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Select(_Model):
+    """Which backups a policy manages: every condition must hold."""
+
+    graphs: Globs = Field(default_factory=lambda: ["*"], min_length=1)
+    exclude_graphs: Globs = Field(default_factory=list)
+    # None = every method, including ones not known today (newer docs add `import`).
+    backup_methods: Globs | None = None
+    names: Globs = Field(default_factory=lambda: ["*"], min_length=1)
+
+    def matches_graph(self, graph_id: str, graph_name: str) -> bool:
+        if not _graph_matches(self.graphs, graph_id, graph_name):
+            return False
+        return not (self.exclude_graphs and _graph_matches(self.exclude_graphs, graph_id, graph_name))
+
+    def matches_backup(self, backup_method: str, name: str) -> bool:
+        """The conditions on the backup itself (its graph is checked by `matches_graph`)."""
+        if self.backup_methods is not None and backup_method not in self.backup_methods:
+            return False
+        return _any_glob(self.names, name)
+
+
+def _any_glob(patterns: Iterable[str], value: str) -> bool:
+    return any(pattern == "*" or fnmatch.fnmatchcase(value, pattern) for pattern in patterns)
+
+
+def _graph_matches(patterns: list[str], graph_id: str, graph_name: str) -> bool:
+    """Globs on the graph name, or exact graph ids."""
+    return graph_id in patterns or _any_glob(patterns, graph_name)
+
+
+class Keep(_Model):
+    """The keep rules; a backup kept by any rule is kept. A unit: a policy's `keep` replaces the defaults'."""
+
+    last: Count = 0
+    hourly: Count = 0
+    daily: Count = 0
+    weekly: Count = 0
+    monthly: Count = 0
+    yearly: Count = 0
+    within: DurationField | None = None
+    names: Globs = Field(default_factory=list)
+    ids: Globs = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _keeps_something(self) -> Keep:
+        counts = [self.last, *(getattr(self, rule) for rule in BUCKET_RULES)]
+        if not any(c == UNLIMITED or c for c in counts) and self.within is None and not self.names and not self.ids:
+            raise ValueError(
+                "keep must hold at least one rule that can keep something "
+                "(a count > 0 or 'unlimited', 'within', or a pin in 'names'/'ids')"
+            )
+        return self
+
+    def is_pinned_name(self, name: str) -> bool:
+        return bool(self.names) and _any_glob(self.names, name)
+
+
+class FailedRule(_Model):
+    # Absent = failed backups are never deleted.
+    delete_after: DurationField | None = None
+
+
+class Safety(_Model):
+    min_keep: int = Field(default=1, ge=0)
+    max_deletes: int = Field(default=100, ge=0)
+
+
+def _check_endpoint(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"endpoint must be an http(s) URL with a host, got {value!r}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("endpoint must not carry credentials, a query or a fragment")
+    try:
+        parts.port  # noqa: B018 - validates the port number
+    except ValueError:
+        raise ValueError(f"endpoint has an invalid port: {value!r}") from None
+    return value.rstrip("/")
+
+
+_NULLABLE = frozenset({"region", "endpoint", "schedule"})
+
+
+class _PolicyFields(_Model):
+    """Every field a policy or the defaults may set, all optional as written in the file."""
+
+    project_id: str | None = None
+    region: str | None = None
+    endpoint: str | None = None
+    schedule: CronField | None = None
+    timezone: Timezone | None = None
+    dry_run: bool | None = None
+    select: Select | None = None
+    group_by: Literal["graph", "graph_and_method"] | None = None
+    keep: Keep | None = None
+    anchor: Literal["newest", "now"] | None = None
+    failed: FailedRule | None = None
+    safety: Safety | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_null(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if value is None and key in cls.model_fields and key not in _NULLABLE:
+                    raise ValueError(f"{key!r} must not be empty (null); leave it out to use the default")
+        return data
+
+    @field_validator("project_id")
+    @classmethod
+    def _project_id(cls, value: str | None) -> str | None:
+        if value is not None and not _PROJECT_RE.fullmatch(value):
+            raise ValueError(f"project_id must be 1 to 64 letters and digits, got {value!r}")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not _REGION_RE.fullmatch(value):
+            raise ValueError(f"region must look like 'cn-north-4', got {value!r}")
+        return value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        return None if value is None else _check_endpoint(value)
+
+
+class Defaults(_PolicyFields):
+    """`defaults:` merged into every policy."""
+
+
+class PolicyEntry(_PolicyFields):
+    """One item of `policies:` as written."""
+
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME_RE.fullmatch(value):
+            raise ValueError(f"a policy name is 1 to 64 of A-Z a-z 0-9 _ . -, got {value!r}")
+        return value
+
+
+class PolicyFileDocument(_Model):
+    """The file as written: the JSON Schema of the policy file is this model's."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        title="ges-retention policy file",
+        json_schema_extra={"$id": ""},
+    )
+
+    version: Literal[1]
+    defaults: Defaults | None = None
+    policies: list[PolicyEntry] = Field(min_length=1, max_length=10_000)
+
+
+class Policy(_Model):
+    """A complete policy: an entry with the defaults merged in and the built-in defaults filled."""
+
+    name: str
+    project_id: str
+    region: str | None = None
+    endpoint: str | None = None
+    schedule: CronField | None = None
+    timezone: Timezone = "UTC"
+    dry_run: bool = False
+    select: Select = Field(default_factory=Select)
+    group_by: Literal["graph", "graph_and_method"] = "graph"
+    keep: Keep
+    anchor: Literal["newest", "now"] = "newest"
+    failed: FailedRule = Field(default_factory=FailedRule)
+    safety: Safety = Field(default_factory=Safety)
+
+    @property
+    def tz(self) -> tzinfo:
+        return ZoneInfo(self.timezone)
+
+    def api_endpoint(self) -> str | None:
+        """The GES base URL: the policy's `endpoint`, else derived from `region`; None if neither is set."""
+        if self.endpoint:
+            return self.endpoint
+        if self.region:
+            return f"https://ges.{self.region}.myhuaweicloud.com"
+        return None
+
+
+# Mappings merged key by key; `keep` is deliberately not here: a policy's keep replaces the defaults' keep.
+_MERGED_KEY_BY_KEY = ("select", "safety", "failed")
+
+
+def merge_policy(defaults: Defaults | None, entry: PolicyEntry) -> dict[str, Any]:
+    """The fields of `entry` over those of `defaults`, as keyword data for `Policy`."""
+    merged: dict[str, Any] = {}
+    if defaults is not None:
+        merged.update({key: getattr(defaults, key) for key in defaults.model_fields_set})
+    for key in entry.model_fields_set:
+        value = getattr(entry, key)
+        base = merged.get(key)
+        if key in _MERGED_KEY_BY_KEY and isinstance(base, BaseModel) and isinstance(value, BaseModel):
+            value = base.model_copy(update={k: getattr(value, k) for k in value.model_fields_set})
+        merged[key] = value
+    return {key: value for key, value in merged.items() if value is not None}

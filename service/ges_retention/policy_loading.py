@@ -1,0 +1,245 @@
+"""Reading a policy file: safe YAML with line numbers, validation, merging, one clear error type.
+
+Every problem is reported with the file, the key path as the user wrote it (`policies[1].keep.daily`) and the line
+YAML gives for it. YAML is composed with the safe loader and walked here, so that duplicate keys are an error (PyYAML
+would silently keep the last), nesting and alias expansion are bounded, and positions survive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ges_retention.policy import Policy, PolicyFileDocument, merge_policy
+
+__all__ = ["MAX_FILE_BYTES", "PolicyError", "PolicyFile", "Problem", "load_policy_file", "parse_policy_text"]
+
+MAX_FILE_BYTES = 1024 * 1024
+_MAX_DEPTH = 20
+_MAX_NODES = 200_000  # bounds alias expansion ("billion laughs") as well as plain size
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    loc: Loc
+    message: str
+    line: int | None = None
+
+    @property
+    def key_path(self) -> str:
+        return format_loc(self.loc)
+
+    def __str__(self) -> str:
+        where = self.key_path or "(top level)"
+        line = f", line {self.line}" if self.line else ""
+        return f"{where}{line}: {self.message}"
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; `str()` is one line naming the file, key path and line."""
+
+    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        first = self.problems[0] if self.problems else Problem((), "invalid policy file")
+        more = len(self.problems) - 1
+        suffix = f" (+{more} more problem{'s' if more > 1 else ''})" if more > 0 else ""
+        super().__init__(f"{source}: {first}{suffix}")
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyFile:
+    """A loaded, valid policy file."""
+
+    source: str
+    policies: tuple[Policy, ...]
+    digest: str = field(repr=False)
+
+    def names(self) -> list[str]:
+        return [p.name for p in self.policies]
+
+    def select(self, names: Iterable[str] | None) -> list[Policy]:
+        """The named policies in file order (all when `names` is empty or None); unknown names are an error."""
+        wanted = list(names or [])
+        if not wanted:
+            return list(self.policies)
+        known = set(self.names())
+        unknown = [n for n in wanted if n not in known]
+        if unknown:
+            raise PolicyError(
+                self.source,
+                [Problem((), f"no policy named {', '.join(map(repr, unknown))}; the file has {sorted(known)}")],
+            )
+        return [p for p in self.policies if p.name in wanted]
+
+
+def format_loc(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def load_policy_file(path: str | Path) -> PolicyFile:
+    source = str(path)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise PolicyError(source, [Problem((), f"cannot read the file: {exc.strerror or exc}")]) from None
+    return parse_policy_text(data, source=source)
+
+
+def parse_policy_text(data: bytes | str, *, source: str = "<policy>") -> PolicyFile:
+    raw = data.encode() if isinstance(data, str) else data
+    if len(raw) > MAX_FILE_BYTES:
+        raise PolicyError(source, [Problem((), f"the file is larger than {MAX_FILE_BYTES // 1024} KiB")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError(source, [Problem((), f"the file is not UTF-8 text (byte {exc.start})")]) from None
+    document, lines = _read_yaml(text, source)
+    return _validate(document, lines, source, hashlib.sha256(raw).hexdigest())
+
+
+# --- YAML ---------------------------------------------------------------------------------------------------
+
+
+class _Walker:
+    __slots__ = ("constructor", "lines", "nodes", "source")
+
+    def __init__(self, source: str, constructor: yaml.SafeLoader) -> None:
+        self.source = source
+        self.constructor = constructor
+        self.lines: dict[Loc, int] = {}
+        self.nodes = 0
+
+    def fail(self, loc: Loc, node: yaml.Node, message: str) -> PolicyError:
+        return PolicyError(self.source, [Problem(loc, message, node.start_mark.line + 1)])
+
+    def walk(self, node: yaml.Node, loc: Loc) -> Any:
+        self.nodes += 1
+        if self.nodes > _MAX_NODES:
+            raise self.fail(loc, node, f"the document has more than {_MAX_NODES} values (alias expansion?)")
+        if len(loc) > _MAX_DEPTH:
+            raise self.fail(loc, node, f"nesting deeper than {_MAX_DEPTH} levels")
+        self.lines.setdefault(loc, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, loc)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.walk(item, (*loc, i)) for i, item in enumerate(node.value)]
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            raise self.fail(loc, node, f"invalid value: {getattr(exc, 'problem', None) or exc}") from None
+
+    def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise self.fail(loc, key_node, "YAML merge keys ('<<') are not supported; use 'defaults'")
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self.fail(loc, key_node, "a key must be a plain string")
+            key = self.constructor.construct_object(key_node)
+            if not isinstance(key, str):
+                raise self.fail(loc, key_node, f"a key must be a string, got {key!r}")
+            child = (*loc, key)
+            if key in result:
+                first = self.lines.get(child)
+                raise self.fail(child, key_node, f"duplicate key {key!r} (first at line {first})")
+            self.lines[child] = key_node.start_mark.line + 1
+            result[key] = self.walk(value_node, child)
+        return result
+
+
+def _read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise PolicyError(source, [Problem((), f"invalid YAML: {problem}", line)]) from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(source, [Problem((), f"invalid YAML: {exc}")]) from None
+    finally:
+        loader.dispose()
+    if node is None:
+        raise PolicyError(source, [Problem((), "the file is empty: expected 'version: 1' and 'policies'")])
+    walker = _Walker(source, loader)
+    document = walker.walk(node, ())
+    if not isinstance(document, dict):
+        raise PolicyError(source, [Problem((), "the top level must be a mapping with 'version' and 'policies'", 1)])
+    return document, walker.lines
+
+
+# --- validation ---------------------------------------------------------------------------------------------
+
+
+def _line_for(lines: dict[Loc, int], loc: Loc) -> int | None:
+    for end in range(len(loc), -1, -1):
+        line = lines.get(loc[:end])
+        if line is not None:
+            return line
+    return None
+
+
+def _problems(exc: ValidationError, lines: dict[Loc, int], prefix: Loc = ()) -> list[Problem]:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = (*prefix, *(part for part in error["loc"] if isinstance(part, str | int)))
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        message = message.removeprefix("Value error, ")
+        problems.append(Problem(loc, message, _line_for(lines, loc)))
+    return problems
+
+
+def _validate(document: dict[str, Any], lines: dict[Loc, int], source: str, digest: str) -> PolicyFile:
+    try:
+        parsed = PolicyFileDocument.model_validate(document)
+    except ValidationError as exc:
+        raise PolicyError(source, _problems(exc, lines)) from None
+
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    policies: list[Policy] = []
+    for index, entry in enumerate(parsed.policies):
+        if entry.name in seen:
+            loc: Loc = ("policies", index, "name")
+            problems.append(
+                Problem(
+                    loc,
+                    f"duplicate policy name {entry.name!r} (also policies[{seen[entry.name]}])",
+                    lines.get(loc),
+                )
+            )
+            continue
+        seen[entry.name] = index
+        try:
+            policies.append(Policy.model_validate(merge_policy(parsed.defaults, entry)))
+        except ValidationError as exc:
+            for problem in _problems(exc, lines, ("policies", index)):
+                if "missing" in problem.message:
+                    problem = Problem(
+                        problem.loc, "required key is missing (in the policy and in 'defaults')", problem.line
+                    )
+                problems.append(problem)
+    if problems:
+        raise PolicyError(source, problems)
+    return PolicyFile(source=source, policies=tuple(policies), digest=digest)

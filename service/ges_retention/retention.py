@@ -1,0 +1,335 @@
+"""THE PURE PLANNER: which backups a policy keeps, which it deletes, and why.
+
+`plan(backups, policy, now)` is a pure function: no I/O, no clock, no logging. The same input gives the same plan in
+any input order, and planning again over what a plan keeps deletes nothing more. The semantics are the contract's
+("Retention semantics"), per group of backups (a graph, or a graph and a backup method):
+
+- only `success` backups count for the rules; `backing_up` and unknown statuses are kept and never counted;
+  `failed` ones are deleted only by `failed.delete_after`, and only when a newer success exists in the group;
+- a backup more than 5 minutes in the future is kept (`future`) and takes no part in the rules;
+- bucket rules walk the successes newest first and keep the newest backup of each bucket while slots are left; when
+  the walk ends with slots left, the oldest success is kept too (`oldest <rule>`), so history reaches back as far as
+  the rules allow;
+- `within` keeps what started at or after `anchor - duration` (calendar arithmetic in the policy's timezone); pins
+  keep without spending slots; `min_keep` keeps the newest successes of the group whatever the rules say;
+- a backup selected by two or more policies of the file (`plan_file`) is never deleted (`overlap: a, b`);
+- a plan deleting more than `safety.max_deletes` is flagged `safety_stop`: its `deletions` are then empty.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from typing import Literal
+
+from ges_retention.backup import Backup
+from ges_retention.policy import BUCKET_RULES, UNLIMITED, Policy
+
+__all__ = [
+    "FUTURE_TOLERANCE_MS",
+    "Decision",
+    "Plan",
+    "PlanWarning",
+    "find_overlaps",
+    "plan",
+    "plan_file",
+    "select_backups",
+]
+
+FUTURE_TOLERANCE_MS = 5 * 60 * 1000
+
+Action = Literal["keep", "delete"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    backup: Backup
+    action: Action
+    reasons: tuple[str, ...]
+
+    @property
+    def is_delete(self) -> bool:
+        return self.action == "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class PlanWarning:
+    """Something an operator should hear about; the planner cannot log, so the plan carries it."""
+
+    kind: Literal["future", "unknown_status", "policy_overlap"]
+    backup_id: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    policy: str
+    project_id: str
+    decisions: tuple[Decision, ...]  # ordered by graph_id, newest first, then backup id
+    safety_stop: bool
+    max_deletes: int
+    warnings: tuple[PlanWarning, ...] = ()
+
+    @property
+    def planned(self) -> list[Decision]:
+        """Every decision to delete, whether or not a safety stop holds them back."""
+        return [d for d in self.decisions if d.action == "delete"]
+
+    @property
+    def deletions(self) -> list[Decision]:
+        """What may actually be deleted: nothing at all under a safety stop."""
+        return [] if self.safety_stop else self.planned
+
+    @property
+    def kept(self) -> list[Decision]:
+        return [d for d in self.decisions if d.action == "keep"]
+
+
+def select_backups(backups: Iterable[Backup], policy: Policy) -> list[Backup]:
+    """The backups a policy manages."""
+    select = policy.select
+    # Graph conditions are the same for every backup of a graph: decide them once per graph.
+    graph_ok: dict[tuple[str, str], bool] = {}
+    chosen = []
+    for backup in backups:
+        key = (backup.graph_id, backup.graph_name)
+        ok = graph_ok.get(key)
+        if ok is None:
+            ok = graph_ok[key] = select.matches_graph(backup.graph_id, backup.graph_name)
+        if ok and select.matches_backup(backup.backup_method, backup.name):
+            chosen.append(backup)
+    return chosen
+
+
+def find_overlaps(backups: Sequence[Backup], policies: Iterable[Policy]) -> dict[str, tuple[str, ...]]:
+    """backup id -> the names (sorted) of every policy that selects it, for backups selected by two or more."""
+    selectors: dict[str, list[str]] = defaultdict(list)
+    for policy in policies:
+        for backup in select_backups(backups, policy):
+            selectors[backup.id].append(policy.name)
+    return {bid: tuple(sorted(names)) for bid, names in selectors.items() if len(names) > 1}
+
+
+def plan_file(
+    all_policies: Sequence[Policy],
+    selected: Sequence[Policy],
+    backups_of: Callable[[str], Sequence[Backup]],
+    now: datetime,
+) -> list[Plan]:
+    """Plans for the `selected` policies, with overlap resolved over every policy of the file on the same project.
+
+    `backups_of(project_id)` gives the project's backups; `plan` and `run` both come through here so they agree.
+    """
+    plans = []
+    overlaps_by_project: dict[str, dict[str, tuple[str, ...]]] = {}
+    for policy in selected:
+        backups = backups_of(policy.project_id)
+        overlaps = overlaps_by_project.get(policy.project_id)
+        if overlaps is None:
+            peers = [p for p in all_policies if p.project_id == policy.project_id]
+            overlaps = find_overlaps(backups, peers) if len(peers) > 1 else {}
+            overlaps_by_project[policy.project_id] = overlaps
+        plans.append(plan(backups, policy, now, overlaps=overlaps))
+    return plans
+
+
+def plan(
+    backups: Iterable[Backup],
+    policy: Policy,
+    now: datetime,
+    *,
+    overlaps: Mapping[str, tuple[str, ...]] | None = None,
+) -> Plan:
+    """Decide keep/delete with reasons for every backup the policy selects."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    now_ms = int(now.timestamp() * 1000)
+    tz = policy.tz
+    groups: dict[tuple[str, str], list[Backup]] = defaultdict(list)
+    by_method = policy.group_by == "graph_and_method"
+    for backup in select_backups(backups, policy):
+        groups[(backup.graph_id, backup.backup_method if by_method else "")].append(backup)
+
+    decisions: list[Decision] = []
+    warnings: list[PlanWarning] = []
+    for key in sorted(groups):
+        decisions.extend(_plan_group(groups[key], policy, now, now_ms, tz, warnings))
+
+    if overlaps:
+        decisions = [_apply_overlap(d, overlaps, warnings) for d in decisions]
+    decisions.sort(key=lambda d: (d.backup.graph_id, -d.backup.start_ms, d.backup.id))
+    planned = sum(1 for d in decisions if d.action == "delete")
+    return Plan(
+        policy=policy.name,
+        project_id=policy.project_id,
+        decisions=tuple(decisions),
+        safety_stop=planned > policy.safety.max_deletes,
+        max_deletes=policy.safety.max_deletes,
+        warnings=tuple(warnings),
+    )
+
+
+def _apply_overlap(
+    decision: Decision, overlaps: Mapping[str, tuple[str, ...]], warnings: list[PlanWarning]
+) -> Decision:
+    names = overlaps.get(decision.backup.id)
+    if not names:
+        return decision
+    reason = f"overlap: {', '.join(names)}"
+    warnings.append(PlanWarning("policy_overlap", decision.backup.id, ", ".join(names)))
+    if decision.action == "delete":
+        return Decision(decision.backup, "keep", (reason,))
+    return Decision(decision.backup, "keep", (*decision.reasons, reason))
+
+
+# --- one group ---------------------------------------------------------------------------------------------
+
+
+def _bucket_key(rule: str, local: datetime) -> tuple[int, ...]:
+    if rule == "hourly":
+        return (local.year, local.month, local.day, local.hour)
+    if rule == "daily":
+        return (local.year, local.month, local.day)
+    if rule == "weekly":
+        iso = local.isocalendar()
+        return (iso.year, iso.week)
+    if rule == "monthly":
+        return (local.year, local.month)
+    return (local.year,)
+
+
+def _bucket_label(rule: str, key: tuple[int, ...]) -> str:
+    if rule == "hourly":
+        return "{:04d}-{:02d}-{:02d} {:02d}".format(*key)
+    if rule == "daily":
+        return "{:04d}-{:02d}-{:02d}".format(*key)
+    if rule == "weekly":
+        return "{:04d}-W{:02d}".format(*key)
+    if rule == "monthly":
+        return "{:04d}-{:02d}".format(*key)
+    return f"{key[0]:04d}"
+
+
+def _pin_reasons(backup: Backup, policy: Policy) -> list[str]:
+    keep = policy.keep
+    reasons = []
+    if keep.ids and backup.id in keep.ids:
+        reasons.append("pinned id")
+    if keep.names and keep.is_pinned_name(backup.name):
+        reasons.append("pinned name")
+    return reasons
+
+
+def _plan_group(
+    group: list[Backup],
+    policy: Policy,
+    now: datetime,
+    now_ms: int,
+    tz: tzinfo,
+    warnings: list[PlanWarning],
+) -> list[Decision]:
+    decisions: list[Decision] = []
+    successes: list[Backup] = []
+    failed: list[Backup] = []
+    for backup in group:
+        if backup.start_ms > now_ms + FUTURE_TOLERANCE_MS:
+            warnings.append(PlanWarning("future", backup.id, f"starts at {backup.start.isoformat()}"))
+            decisions.append(Decision(backup, "keep", ("future", *_pin_reasons(backup, policy))))
+        elif backup.status == "success":
+            successes.append(backup)
+        elif backup.status == "failed":
+            failed.append(backup)
+        elif backup.status == "backing_up":
+            decisions.append(Decision(backup, "keep", ("backing_up", *_pin_reasons(backup, policy))))
+        else:
+            warnings.append(PlanWarning("unknown_status", backup.id, backup.status))
+            reason = f"unknown status {backup.status!r}"
+            decisions.append(Decision(backup, "keep", (reason, *_pin_reasons(backup, policy))))
+
+    successes.sort(key=lambda b: (-b.start_ms, b.id))
+    decisions.extend(_plan_successes(successes, policy, now, tz))
+    newest_success_ms = successes[0].start_ms if successes else None
+    decisions.extend(_plan_failed(failed, policy, now, tz, newest_success_ms))
+    return decisions
+
+
+def _plan_successes(successes: list[Backup], policy: Policy, now: datetime, tz: tzinfo) -> list[Decision]:
+    if not successes:
+        return []
+    keep = policy.keep
+    reasons: list[list[str]] = [_pin_reasons(b, policy) for b in successes]
+
+    last = keep.last
+    if last == UNLIMITED or (isinstance(last, int) and last > 0):
+        limit = len(successes) if last == UNLIMITED else min(int(last), len(successes))
+        for i in range(limit):
+            reasons[i].append(f"last {i + 1}/{last}")
+
+    rules = [(rule, getattr(keep, rule)) for rule in BUCKET_RULES]
+    rules = [(rule, count) for rule, count in rules if count == UNLIMITED or count > 0]
+    if rules:
+        locals_ = [datetime.fromtimestamp(b.start_ms / 1000, tz) for b in successes]
+        for rule, count in rules:
+            spent = 0
+            last_key: tuple[int, ...] | None = None
+            kept_oldest = False
+            for i, local in enumerate(locals_):
+                if count != UNLIMITED and spent >= count:
+                    break
+                key = _bucket_key(rule, local)
+                if key != last_key:
+                    spent += 1
+                    last_key = key
+                    reasons[i].append(f"{rule} {spent}/{count} ({_bucket_label(rule, key)})")
+                    kept_oldest = i == len(successes) - 1
+            slots_left = count == UNLIMITED or spent < count
+            if slots_left and not kept_oldest:
+                reasons[-1].append(f"oldest {rule}")
+    # Bucket reasons were appended rule by rule; put each backup's in the contract's order (oldest ones last).
+    for i, rs in enumerate(reasons):
+        oldest = [r for r in rs if r.startswith("oldest ")]
+        if oldest:
+            reasons[i] = [r for r in rs if not r.startswith("oldest ")] + oldest
+
+    if keep.within is not None:
+        anchor = successes[0].start if policy.anchor == "newest" else now.astimezone(UTC)
+        threshold_ms = int(keep.within.before(anchor, tz).timestamp() * 1000)
+        label = f"within {keep.within}"
+        for i, backup in enumerate(successes):
+            if backup.start_ms >= threshold_ms:
+                reasons[i].append(label)
+            else:
+                break  # newest first: everything after is older still
+
+    # min_keep: the newest successes of the group are kept whatever the rules say.
+    for i in range(min(policy.safety.min_keep, len(successes))):
+        if not reasons[i]:
+            reasons[i].append("min_keep")
+
+    return [
+        Decision(backup, "keep", tuple(rs)) if rs else Decision(backup, "delete", ("expired",))
+        for backup, rs in zip(successes, reasons, strict=True)
+    ]
+
+
+def _plan_failed(
+    failed: list[Backup], policy: Policy, now: datetime, tz: tzinfo, newest_success_ms: int | None
+) -> list[Decision]:
+    decisions = []
+    delete_after = policy.failed.delete_after
+    cutoff_ms = None if delete_after is None else int(delete_after.before(now, tz).timestamp() * 1000)
+    for backup in failed:
+        pins = _pin_reasons(backup, policy)
+        if pins:
+            decisions.append(Decision(backup, "keep", tuple(pins)))
+        elif cutoff_ms is None:
+            decisions.append(Decision(backup, "keep", ("failed: no failed.delete_after",)))
+        elif backup.start_ms >= cutoff_ms:
+            decisions.append(Decision(backup, "keep", (f"failed: younger than {delete_after}",)))
+        elif newest_success_ms is None or newest_success_ms <= backup.start_ms:
+            decisions.append(Decision(backup, "keep", ("failed: no newer success",)))
+        else:
+            decisions.append(Decision(backup, "delete", ("failed",)))
+    return decisions
