@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -206,9 +207,6 @@ def _check_endpoint(value: str) -> str:
     return value.rstrip("/")
 
 
-_NULLABLE = frozenset({"region", "endpoint", "schedule"})
-
-
 class _PolicyFields(_Model):
     """Every field a policy or the defaults may set, all optional as written in the file."""
 
@@ -225,14 +223,16 @@ class _PolicyFields(_Model):
     failed: FailedRule | None = None
     safety: Safety | None = None
 
-    @model_validator(mode="before")
+    # `region`, `endpoint` and `schedule` may be null (a policy's null clears the defaults' value); the others not.
+    # A field validator (not a model one) so that the error's key path is the field's: `policies[0].dry_run`.
+    @field_validator(
+        "project_id", "timezone", "dry_run", "select", "group_by", "keep", "anchor", "failed", "safety", mode="before"
+    )
     @classmethod
-    def _no_null(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key, value in data.items():
-                if value is None and key in cls.model_fields and key not in _NULLABLE:
-                    raise ValueError(f"{key!r} must not be empty (null); leave it out to use the default")
-        return data
+    def _no_null(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            raise ValueError(f"{info.field_name!r} must not be empty (null); leave it out to use the default")
+        return value
 
     @field_validator("project_id")
     @classmethod
@@ -285,6 +285,14 @@ class PolicyFileDocument(_Model):
     version: Literal[1]
     defaults: Defaults | None = None
     policies: list[PolicyEntry] = Field(min_length=1, max_length=10_000)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_is_not_a_bool(cls, value: Any) -> Any:
+        # `Literal[1]` would take YAML's `true` (True == 1).
+        if isinstance(value, bool):
+            raise ValueError(f"version must be 1, got {value!r}")
+        return value
 
 
 class Policy(_Model):

@@ -1,0 +1,119 @@
+"""structlog configuration: JSON lines (or console lines) on stderr, with secrets redacted.
+
+Log events always go to stderr; stdout carries only command results. Every line has `timestamp` (ISO 8601 UTC),
+`level` and `event`, and the run's context (`run_id`, `policy`, `project_id`, ...) bound through contextvars.
+
+Redaction is a processor, a pure function of the event dict: it blanks values under keys that name a credential, the
+secret part of signature headers, and any occurrence of a secret this process registered (`register_secrets`), so a
+secret that slips into an error message is still never written.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+__all__ = ["REDACTED", "configure_logging", "get_logger", "redact_event", "register_secrets", "scrub"]
+
+REDACTED = "[redacted]"
+
+_SECRET_KEY = re.compile(
+    r"(^|[_-])(sk|token|secret|password|passwd|authorization|credentials?|security[_-]?token|x[_-]auth[_-]token|"
+    r"x[_-]subject[_-]token|api[_-]?key)$",
+    re.IGNORECASE,
+)
+# Keys that end like a secret name but hold no secret.
+_NOT_SECRET_KEYS = frozenset({"error_code", "request_id", "run_id", "backup_id", "graph_id", "project_id"})
+_SIGNATURE = re.compile(r"(Signature=)[0-9a-fA-F]+")
+_BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
+
+_secrets: set[str] = set()
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Secrets known to this process; any log value containing one has it blanked."""
+    _secrets.update(v for v in values if v and len(v) >= 4)
+
+
+def scrub(value: str) -> str:
+    """`value` with every registered secret and signature/bearer value blanked."""
+    for secret in _secrets:
+        if secret in value:
+            value = value.replace(secret, REDACTED)
+    if "Signature=" in value:
+        value = _SIGNATURE.sub(r"\g<1>" + REDACTED, value)
+    if "earer" in value:
+        value = _BEARER.sub(r"\g<1>" + REDACTED, value)
+    return value
+
+
+def _clean(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if depth > 5:
+        return value
+    if isinstance(value, Mapping):
+        return {k: (REDACTED if _is_secret_key(k) else _clean(v, depth + 1)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_clean(v, depth + 1) for v in value)
+    return value
+
+
+def _is_secret_key(key: object) -> bool:
+    return isinstance(key, str) and key not in _NOT_SECRET_KEYS and bool(_SECRET_KEY.search(key))
+
+
+def redact_event(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: blank credential-looking keys and registered secrets anywhere in the event."""
+    for key, value in list(event_dict.items()):
+        if _is_secret_key(key) and value is not None:
+            event_dict[key] = REDACTED
+        elif isinstance(value, str | Mapping | list | tuple):
+            event_dict[key] = _clean(value)
+    return event_dict
+
+
+def _exception_to_string(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    # Tracebacks are rendered before redaction so that a secret inside one is blanked too.
+    return structlog.processors.format_exc_info(_logger, _method, event_dict)
+
+
+def _shared_processors() -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        _exception_to_string,
+        redact_event,
+    ]
+
+
+def configure_logging(fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> None:
+    """Configure structlog once per process; every line goes to `stream` (stderr by default)."""
+    out = stream or sys.stderr
+    renderer: Processor
+    if fmt == "console":
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    else:
+        renderer = structlog.processors.JSONRenderer(sort_keys=False, default=str)
+    structlog.configure(
+        processors=[*_shared_processors(), renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.WriteLoggerFactory(file=out),
+        # Not cached: tests swap processors with structlog.testing.capture_logs.
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(**initial: Any) -> Any:
+    return structlog.get_logger(**initial)
+
+
+def bound_context() -> MutableMapping[str, Any]:
+    return structlog.contextvars.get_contextvars()

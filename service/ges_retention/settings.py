@@ -1,0 +1,216 @@
+"""Process settings from the environment (`GES_RETENTION_*`), a `.env` file and `/run/secrets/`.
+
+Exactly one complete credential scheme is needed by the commands that call the API: a static token, an AK/SK pair
+(optionally with a security token), or an IAM password login. `HUAWEICLOUD_SDK_AK`/`_SK`, the official SDK's names,
+are read as the AK/SK pair only when no `GES_RETENTION_` credential is set. Secrets are `SecretStr`: never in a repr,
+a log line or an error message (errors name the variables, never their values).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "AkSkCredentials",
+    "Credentials",
+    "PasswordCredentials",
+    "Settings",
+    "SettingsError",
+    "TokenCredentials",
+    "load_settings",
+]
+
+SECRETS_DIR = "/run/secrets"
+PREFIX = "GES_RETENTION_"
+
+
+class SettingsError(ValueError):
+    """Invalid or incomplete settings; the message names variables, never values."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCredentials:
+    token: str = field(repr=False)
+    scheme: Literal["token"] = "token"
+
+
+@dataclass(frozen=True, slots=True)
+class AkSkCredentials:
+    ak: str
+    sk: str = field(repr=False)
+    security_token: str | None = field(default=None, repr=False)
+    scheme: Literal["aksk"] = "aksk"
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordCredentials:
+    user: str
+    password: str = field(repr=False)
+    domain: str
+    iam_endpoint: str | None
+    scheme: Literal["password"] = "password"
+
+
+Credentials = TokenCredentials | AkSkCredentials | PasswordCredentials
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        frozen=True,
+    )
+
+    token: SecretStr | None = None
+    ak: str | None = None
+    sk: SecretStr | None = None
+    security_token: SecretStr | None = None
+    iam_user: str | None = None
+    iam_password: SecretStr | None = None
+    iam_domain: str | None = None
+    iam_endpoint: str | None = None
+    sdk_ak: str | None = Field(default=None, validation_alias=AliasChoices("HUAWEICLOUD_SDK_AK"))
+    sdk_sk: SecretStr | None = Field(default=None, validation_alias=AliasChoices("HUAWEICLOUD_SDK_SK"))
+
+    endpoint: str | None = None
+    concurrency: int = Field(default=8, ge=1, le=1024)
+    rate_limit: float = Field(default=10.0, ge=0, le=100_000)
+    page_size: int = Field(default=100, ge=1, le=1000)
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    backoff_max_s: float = Field(default=30.0, gt=0, le=3600)
+    request_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    run_deadline_s: float = Field(default=3600.0, gt=0)
+    shutdown_grace_s: float = Field(default=30.0, ge=0, le=3600)
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    http: str = "127.0.0.1:9464"
+    http_token: SecretStr | None = None
+    ca_bundle: str | None = None
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("ak", "iam_user", "iam_domain", "iam_endpoint", "endpoint", "ca_bundle", "sdk_ak", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("token", "sk", "security_token", "iam_password", "sdk_sk", "http_token", mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("endpoint", "iam_endpoint")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError("CA bundle file does not exist")
+        return value
+
+    @field_validator("http")
+    @classmethod
+    def _listener(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            parse_listener(value)
+        return value
+
+    def listener(self) -> tuple[str, int] | None:
+        """(host, port) of the daemon's HTTP listener, or None when disabled."""
+        return parse_listener(self.http) if self.http else None
+
+    def credentials(self) -> Credentials:
+        """The one complete credential scheme; `SettingsError` naming the variables otherwise."""
+        schemes: dict[str, list[tuple[str, object]]] = {
+            "token": [("TOKEN", self.token)],
+            "AK/SK": [("AK", self.ak), ("SK", self.sk)],
+            "IAM password": [
+                ("IAM_USER", self.iam_user),
+                ("IAM_PASSWORD", self.iam_password),
+                ("IAM_DOMAIN", self.iam_domain),
+            ],
+        }
+        if self.security_token is not None:
+            schemes["AK/SK"].append(("SECURITY_TOKEN", self.security_token))
+        started = {name: parts for name, parts in schemes.items() if any(v is not None for _, v in parts)}
+        if len(started) > 1:
+            names = " and ".join(
+                f"{name} ({', '.join(PREFIX + var for var, v in parts if v is not None)})"
+                for name, parts in started.items()
+            )
+            raise SettingsError(f"more than one credential scheme is set: {names}; set exactly one")
+        if not started:
+            if self.sdk_ak is not None or self.sdk_sk is not None:
+                if self.sdk_ak is None or self.sdk_sk is None:
+                    missing = "HUAWEICLOUD_SDK_AK" if self.sdk_ak is None else "HUAWEICLOUD_SDK_SK"
+                    raise SettingsError(f"incomplete AK/SK credentials: {missing} is not set")
+                return AkSkCredentials(self.sdk_ak, self.sdk_sk.get_secret_value())
+            raise SettingsError(
+                f"no credentials: set {PREFIX}TOKEN, or {PREFIX}AK and {PREFIX}SK, "
+                f"or {PREFIX}IAM_USER, {PREFIX}IAM_PASSWORD and {PREFIX}IAM_DOMAIN"
+            )
+        name, parts = next(iter(started.items()))
+        missing = [PREFIX + var for var, value in parts if value is None and var != "SECURITY_TOKEN"]
+        if missing:
+            raise SettingsError(f"incomplete {name} credentials: {', '.join(missing)} not set")
+        if self.token is not None:
+            return TokenCredentials(self.token.get_secret_value())
+        if self.ak is not None and self.sk is not None:
+            security = self.security_token.get_secret_value() if self.security_token else None
+            return AkSkCredentials(self.ak, self.sk.get_secret_value(), security)
+        assert self.iam_user and self.iam_password and self.iam_domain  # guaranteed by `missing` above
+        return PasswordCredentials(
+            self.iam_user, self.iam_password.get_secret_value(), self.iam_domain, self.iam_endpoint
+        )
+
+    def secret_values(self) -> list[str]:
+        """Every secret this process holds, for the log redaction processor."""
+        secrets = [self.token, self.sk, self.security_token, self.iam_password, self.sdk_sk, self.http_token]
+        return [s.get_secret_value() for s in secrets if s is not None]
+
+
+def parse_listener(value: str) -> tuple[str, int]:
+    host, sep, port_text = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"listener must be HOST:PORT, got {value!r}")
+    return host, int(port_text)
+
+
+def load_settings(*, env_file: str | None = ".env", secrets_dir: str | None = None) -> Settings:
+    """Read the settings; `SettingsError` with one line per bad variable (names, not values)."""
+    if secrets_dir is None and os.path.isdir(SECRETS_DIR):
+        secrets_dir = SECRETS_DIR
+    try:
+        return Settings(_env_file=env_file, _secrets_dir=secrets_dir)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False, include_input=False):
+            name = str(error["loc"][0]) if error["loc"] else "?"
+            variable = name if name.startswith("HUAWEICLOUD") else PREFIX + name.upper()
+            problems.append(f"{variable}: {error['msg'].removeprefix('Value error, ')}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None

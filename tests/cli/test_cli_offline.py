@@ -1,0 +1,239 @@
+"""The offline commands: validate, plan --from-file, schema; exit codes and streams as the contract says."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ges_retention.cli import main, policy_schema
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((REPO / "config").glob("*.example.yaml"))
+
+POLICY = """\
+version: 1
+policies:
+  - name: prod
+    project_id: abc123
+    select: {graphs: ["prod-*"]}
+    keep: {last: 1, daily: 2}
+  - name: other
+    project_id: abc123
+    select: {graphs: ["other"]}
+    keep: {last: 1}
+"""
+
+
+def _backup(bid: str, ts: str, *, graph: str = "prod-a", status: str = "success") -> dict[str, object]:
+    from datetime import datetime
+
+    ms = int(datetime.fromisoformat(ts + "+00:00").timestamp() * 1000)
+    return {
+        "id": bid,
+        "name": f"{graph}-{bid}",
+        "graph_id": f"id-{graph}",
+        "graph_name": graph,
+        "backup_method": "auto",
+        "status": status,
+        "start_timestamp": ms,
+        "future_field": {"ignored": True},
+    }
+
+
+BACKUPS = [
+    _backup("b1", "2026-11-25T02:00:00"),
+    _backup("b2", "2026-11-24T02:00:00"),
+    _backup("b3", "2026-11-24T01:00:00"),
+    _backup("b4", "2026-11-20T02:00:00"),
+    _backup("o1", "2026-11-20T02:00:00", graph="other"),
+]
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    export = tmp_path / "backups.json"
+    export.write_text(json.dumps(BACKUPS))
+    return policy, export
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_validates(example: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(example)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out and all(": project " in line for line in out)
+
+
+def test_validate_invalid_is_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\npolicies:\n  - name: a\n    project_id: abc\n    keep: {daily: -1}\n")
+    assert main(["validate", str(bad)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1
+    assert "bad.yaml" in err[0] and "policies[0].keep.daily" in err[0] and "line 5" in err[0]
+
+
+def test_plan_json_document(files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    policy, export = files
+    code = main(["plan", str(policy), "--from-file", str(export), "--now", "2026-11-26T00:00:00", "--format", "json"])
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["generated_at"] == "2026-11-26T00:00:00Z"
+    prod = doc["policies"][0]
+    assert (prod["name"], prod["project_id"], prod["safety_stop"]) == ("prod", "abc123", False)
+    actions = {d["backup_id"]: (d["action"], d["reasons"]) for d in prod["decisions"]}
+    assert actions == {
+        "b1": ("keep", ["last 1/1", "daily 1/2 (2026-11-25)"]),
+        "b2": ("keep", ["daily 2/2 (2026-11-24)"]),
+        "b3": ("delete", ["expired"]),
+        "b4": ("delete", ["expired"]),
+    }
+    assert [d["backup_id"] for d in prod["decisions"]] == ["b1", "b2", "b3", "b4"]
+    assert prod["decisions"][0]["start_time"] == "2026-11-25T02:00:00Z"
+    assert list(prod["decisions"][0]) == [
+        "backup_id",
+        "backup_name",
+        "graph_id",
+        "graph_name",
+        "backup_method",
+        "status",
+        "start_time",
+        "action",
+        "reasons",
+    ]
+
+
+def test_plan_json_is_byte_identical_in_any_input_order(files: tuple[Path, Path], tmp_path: Path) -> None:
+    policy, export = files
+    shuffled = tmp_path / "shuffled.json"
+    shuffled.write_text(json.dumps({"backup_count": len(BACKUPS), "backup_list": list(reversed(BACKUPS))}))
+    args = ["--now", "2026-11-26T00:00:00Z", "--format", "json"]
+    outputs = []
+    for source in (export, shuffled):
+        result = subprocess.run(
+            [sys.executable, "-m", "ges_retention", "plan", str(policy), "--from-file", str(source), *args],
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+    assert outputs[0] == outputs[1]
+
+
+def test_plan_policy_filter_and_overlap_over_the_whole_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text(POLICY.replace('graphs: ["other"]', 'graphs: ["*"]'))
+    export = tmp_path / "b.json"
+    export.write_text(json.dumps(BACKUPS))
+    assert (
+        main(
+            [
+                "plan",
+                str(policy),
+                "--policy",
+                "prod",
+                "--from-file",
+                str(export),
+                "--now",
+                "2026-11-26",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert [p["name"] for p in doc["policies"]] == ["prod"]
+    b3 = next(d for d in doc["policies"][0]["decisions"] if d["backup_id"] == "b3")
+    assert b3["action"] == "keep" and b3["reasons"] == ["overlap: other, prod"]
+
+
+def test_plan_safety_stop_is_exit_3(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, export = files
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(POLICY.replace("keep: {last: 1, daily: 2}", "keep: {last: 1}\n    safety: {max_deletes: 1}"))
+    assert main(["plan", str(strict), "--from-file", str(export), "--now", "2026-11-26"]) == 3
+    assert "SAFETY STOP" in capsys.readouterr().out
+
+
+def test_plan_table_is_readable(files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    policy, export = files
+    assert main(["plan", str(policy), "--from-file", str(export), "--now", "2026-11-26"]) == 0
+    out = capsys.readouterr().out
+    assert "policy prod (project abc123)" in out
+    assert "DELETE" in out and "keep" in out and "daily 1/2 (2026-11-25)" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json", "not valid JSON"),
+        ('{"nothing": 1}', "expected a JSON array"),
+        ('[{"id": "x"}]', "record 0"),
+        ('[{"id": "x", "graph_id": "g", "status": "success", "start_timestamp": "soon"}]', "start_timestamp"),
+        (json.dumps([BACKUPS[0], BACKUPS[0]]), "duplicate backup id"),
+    ],
+)
+def test_plan_bad_export_is_exit_2(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    policy, _ = files
+    export = tmp_path / "bad.json"
+    export.write_text(content)
+    assert main(["plan", str(policy), "--from-file", str(export)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_policy_name_is_exit_2(files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    policy, export = files
+    assert main(["plan", str(policy), "--policy", "nope", "--from-file", str(export)]) == 2
+    assert "no policy named 'nope'" in capsys.readouterr().err
+
+
+def test_bad_now_is_exit_2(files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    policy, export = files
+    assert main(["plan", str(policy), "--from-file", str(export), "--now", "yesterday"]) == 2
+    assert "--now" in capsys.readouterr().err
+
+
+def test_commands_that_call_the_api_need_credentials(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy, _ = files
+    for argv in (["run", str(policy)], ["plan", str(policy)], ["daemon", str(policy)]):
+        assert main(argv) == 2
+        assert "no credentials" in capsys.readouterr().err
+
+
+def test_schema_is_current_and_valid_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    committed = json.loads((REPO / "config" / "policy.schema.json").read_text())
+    assert printed == committed == policy_schema(), "run `make schema` and commit config/policy.schema.json"
+    assert printed["properties"]["version"] == {"const": 1, "title": "Version", "type": "integer"}
+
+
+def test_bad_file_in_a_subprocess_has_no_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\npolicies: [\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "ges_retention", "validate", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("ges-retention: error: ") and "bad.yaml" in result.stderr
