@@ -1,0 +1,519 @@
+"""The emulated GES data: projects, graphs and backups, plus realistic seeding.
+
+Backups are kept as full API-shaped JSON dicts (every field of the backup object in ges-api.md), so the routes can
+serialize them as they are. Each project keeps its backups in one list of sort keys `(-start_timestamp, id)`, which is
+the listing order: **newest first, ties by id**; that order is total, so paging with offset/limit is stable as long as
+nothing is added or deleted between pages. One such list per graph serves the per-graph listing. Deleting bisects;
+seeding sorts once, so 100,000 backups seed in well under a second or two.
+
+Graphs are listed newest created first (ties by id), the same rule as backups.
+
+Deleting a graph keeps its backups (GES's `keep_backup`): they are still listed project-wide and per graph, and can
+still be deleted. The store knows no clock and no randomness of its own: seeding takes `now_ms` and `seed`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from bisect import bisect_left, insort
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, TypeAlias
+
+__all__ = [
+    "DAY_MS",
+    "DeleteResult",
+    "SeedResult",
+    "Store",
+    "format_api_time",
+    "random_uuid",
+]
+
+DAY_MS = 86_400_000
+_HOUR_MS = 3_600_000
+
+# (-start_timestamp, id): ascending order of these keys is newest first, ties by id.
+_Key: TypeAlias = tuple[int, str]
+
+# Realistic graph names: `<environment>-<domain>`, domains first so that the first graphs are all production ones.
+_ENVIRONMENTS = ("prod", "staging", "dev", "qa", "perf", "dr")
+_DOMAINS = (
+    "orders",
+    "payments",
+    "users",
+    "fraud",
+    "recommendations",
+    "inventory",
+    "shipping",
+    "social",
+    "knowledge",
+    "risk",
+    "catalog",
+    "billing",
+    "identity",
+    "supply-chain",
+    "telemetry",
+    "search",
+)
+_VERSIONS = ("2.2.21", "2.3.6", "2.3.10", "2.3.14")
+_SIZE_TYPES = ("0", "1", "2", "3", "4")
+
+
+class DeleteResult(Enum):
+    """What a delete request found."""
+
+    DELETED = "deleted"
+    NOT_FOUND = "not_found"  # never existed, already deleted, or not a backup of that graph
+    BACKING_UP = "backing_up"  # the backup is still being made: GES.7002
+
+
+@dataclass(frozen=True, slots=True)
+class SeedResult:
+    project_id: str
+    graph_ids: list[str]
+    backups: int
+
+
+@dataclass(slots=True)
+class _Project:
+    graphs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    graph_keys: list[_Key] = field(default_factory=list)
+    # Graphs ever created here, deleted ones included: the next seeded graph's name index.
+    graphs_created: int = 0
+    backups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    keys: list[_Key] = field(default_factory=list)
+    by_graph: dict[str, list[_Key]] = field(default_factory=dict)
+
+
+def format_api_time(ms: int) -> str:
+    """The API's zone-less UTC time string for an epoch-ms timestamp: `2021-06-08T13:55:13`."""
+    t = time.gmtime(ms // 1000)
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+
+
+def _name_stamp(ms: int) -> str:
+    t = time.gmtime(ms // 1000)
+    return f"{t.tm_year:04d}{t.tm_mon:02d}{t.tm_mday:02d}{t.tm_hour:02d}{t.tm_min:02d}{t.tm_sec:02d}"
+
+
+def random_uuid(rng: random.Random) -> str:
+    """A version-4 UUID drawn from `rng`: ids that look real and repeat with the seed."""
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _graph_name(index: int) -> str:
+    domain = _DOMAINS[index % len(_DOMAINS)]
+    env = _ENVIRONMENTS[(index // len(_DOMAINS)) % len(_ENVIRONMENTS)]
+    round_ = index // (len(_DOMAINS) * len(_ENVIRONMENTS))
+    return f"{env}-{domain}" if round_ == 0 else f"{env}-{domain}-{round_ + 1:02d}"
+
+
+def _backup_key(record: Mapping[str, Any]) -> _Key:
+    ts = record.get("start_timestamp")
+    # Raw fixtures may carry a broken timestamp on purpose; they sort as the oldest.
+    start = ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
+    return (-start, str(record["id"]))
+
+
+def _graph_record(graph_id: str, name: str, *, status: str, created_ms: int, **extra: Any) -> dict[str, Any]:
+    created = format_api_time(created_ms)
+    record: dict[str, Any] = {
+        "id": graph_id,
+        "name": name,
+        "created_by": "retention",
+        "is_multi_az": "false",
+        "region_code": "cn-north-4",
+        "az_code": "cn-north-4a",
+        "data_store_version": "2.3.10",
+        "sys_tags": [],
+        "status": status,
+        "action_progress": "",
+        "graph_size_type_index": "1",
+        "vpc_id": "c3b5b5b4-9c59-4bd0-a3f5-5b1e3a2b6f10",
+        "subnet_id": "5b6a2f1c-7c0e-4d5e-9a4b-0c1d2e3f4a5b",
+        "security_group_id": "0e1d2c3b-4a59-4687-9a8b-7c6d5e4f3a2b",
+        "replication": 3,
+        "created": created,
+        "updated": created,
+        "private_ip": "192.168.0.10",
+        "public_ip": "",
+        "arch": "x86_64",
+        "encrypted": False,
+        "enable_rbac": False,
+        "enable_full_text_index": False,
+        "enable_hyg": False,
+        "crypt_algorithm": "generalCipher",
+        "enable_https": False,
+        "tags": [],
+        "product_type": "InMemory",
+        "vertex_id_type": {"id_type": "fixedLength", "id_length": 128},
+    }
+    record.update(extra)
+    return record
+
+
+class Store:
+    """Projects, graphs and backups of the emulated cloud. Single-threaded: use it from the event loop."""
+
+    def __init__(self) -> None:
+        self._projects: dict[str, _Project] = {}
+        # Ids for fixtures that bring none: deterministic, and apart from any seeding's random stream.
+        self._fixture_rng = random.Random("ges-retention-emulator-fixtures")
+
+    # -- projects -----------------------------------------------------------------------------------------------
+
+    def _project(self, project_id: str) -> _Project:
+        project = self._projects.get(project_id)
+        if project is None:
+            project = self._projects[project_id] = _Project()
+        return project
+
+    def add_project(self, project_id: str) -> None:
+        self._project(project_id)
+
+    def project_ids(self) -> list[str]:
+        return list(self._projects)
+
+    def clear(self) -> None:
+        """Forget every graph and backup (the projects stay, empty)."""
+        for project_id in self._projects:
+            self._projects[project_id] = _Project()
+
+    # -- graphs -------------------------------------------------------------------------------------------------
+
+    def add_graph(
+        self,
+        project_id: str,
+        *,
+        name: str,
+        graph_id: str | None = None,
+        status: str = "200",
+        created_ms: int | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Add a graph (status "200" = running) and return a copy of its API record; extra fields are kept."""
+        project = self._project(project_id)
+        gid = graph_id if graph_id is not None else random_uuid(self._fixture_rng)
+        if not gid:
+            raise ValueError("a graph id must be a non-empty string")
+        if gid in project.graphs:
+            raise ValueError(f"graph {gid!r} already exists in project {project_id!r}")
+        when = created_ms if created_ms is not None else int(time.time() * 1000)
+        record = _graph_record(gid, name, status=status, created_ms=when, **extra)
+        self._insert_graph(project, record, when)
+        return dict(record)
+
+    def _insert_graph(self, project: _Project, record: dict[str, Any], created_ms: int) -> None:
+        project.graphs[record["id"]] = record
+        insort(project.graph_keys, (-created_ms, record["id"]))
+        project.graphs_created += 1
+
+    def graph(self, project_id: str, graph_id: str) -> dict[str, Any] | None:
+        project = self._projects.get(project_id)
+        record = project.graphs.get(graph_id) if project else None
+        return dict(record) if record is not None else None
+
+    def graphs(self, project_id: str) -> list[dict[str, Any]]:
+        """Every graph of the project, newest created first."""
+        _, page = self.page_graphs(project_id, 0, None)
+        return [dict(g) for g in page]
+
+    def graph_known(self, project_id: str, graph_id: str) -> bool:
+        """True if the graph exists or a backup of it survives (a deleted graph's backups keep it listable)."""
+        project = self._projects.get(project_id)
+        return project is not None and (graph_id in project.graphs or graph_id in project.by_graph)
+
+    def delete_graph(self, project_id: str, graph_id: str) -> bool:
+        """Delete a graph, keeping its backups (as GES does with keep_backup). False if there was no such graph."""
+        project = self._projects.get(project_id)
+        if project is None or graph_id not in project.graphs:
+            return False
+        del project.graphs[graph_id]
+        project.graph_keys = [k for k in project.graph_keys if k[1] != graph_id]
+        return True
+
+    def page_graphs(self, project_id: str, offset: int, limit: int | None) -> tuple[int, list[dict[str, Any]]]:
+        """(total, one page of graph records, not copies: serialize them, do not keep them)."""
+        project = self._projects.get(project_id)
+        if project is None:
+            return 0, []
+        keys = project.graph_keys
+        chosen = keys[offset:] if limit is None else keys[offset : offset + limit]
+        return len(keys), [project.graphs[k[1]] for k in chosen]
+
+    # -- backups ------------------------------------------------------------------------------------------------
+
+    def add_backup(self, project_id: str, record: Mapping[str, Any], *, complete: bool = True) -> dict[str, Any]:
+        """Add one backup from an explicit fixture and return a copy of what is stored.
+
+        With `complete` (the default) the record needs `graph_id` and `start_timestamp` (epoch ms); every other
+        field of the API's backup object is filled in consistently (id, name `<graph>-YYYYMMDDHHMMSS`, status
+        `success`, method `manual`, times, size, ...) unless given; extra fields are kept. The graph need not exist:
+        the backup then behaves like one whose graph was deleted.
+
+        With `complete=False` the record is stored exactly as given (only a non-empty string `id` is required), so
+        tests can serve deliberately broken records.
+        """
+        project = self._project(project_id)
+        if complete:
+            stored = self._complete_backup(project, record)
+        else:
+            stored = dict(record)
+            if not isinstance(stored.get("id"), str) or not stored["id"]:
+                raise ValueError("a raw backup record needs a non-empty string 'id'")
+        if stored["id"] in project.backups:
+            raise ValueError(f"backup {stored['id']!r} already exists in project {project_id!r}")
+        self._insert_backup(project, stored)
+        return dict(stored)
+
+    def _insert_backup(self, project: _Project, record: dict[str, Any]) -> None:
+        key = _backup_key(record)
+        project.backups[key[1]] = record
+        insort(project.keys, key)
+        graph_id = record.get("graph_id")
+        if isinstance(graph_id, str):
+            insort(project.by_graph.setdefault(graph_id, []), key)
+
+    def _complete_backup(self, project: _Project, record: Mapping[str, Any]) -> dict[str, Any]:
+        graph_id = record.get("graph_id")
+        if not isinstance(graph_id, str) or not graph_id:
+            raise ValueError("a backup fixture needs a non-empty string 'graph_id'")
+        start = record.get("start_timestamp")
+        if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+            raise ValueError("a backup fixture needs 'start_timestamp' as a non-negative integer (epoch ms)")
+        graph = project.graphs.get(graph_id)
+        graph_name = record.get("graph_name", graph["name"] if graph else graph_id)
+        status = record.get("status", "success")
+        if not isinstance(status, str):
+            raise ValueError("'status' must be a string")
+        duration = record.get("duration", 0 if status == "backing_up" else 60)
+        if not isinstance(duration, int) or isinstance(duration, bool) or duration < 0:
+            raise ValueError("'duration' must be a non-negative integer (seconds)")
+        end = None if status == "backing_up" else start + duration * 1000
+        stored: dict[str, Any] = {
+            "id": random_uuid(self._fixture_rng),
+            "name": f"{graph_name}-{_name_stamp(start)}",
+            "backup_method": "manual",
+            "graph_id": graph_id,
+            "graph_name": graph_name,
+            "graph_status": "200",
+            "graph_size_type_index": graph["graph_size_type_index"] if graph else "1",
+            "data_store_version": graph["data_store_version"] if graph else "2.3.10",
+            "arch": "x86_64",
+            "status": status,
+            "start_timestamp": start,
+            "start_time": format_api_time(start),
+            "end_timestamp": end,
+            "end_time": format_api_time(end) if end is not None else None,
+            "size": 0 if status == "backing_up" else 1,
+            "duration": duration,
+            "encrypted": False,
+        }
+        stored.update(record)
+        if not isinstance(stored["id"], str) or not stored["id"]:
+            raise ValueError("'id' must be a non-empty string")
+        return stored
+
+    def backup(self, project_id: str, backup_id: str) -> dict[str, Any] | None:
+        project = self._projects.get(project_id)
+        record = project.backups.get(backup_id) if project else None
+        return dict(record) if record is not None else None
+
+    def backups(self, project_id: str) -> list[dict[str, Any]]:
+        """Every current backup of the project (copies), newest first."""
+        project = self._projects.get(project_id)
+        if project is None:
+            return []
+        return [dict(project.backups[k[1]]) for k in project.keys]
+
+    def backup_count(self, project_id: str) -> int:
+        project = self._projects.get(project_id)
+        return len(project.keys) if project else 0
+
+    def page_backups(
+        self, project_id: str, offset: int, limit: int, *, graph_id: str | None = None
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """(total, one page newest first) of the project, or of one graph. Records are not copies."""
+        project = self._projects.get(project_id)
+        if project is None:
+            return 0, []
+        keys = project.keys if graph_id is None else project.by_graph.get(graph_id, [])
+        backups = project.backups
+        return len(keys), [backups[k[1]] for k in keys[offset : offset + limit]]
+
+    def delete_backup(self, project_id: str, graph_id: str, backup_id: str) -> DeleteResult:
+        """Delete a backup addressed by graph and id.
+
+        A backup addressed with a graph id it does not belong to is NOT_FOUND (it does not exist under that graph):
+        the emulator never deletes something other than what the path names.
+        """
+        project = self._projects.get(project_id)
+        record = project.backups.get(backup_id) if project else None
+        if record is None or record.get("graph_id") != graph_id:
+            return DeleteResult.NOT_FOUND
+        if record.get("status") == "backing_up":
+            return DeleteResult.BACKING_UP
+        # The graph's last backup gone, a deleted graph becomes unknown to the per-graph listing (GES.7000).
+        self.discard_backup(project_id, backup_id)
+        return DeleteResult.DELETED
+
+    def discard_backup(self, project_id: str, backup_id: str) -> bool:
+        """Remove a backup whatever its state (fixture rollback, tests); the API's delete is `delete_backup`."""
+        project = self._projects.get(project_id)
+        record = project.backups.pop(backup_id, None) if project else None
+        if project is None or record is None:
+            return False
+        key = _backup_key(record)
+        _remove_key(project.keys, key)
+        graph_id = record.get("graph_id")
+        if isinstance(graph_id, str) and graph_id in project.by_graph:
+            _remove_key(project.by_graph[graph_id], key)
+            if not project.by_graph[graph_id]:
+                del project.by_graph[graph_id]
+        return True
+
+    def graph_busy(self, project_id: str, graph_id: str) -> bool:
+        """True while a backup of the graph is `backing_up`."""
+        project = self._projects.get(project_id)
+        if project is None:
+            return False
+        backups = project.backups
+        return any(backups[k[1]].get("status") == "backing_up" for k in project.by_graph.get(graph_id, ()))
+
+    def update_backup(self, project_id: str, backup_id: str, changes: Mapping[str, Any]) -> None:
+        """Change fields of a stored backup that do not move it in the listing order (e.g. a finished backup)."""
+        record = self._project(project_id).backups[backup_id]
+        if any(k in changes for k in ("id", "graph_id", "start_timestamp")):
+            raise ValueError("id, graph_id and start_timestamp cannot be changed")
+        record.update(changes)
+
+    # -- seeding ------------------------------------------------------------------------------------------------
+
+    def seed(self, project_id: str, *, graphs: int, backups_per_graph: int, now_ms: int, seed: int) -> SeedResult:
+        """Add `graphs` graphs with `backups_per_graph` backups each, as a real project would hold them.
+
+        Per graph: one automatic backup a day at a fixed time of day, going back about `backups_per_graph` days,
+        about one in ten days a manual backup instead, about one in thirty failed, and for about one graph in ten
+        the newest backup still `backing_up`. Nothing starts after `now_ms`.
+
+        Deterministic: the same calls on a fresh store give identical data. The random stream is derived from
+        (seed, project, graphs already created there), so seeding twice adds new, distinct graphs.
+        """
+        if graphs < 0 or backups_per_graph < 0:
+            raise ValueError("graphs and backups_per_graph must be >= 0")
+        project = self._project(project_id)
+        rng = random.Random(f"{seed}:{project_id}:{project.graphs_created}")
+        graph_ids: list[str] = []
+        new_keys: list[_Key] = []
+        for _ in range(graphs):
+            graph = self._seed_graph(project, rng, backups_per_graph, now_ms)
+            graph_ids.append(graph["id"])
+            records = _seed_backups(rng, graph, backups_per_graph, now_ms)
+            graph_keys: list[_Key] = []
+            for record in records:
+                while record["id"] in project.backups:  # 128 random bits: only a paranoid check
+                    record["id"] = random_uuid(rng)
+                key = (-record["start_timestamp"], record["id"])
+                project.backups[record["id"]] = record
+                graph_keys.append(key)
+            graph_keys.sort()
+            project.by_graph.setdefault(graph["id"], []).extend(graph_keys)
+            project.by_graph[graph["id"]].sort()
+            new_keys.extend(graph_keys)
+        project.keys.extend(new_keys)
+        project.keys.sort()
+        return SeedResult(project_id=project_id, graph_ids=graph_ids, backups=len(new_keys))
+
+    def _seed_graph(self, project: _Project, rng: random.Random, days: int, now_ms: int) -> dict[str, Any]:
+        name = _graph_name(project.graphs_created)
+        graph_id = random_uuid(rng)
+        while graph_id in project.graphs or graph_id in project.by_graph:
+            graph_id = random_uuid(rng)
+        created_ms = now_ms - (days + rng.randint(1, 120)) * DAY_MS - rng.randint(0, DAY_MS - 1)
+        record = _graph_record(
+            graph_id,
+            name,
+            status="200",
+            created_ms=created_ms,
+            data_store_version=rng.choice(_VERSIONS),
+            graph_size_type_index=rng.choice(_SIZE_TYPES),
+            arch="aarch64" if rng.random() < 0.2 else "x86_64",
+            encrypted=rng.random() < 0.1,
+        )
+        self._insert_graph(project, record, created_ms)
+        return record
+
+
+def _remove_key(keys: list[_Key], key: _Key) -> None:
+    i = bisect_left(keys, key)
+    if i < len(keys) and keys[i] == key:
+        del keys[i]
+
+
+def _seed_backups(rng: random.Random, graph: Mapping[str, Any], count: int, now_ms: int) -> list[dict[str, Any]]:
+    """`count` backups of one graph, newest first."""
+    if count == 0:
+        return []
+    base_size = rng.randint(1, 4000)  # MB, the graph's size today; older backups were smaller
+    daily_at = rng.randrange(DAY_MS) // 1000 * 1000  # the automatic backup's time of day, whole seconds
+    newest_slot = now_ms - now_ms % DAY_MS + daily_at
+    if newest_slot > now_ms:
+        newest_slot -= DAY_MS
+    records: list[dict[str, Any]] = []
+    day = 0
+    if rng.random() < 0.1:
+        # The backup running right now: started a few minutes ago, nothing about its end is known yet. It must
+        # stay the newest, so today's automatic slot is skipped when it would start after it.
+        start = now_ms // 1000 * 1000 - rng.randint(10, 900) * 1000
+        records.append(_seed_record(rng, graph, start, "auto", "backing_up", base_size))
+        if newest_slot + 120_000 >= start:
+            day = 1
+    while len(records) < count:
+        slot = newest_slot - day * DAY_MS
+        day += 1
+        if rng.random() < 0.1:
+            # A manual backup some hours before that day's automatic one, made by hand before a change.
+            method, start = "manual", slot - rng.randint(1, 20) * _HOUR_MS - rng.randint(0, 3599) * 1000
+        else:
+            method, start = "auto", slot + rng.randint(0, 120) * 1000
+            start = min(start, now_ms)
+        status = "failed" if rng.random() < 1 / 30 else "success"
+        size = max(1, int(base_size * (1 - 0.002 * day)))
+        records.append(_seed_record(rng, graph, start, method, status, size))
+    return records
+
+
+def _seed_record(
+    rng: random.Random, graph: Mapping[str, Any], start: int, method: str, status: str, size: int
+) -> dict[str, Any]:
+    if status == "backing_up":
+        end: int | None = None
+        duration, size = 0, 0
+    elif status == "failed":
+        duration, size = rng.randint(3, 300), 0
+        end = start + duration * 1000
+    else:
+        duration = max(5, size // rng.randint(20, 80) + rng.randint(5, 60))
+        end = start + duration * 1000
+    return {
+        "id": random_uuid(rng),
+        "name": f"{graph['name']}-{_name_stamp(start)}",
+        "backup_method": method,
+        "graph_id": graph["id"],
+        "graph_name": graph["name"],
+        "graph_status": "200",
+        "graph_size_type_index": graph["graph_size_type_index"],
+        "data_store_version": graph["data_store_version"],
+        "arch": graph["arch"],
+        "status": status,
+        "start_timestamp": start,
+        "start_time": format_api_time(start),
+        "end_timestamp": end,
+        "end_time": format_api_time(end) if end is not None else None,
+        "size": size,
+        "duration": duration,
+        "encrypted": graph["encrypted"],
+    }
