@@ -86,7 +86,26 @@ def _row(decision: Decision) -> tuple[str, ...]:
     )
 
 
-def render_table(reports: Sequence[PolicyReport], generated_at: datetime) -> str:
+def _collapse(rows: list[tuple[str, ...]], min_run: int) -> list[tuple[str, ...]]:
+    """Runs of `min_run` or more deletions of one graph for one reason become one summary row."""
+    out: list[tuple[str, ...]] = []
+    i = 0
+    while i < len(rows):
+        j = i
+        while j < len(rows) and rows[j][0] == "DELETE" and rows[j][1] == rows[i][1] and rows[j][6] == rows[i][6]:
+            j += 1
+        if rows[i][0] == "DELETE" and j - i >= min_run:
+            oldest, newest = rows[j - 1], rows[i]  # rows are newest first
+            out.append(("DELETE", rows[i][1], f"{j - i} backups", "*", "*", f"{oldest[5]} .. {newest[5]}", rows[i][6]))
+            i = j
+        else:
+            out.append(rows[i])
+            i += 1
+    return out
+
+
+def render_table(reports: Sequence[PolicyReport], generated_at: datetime, *, collapse: int = 0) -> str:
+    """One row per decision; with `collapse=N`, runs of N or more deletions of a graph are summarised in one row."""
     lines = [f"Plan at {iso_utc(generated_at)}"]
     for report in reports:
         lines.append("")
@@ -96,6 +115,8 @@ def render_table(reports: Sequence[PolicyReport], generated_at: datetime) -> str
             continue
         plan = report.plan
         rows = [_row(d) for d in plan.decisions]
+        if collapse:
+            rows = _collapse(rows, collapse)
         widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(_COLUMNS)]
         lines.append(header)
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths, strict=True)).rstrip())

@@ -166,8 +166,8 @@ class Settings(BaseSettings):
         if not started:
             if self.sdk_ak is not None or self.sdk_sk is not None:
                 if self.sdk_ak is None or self.sdk_sk is None:
-                    missing = "HUAWEICLOUD_SDK_AK" if self.sdk_ak is None else "HUAWEICLOUD_SDK_SK"
-                    raise SettingsError(f"incomplete AK/SK credentials: {missing} is not set")
+                    absent = "HUAWEICLOUD_SDK_AK" if self.sdk_ak is None else "HUAWEICLOUD_SDK_SK"
+                    raise SettingsError(f"incomplete AK/SK credentials: {absent} is not set")
                 return AkSkCredentials(self.sdk_ak, self.sdk_sk.get_secret_value())
             raise SettingsError(
                 f"no credentials: set {PREFIX}TOKEN, or {PREFIX}AK and {PREFIX}SK, "
@@ -206,7 +206,7 @@ def load_settings(*, env_file: str | None = ".env", secrets_dir: str | None = No
     if secrets_dir is None and os.path.isdir(SECRETS_DIR):
         secrets_dir = SECRETS_DIR
     try:
-        return Settings(_env_file=env_file, _secrets_dir=secrets_dir)  # type: ignore[call-arg]
+        return Settings(_env_file=env_file, _secrets_dir=secrets_dir)
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_url=False, include_input=False):
