@@ -1,0 +1,366 @@
+"""The daemon in-process against the emulator: jobs, reloads, on-demand runs, the HTTP listener, crash survival.
+
+Scheduling is checked through the jobs APScheduler holds and by firing them directly: no test waits for a cron minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+from apscheduler.triggers.cron import CronTrigger
+from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
+
+from ges_retention.daemon import AlreadyRunning, Daemon, UnknownPolicy, build_trigger, jitter_s
+from ges_retention.demo import seed_demo_project
+from ges_retention.emulator.app import RunningEmulator, running_emulator
+from ges_retention.emulator.config import DEFAULT_AK, DEFAULT_SK, AccessKey, EmulatorConfig
+from ges_retention.emulator.store import Store
+from ges_retention.metrics import Metrics
+from ges_retention.policy_loading import parse_policy_text
+from ges_retention.runner import Service
+from ges_retention.settings import Settings
+
+PROJECT = "0a1b2c3d4e5f"
+
+
+def policy_text(*, prod_schedule: str = "30 2 * * *", staging_schedule: str | None = None, extra: str = "") -> str:
+    staging = f'    schedule: "{staging_schedule}"\n' if staging_schedule else ""
+    return f"""\
+version: 1
+policies:
+  - name: prod
+    project_id: {PROJECT}
+    schedule: "{prod_schedule}"
+    select: {{graphs: ["prod-*"]}}
+    keep: {{last: 3, daily: 7, names: ["*-golden"]}}
+    safety: {{max_deletes: 1000}}
+  - name: staging
+    project_id: {PROJECT}
+{staging}    select: {{graphs: ["staging-*"]}}
+    keep: {{last: 2}}
+    safety: {{max_deletes: 1000}}
+{extra}"""
+
+
+@dataclass
+class Harness:
+    daemon: Daemon
+    emulator: RunningEmulator
+    path: Path
+    metrics: Metrics
+
+    def graph_backups(self, prefix: str) -> list[dict[str, Any]]:
+        return [b for b in self.emulator.store.backups(PROJECT) if b["graph_name"].startswith(prefix)]
+
+    async def settle(self) -> None:
+        """Wait (bounded) until no run is in progress."""
+        async with asyncio.timeout(20):
+            while self.daemon.tasks:
+                await asyncio.gather(*list(self.daemon.tasks), return_exceptions=True)
+
+
+def make_settings(url: str, **extra: Any) -> Settings:
+    values: dict[str, Any] = {
+        "endpoint": url,
+        "ak": DEFAULT_AK,
+        "sk": DEFAULT_SK,
+        "rate_limit": 0,
+        "http": "127.0.0.1:0",
+    }
+    values.update(extra)
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    store = Store()
+    seed_demo_project(store, PROJECT, datetime.now(UTC))
+    config = EmulatorConfig(project_ids=[PROJECT], access_keys=[AccessKey(DEFAULT_AK, DEFAULT_SK, PROJECT)])
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy_text())
+    async with running_emulator(store=store, config=config) as emulator:
+        settings = make_settings(emulator.url)
+        metrics = Metrics()
+        service = Service(settings, metrics=metrics)
+        async with service as runner:
+            daemon = Daemon(
+                path, settings, runner, metrics=metrics, authenticated=lambda: service.observer.authenticated
+            )
+            daemon.watch_interval_s = 0.02
+            await daemon.start()
+            try:
+                yield Harness(daemon, emulator, path, metrics)
+            finally:
+                await daemon.stop()
+
+
+# --- triggers, computed from a given time ---------------------------------------------------------------------
+
+
+def test_trigger_follows_crontab_weekdays_in_the_policy_timezone() -> None:
+    text = policy_text(prod_schedule="0 3 * * 0").replace("policies:", "defaults: {timezone: Asia/Shanghai}\npolicies:")
+    policy = parse_policy_text(text).policies[0]
+    trigger = build_trigger(policy)
+    start = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)  # a Friday
+    fire = trigger.get_next_fire_time(None, start)
+    assert fire is not None
+    local = fire.astimezone(ZoneInfo("Asia/Shanghai"))
+    # Sunday 03:00 Shanghai, plus a jitter of at most 5 minutes (10% of a week is more than that).
+    assert local.weekday() == 6 and local.date() == datetime(2026, 11, 29).date()
+    assert timedelta(0) <= local - local.replace(hour=3, minute=0, second=0, microsecond=0) <= timedelta(minutes=5)
+
+
+def test_jitter_is_a_tenth_of_the_interval_at_most_five_minutes() -> None:
+    start = datetime(2026, 11, 27, tzinfo=UTC)
+    assert jitter_s(CronTrigger(minute="*/10", timezone=UTC), start) == 60
+    assert jitter_s(CronTrigger(minute="0", timezone=UTC), start) == 300  # 6 min would be 10%: capped at 5
+    assert jitter_s(CronTrigger(minute="*", timezone=UTC), start) == 6
+    for schedule, expected in (("*/10 * * * *", 60), ("30 2 * * *", 300), ("0 1 1 * mon", 300)):
+        trigger = build_trigger(parse_policy_text(policy_text(prod_schedule=schedule)).policies[0])
+        assert trigger.jitter == expected
+
+
+# --- jobs and runs ----------------------------------------------------------------------------------------------
+
+
+async def test_start_schedules_jobs_and_runs_on_demand_policies(harness: Harness) -> None:
+    jobs = {job.id: job for job in harness.daemon.scheduler.get_jobs()}
+    assert set(jobs) == {"prod"}
+    job = jobs["prod"]
+    assert (job.max_instances, job.coalesce) == (1, True)
+    await harness.settle()
+    # staging has no schedule: it ran once at load, keeping only its last 2 per graph.
+    assert len(harness.graph_backups("staging-")) == 2
+    assert len(harness.graph_backups("prod-")) > 50  # prod waits for its schedule
+
+
+async def test_a_job_fires_and_a_run_happens(harness: Harness) -> None:
+    await harness.settle()
+    before = len(harness.graph_backups("prod-"))
+    job = harness.daemon.scheduler.get_job("prod")
+    with capture_logs() as logs:
+        await job.func(*job.args)
+    after = len(harness.graph_backups("prod-"))
+    assert after < before
+    started = [e for e in logs if e["event"] == "run_started"]
+    assert started and started[0]["trigger"] == "schedule" and started[0]["policies"] == ["prod"]
+
+
+async def test_no_overlap_when_a_run_outlasts_its_interval(harness: Harness) -> None:
+    await harness.settle()
+    harness.emulator.config.latency_ms = 50
+    run_id = harness.daemon.trigger(["prod"], "http")
+    assert run_id
+    job = harness.daemon.scheduler.get_job("prod")
+    with capture_logs() as logs:
+        await job.func(*job.args)  # fires while the HTTP-triggered run is still going
+        with pytest.raises(AlreadyRunning):
+            harness.daemon.trigger(["prod"], "http")
+    assert [e["event"] for e in logs if e["event"] == "run_skipped"] == ["run_skipped"]
+    harness.emulator.config.latency_ms = 0
+    await harness.settle()
+    assert harness.daemon.running == set()
+
+
+async def test_a_valid_edit_reschedules(harness: Harness) -> None:
+    old = harness.daemon.scheduler.get_job("prod").trigger
+    with capture_logs() as logs:
+        harness.path.write_text(policy_text(prod_schedule="0 4 * * 1", staging_schedule="15 1 * * *"))
+        await wait_for_event(logs, "policy_loaded")
+    jobs = {job.id: job for job in harness.daemon.scheduler.get_jobs()}
+    assert set(jobs) == {"prod", "staging"}
+    assert str(jobs["prod"].trigger) != str(old)
+    assert "day_of_week='mon'" in str(jobs["prod"].trigger)
+
+
+async def test_removed_policy_is_unscheduled(harness: Harness) -> None:
+    text = policy_text().split("  - name: staging")[0]
+    with capture_logs() as logs:
+        harness.path.write_text(text.replace('"30 2 * * *"', '"45 2 * * *"'))
+        await wait_for_event(logs, "policy_loaded")
+    assert [j.id for j in harness.daemon.scheduler.get_jobs()] == ["prod"]
+    with pytest.raises(UnknownPolicy):
+        harness.daemon.trigger(["staging"], "http")
+
+
+async def test_an_invalid_edit_is_rejected_and_the_old_policies_keep_running(harness: Harness) -> None:
+    await harness.settle()
+    old_file = harness.daemon.policy_file
+    with capture_logs() as logs:
+        harness.path.write_text(policy_text().replace("last: 3", "last: -3"))
+        await wait_for_event(logs, "policy_rejected")
+    rejected = next(e for e in logs if e["event"] == "policy_rejected")
+    assert "policies[0].keep.last" in rejected["error"]
+    assert harness.daemon.policy_file is old_file
+    assert harness.metrics.reload_errors._value.get() == 1
+    job = harness.daemon.scheduler.get_job("prod")
+    await job.func(*job.args)  # the old policy still runs
+    assert len(harness.graph_backups("prod-")) < 60
+
+
+async def test_an_on_demand_policy_runs_on_save(harness: Harness) -> None:
+    await harness.settle()
+    with capture_logs() as logs:
+        harness.path.write_text(policy_text().replace("keep: {last: 2}", "keep: {last: 1}"))
+        await wait_for_event(logs, "run_finished")
+    started = next(e for e in logs if e["event"] == "run_started")
+    assert started["trigger"] == "file" and started["policies"] == ["staging"]
+    await harness.settle()
+    assert len(harness.graph_backups("staging-")) == 1
+
+
+async def test_a_crash_in_a_run_is_logged_and_the_daemon_lives_on(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await harness.settle()
+    original = harness.daemon.runner.run
+
+    async def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(harness.daemon.runner, "run", boom)
+    with capture_logs() as logs:
+        harness.daemon.trigger(["prod"], "signal")
+        await harness.settle()
+    crashed = [e for e in logs if e["event"] == "run_crashed"]
+    assert len(crashed) == 1 and "unexpected" in crashed[0]["error"]
+    monkeypatch.setattr(harness.daemon.runner, "run", original)
+    harness.daemon.trigger(["prod"], "signal")
+    await harness.settle()
+    assert len(harness.graph_backups("prod-")) < 60
+
+
+# --- HTTP listener --------------------------------------------------------------------------------------------
+
+
+async def test_health_ready_and_metrics_match_what_the_emulator_saw(harness: Harness) -> None:
+    await harness.settle()
+    job = harness.daemon.scheduler.get_job("prod")
+    await job.func(*job.args)
+    url = harness.daemon.http_url
+    assert url is not None
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/healthz") as r:
+            assert r.status == 200
+        async with session.get(f"{url}/readyz") as r:
+            assert r.status == 200
+        async with session.get(f"{url}/metrics") as r:
+            assert r.status == 200
+            text = await r.text()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    deleted = len(harness.emulator.stats.deleted_ids)
+    by_policy = sum(
+        v
+        for (name, labels), v in samples.items()
+        if name == "ges_retention_deletions_total" and ("outcome", "deleted") in labels
+    )
+    assert by_policy == deleted > 0
+    delete_200 = samples[("ges_retention_requests_total", (("operation", "delete_backup"), ("status", "200")))]
+    assert delete_200 == harness.emulator.stats.to_json()["requests"]["delete_backup"]["200"]
+    assert samples[("ges_retention_policies_loaded", ())] == 2
+    assert samples[("ges_retention_backups", (("policy", "prod"), ("status", "backing_up")))] == 1
+    age = samples[("ges_retention_newest_success_age_seconds", (("policy", "prod"),))]
+    assert 0 < age < 86_400
+    assert samples[("ges_retention_last_run_timestamp_seconds", (("outcome", "ok"), ("policy", "prod")))] > 0
+    assert ("ges_retention_run_duration_seconds_count", (("policy", "prod"),)) in samples
+
+
+async def test_post_runs_statuses(harness: Harness) -> None:
+    await harness.settle()
+    url = harness.daemon.http_url
+    harness.emulator.config.latency_ms = 30
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{url}/v1/runs?policy=nope") as r:
+            assert r.status == 404
+        async with session.post(f"{url}/v1/runs?policy=prod") as r:
+            assert r.status == 202
+            assert (await r.json())["run_id"]
+        async with session.post(f"{url}/v1/runs?policy=prod") as r:
+            assert r.status == 409
+    harness.emulator.config.latency_ms = 0
+    await harness.settle()
+
+
+@pytest.mark.parametrize(
+    ("listener", "token", "header", "status"),
+    [
+        ("127.0.0.1:9464", None, None, 202),
+        ("0.0.0.0:9464", None, None, 403),
+        ("0.0.0.0:9464", "t0ken-for-tests", None, 401),
+        ("0.0.0.0:9464", "t0ken-for-tests", "Bearer wrong", 401),
+        ("0.0.0.0:9464", "t0ken-for-tests", "Bearer t0ken-for-tests", 202),
+        ("127.0.0.1:9464", "t0ken-for-tests", "Bearer wrong", 401),
+        ("[::1]:9464", None, None, 202),
+        ("localhost:9464", None, None, 202),
+    ],
+)
+async def test_run_trigger_token_rules(
+    harness: Harness, listener: str, token: str | None, header: str | None, status: int
+) -> None:
+    """The rule depends on where the listener is bound (a setting), whoever connects; served here on loopback."""
+    await harness.settle()
+    harness.daemon.settings = make_settings(harness.emulator.url, http=listener, http_token=token)
+    app_runner = aiohttp.web.AppRunner(harness.daemon.build_app())
+    await app_runner.setup()
+    site = aiohttp.web.TCPSite(app_runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        headers = {"Authorization": header} if header else {}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"http://127.0.0.1:{port}/v1/runs?policy=staging", headers=headers) as r,
+        ):
+            assert r.status == status
+    finally:
+        await app_runner.cleanup()
+        await harness.settle()
+
+
+async def test_the_daemon_survives_the_emulator_being_down_and_recovers(tmp_path: Path) -> None:
+    store = Store()
+    seed_demo_project(store, PROJECT, datetime.now(UTC))
+    config = EmulatorConfig(project_ids=[PROJECT], access_keys=[AccessKey(DEFAULT_AK, DEFAULT_SK, PROJECT)])
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy_text(staging_schedule="0 1 * * *"))
+    async with running_emulator(store=store, config=config) as emulator:
+        url = emulator.url
+    port = int(url.rsplit(":", 1)[1])
+    settings = make_settings(url, max_attempts=2, backoff_max_s=0.01)
+    metrics = Metrics()
+    async with Service(settings, metrics=metrics) as runner:
+        daemon = Daemon(path, settings, runner, metrics=metrics)
+        await daemon.start()
+        try:
+            with capture_logs() as logs:
+                daemon.trigger(["prod"], "http")  # the emulator is down: connection refused
+                await Harness(daemon, emulator, path, metrics).settle()
+            failed = [e for e in logs if e["event"] == "listing_failed"]
+            assert failed and failed[0]["project_id"] == PROJECT
+            before = len(store.backups(PROJECT))
+            async with running_emulator(store=store, config=config, port=port):
+                daemon.trigger(["prod"], "http")
+                await Harness(daemon, emulator, path, metrics).settle()
+                assert len(store.backups(PROJECT)) < before
+        finally:
+            await daemon.stop()
+
+
+async def wait_for_event(logs: list[dict[str, Any]], name: str, timeout_s: float = 10.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        # capture_logs offers no hook to wait on: look at the list on the loop's turns, bounded by the timeout.
+        while not any(e.get("event") == name for e in logs):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
