@@ -231,7 +231,8 @@ class Daemon:
         return app
 
     async def _healthz(self, _request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        # The task count is there for soak tests and operators: it must not grow run after run.
+        return web.json_response({"status": "ok", "tasks": len(asyncio.all_tasks()), "runs_in_progress": len(self.tasks)})
 
     async def _readyz(self, _request: web.Request) -> web.Response:
         problems = []
