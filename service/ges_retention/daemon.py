@@ -232,7 +232,8 @@ class Daemon:
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         # The task count is there for soak tests and operators: it must not grow run after run.
-        return web.json_response({"status": "ok", "tasks": len(asyncio.all_tasks()), "runs_in_progress": len(self.tasks)})
+        body = {"status": "ok", "tasks": len(asyncio.all_tasks()), "runs_in_progress": len(self.tasks)}
+        return web.json_response(body)
 
     async def _readyz(self, _request: web.Request) -> web.Response:
         problems = []

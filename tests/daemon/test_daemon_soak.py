@@ -59,7 +59,9 @@ async def run_rounds(daemon: DaemonProcess, emulator: RunningEmulator, url: str,
             await daemon.wait_event("run_finished", count=finished + 1, timeout_s=60)
 
 
-@pytest.mark.parametrize("rounds", [pytest.param(15, id="short"), pytest.param(1500, id="long", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "rounds", [pytest.param(15, id="short"), pytest.param(1500, id="long", marks=pytest.mark.slow)]
+)
 async def test_back_to_back_runs_do_not_leak(emulator: RunningEmulator, tmp_path: Path, rounds: int) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY.replace('    schedule: "30 2 * * *"\n', ""))
