@@ -54,7 +54,7 @@ def _value(token: str, spec: _Field, expr: str) -> int:
     lowered = token.lower()
     if spec.names and lowered in spec.names:
         return spec.names.index(lowered) + spec.names_base
-    if not token.isdigit():
+    if not (token.isascii() and token.isdigit()):  # not '²' nor other Unicode digits
         raise CronError(f"invalid cron {expr!r}: {token!r} is not a valid {spec.name}")
     number = int(token)
     if not spec.low <= number <= spec.high:
@@ -71,7 +71,7 @@ def _parse_field(text: str, spec: _Field, expr: str) -> frozenset[int] | None:
         base, slash, step_text = item.partition("/")
         step = 1
         if slash:
-            if not step_text.isdigit() or int(step_text) == 0:
+            if not (step_text.isascii() and step_text.isdigit()) or int(step_text) == 0:
                 raise CronError(f"invalid cron {expr!r}: bad step in {item!r}")
             step = int(step_text)
         if base == "*":
@@ -124,13 +124,18 @@ class CronSchedule:
         }
         day = _join(self.days)
         weekday = "*" if self.weekdays is None else ",".join(_DAY_NAMES[d] for d in sorted(self.weekdays))
-        if self.days is not None and self.weekdays is not None:
-            # crontab(5): "the command runs when either field matches the current time".
+        if self.days is not None and self.weekdays is not None and not self._a_day_field_starts_with_star():
+            # crontab(5): "If both fields are restricted (i.e., don't start with *), the command will be run when
+            # either field matches the current time". `*/2` restricts the days but starts with `*`: both must match.
             return [
                 {**common, "day": day, "day_of_week": "*"},
                 {**common, "day": "*", "day_of_week": weekday},
             ]
         return [{**common, "day": day, "day_of_week": weekday}]
+
+    def _a_day_field_starts_with_star(self) -> bool:
+        parts = _MACROS.get(self.expression.strip().lower(), self.expression.strip()).split()
+        return parts[2].startswith("*") or parts[4].startswith("*")
 
     def __str__(self) -> str:
         return self.expression

@@ -17,7 +17,7 @@ from dateutil.relativedelta import relativedelta
 __all__ = ["Duration", "DurationError"]
 
 # Largest units first, each at most once: `1y6mo` yes, `6mo1y` or `1d1d` no.
-_PATTERN = re.compile(r"(?:(\d+)y)?(?:(\d+)mo)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?")
+_PATTERN = re.compile(r"(?:(\d+)y)?(?:(\d+)mo)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?", re.ASCII)
 _MAX_PART = 100_000  # a bound so arithmetic can never overflow datetime's range silently
 
 
@@ -72,7 +72,8 @@ class Duration:
             shifted = local - relativedelta(
                 years=self.years, months=self.months, weeks=self.weeks, days=self.days, hours=self.hours
             )
+            # relativedelta keeps tzinfo and the wall clock; re-anchor through the zone to get the real instant
+            # (near year 1 this conversion can leave datetime's range too).
+            return shifted.replace(tzinfo=tz).astimezone(UTC)
         except (OverflowError, ValueError):
             return datetime.min.replace(tzinfo=UTC)
-        # relativedelta keeps tzinfo and the wall clock; re-anchor through the zone to get the real instant.
-        return shifted.replace(tzinfo=tz).astimezone(UTC)

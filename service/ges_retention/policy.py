@@ -83,6 +83,9 @@ def _parse_cron(value: Any) -> CronSchedule:
 def _parse_timezone(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"a timezone must be an IANA name like 'Europe/Berlin', got {value!r}")
+    if value.lower() in ("localtime", "local"):
+        # The machine's zone would make the same policy keep different backups on different hosts.
+        raise ValueError(f"timezone {value!r} depends on the machine: name the zone, like 'Europe/Berlin'")
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
@@ -131,7 +134,7 @@ class Select(_Model):
     graphs: Globs = Field(default_factory=lambda: ["*"], min_length=1)
     exclude_graphs: Globs = Field(default_factory=list)
     # None = every method, including ones not known today (newer docs add `import`).
-    backup_methods: Globs | None = None
+    backup_methods: Annotated[Globs, Field(min_length=1)] | None = None
     names: Globs = Field(default_factory=lambda: ["*"], min_length=1)
 
     def matches_graph(self, graph_id: str, graph_name: str) -> bool:
@@ -288,9 +291,9 @@ class PolicyFileDocument(_Model):
 
     @field_validator("version", mode="before")
     @classmethod
-    def _version_is_not_a_bool(cls, value: Any) -> Any:
-        # `Literal[1]` would take YAML's `true` (True == 1).
-        if isinstance(value, bool):
+    def _version_is_an_integer(cls, value: Any) -> Any:
+        # `Literal[1]` alone would take YAML's `true` and `1.0` (both == 1).
+        if isinstance(value, bool | float):
             raise ValueError(f"version must be 1, got {value!r}")
         return value
 

@@ -87,7 +87,8 @@ def format_loc(loc: Loc) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            text = part if part.isprintable() else repr(part)  # a key like "a\nb" must not break the line
+            out += f".{text}" if out else text
     return out
 
 
@@ -139,10 +140,15 @@ class _Walker:
             return self._mapping(node, loc)
         if isinstance(node, yaml.SequenceNode):
             return [self.walk(item, (*loc, i)) for i, item in enumerate(node.value)]
+        return self._scalar(node, loc)
+
+    def _scalar(self, node: yaml.Node, loc: Loc) -> Any:
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             raise self.fail(loc, node, f"invalid value: {getattr(exc, 'problem', None) or exc}") from None
+        except Exception:  # an explicit tag the value does not fit (`!!int abc`, `!!bool x`, `!!timestamp x`)
+            raise self.fail(loc, node, f"invalid value {node.value!r:.80} for the tag {node.tag!r}") from None
 
     def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -151,7 +157,7 @@ class _Walker:
                 raise self.fail(loc, key_node, "YAML merge keys ('<<') are not supported; use 'defaults'")
             if not isinstance(key_node, yaml.ScalarNode):
                 raise self.fail(loc, key_node, "a key must be a plain string")
-            key = self.constructor.construct_object(key_node)
+            key = self._scalar(key_node, loc)
             if not isinstance(key, str):
                 raise self.fail(loc, key_node, f"a key must be a string, got {key!r}")
             child = (*loc, key)
@@ -164,7 +170,11 @@ class _Walker:
 
 
 def _read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # checks for non-printable characters right away
+    except yaml.reader.ReaderError as exc:
+        problem = f"invalid YAML: unacceptable character #x{exc.character:04x}: {exc.reason}"
+        raise PolicyError(source, [Problem((), problem, text.count("\n", 0, exc.position) + 1)]) from None
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -174,6 +184,8 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
         raise PolicyError(source, [Problem((), f"invalid YAML: {problem}", line)]) from None
     except yaml.YAMLError as exc:
         raise PolicyError(source, [Problem((), f"invalid YAML: {exc}")]) from None
+    except RecursionError:  # PyYAML composes recursively: `[[[[...` thousands deep
+        raise PolicyError(source, [Problem((), f"nesting deeper than {_MAX_DEPTH} levels")]) from None
     finally:
         loader.dispose()
     if node is None:

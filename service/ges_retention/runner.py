@@ -267,6 +267,10 @@ class Runner:
                 error = f"incomplete listing: {len(backups)} unique backups, {listing.reported_count} reported"
                 log.error("listing_failed", project_id=project_id, error_code="incomplete", error=error)
                 return _Listing(None, "incomplete", error)
+            if listing.conflicting_ids:
+                # The same id twice with different content (e.g. a backup that finished while we paged): the first
+                # record seen is used; a still-running one is kept, so this can only keep more, never delete more.
+                log.warning("listing_conflict", project_id=project_id, backup_ids=list(listing.conflicting_ids)[:20])
             graphs = len({b.graph_id for b in backups})
             log.info("backups_listed", project_id=project_id, count=len(backups), graphs=graphs)
             return _Listing(backups)

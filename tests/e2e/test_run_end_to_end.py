@@ -180,3 +180,53 @@ async def test_sigterm_drains_and_exits_143(emulator: RunningEmulator, policy_pa
     logged = {e["backup_id"] for e in events if e["event"] == "backup_deleted"}
     assert logged == deleted
     assert b"interrupted" in stdout
+
+
+async def test_run_deadline_reports_what_did_not_start(emulator: RunningEmulator, policy_path: Path) -> None:
+    emulator.config.latency_ms = 50
+    result = await run_cli(
+        ["run", str(policy_path), "--format", "json"],
+        cli_env(emulator, GES_RETENTION_RUN_DEADLINE_S="0.5", GES_RETENTION_CONCURRENCY="2"),
+    )
+    assert result.code == 1, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["not_started"] > 0
+    assert summary["deleted"] + summary["failed"] + summary["not_started"] == summary["planned"]
+    assert summary["outcome"] in ("partial", "failed")
+    assert len(emulator.stats.deleted_ids) == summary["deleted"]
+
+
+async def test_token_and_iam_password_credentials(emulator: RunningEmulator, policy_path: Path, now: datetime) -> None:
+    from ges_retention.emulator.config import DEFAULT_IAM_DOMAIN, DEFAULT_IAM_PASSWORD, DEFAULT_IAM_USER
+
+    _, keep = expected_plan(emulator.store, now)
+    emulator.config.tokens = {"static-token-for-tests": PROJECT}
+    env = cli_env(emulator)
+    del env["GES_RETENTION_AK"], env["GES_RETENTION_SK"]
+    token_env = {**env, "GES_RETENTION_TOKEN": "static-token-for-tests"}
+    planned = await run_cli(["plan", str(policy_path), "--format", "json"], token_env)
+    assert planned.code == 0, planned.stderr
+
+    password_env = {
+        **env,
+        "GES_RETENTION_IAM_USER": DEFAULT_IAM_USER,
+        "GES_RETENTION_IAM_PASSWORD": DEFAULT_IAM_PASSWORD,
+        "GES_RETENTION_IAM_DOMAIN": DEFAULT_IAM_DOMAIN,
+        "GES_RETENTION_IAM_ENDPOINT": emulator.url,
+    }
+    result = await run_cli(["run", str(policy_path)], password_env)
+    assert result.code == 0, result.stderr
+    assert current_ids(emulator) == keep
+    assert emulator.stats.to_json()["requests"]["iam_token"] == {"201": 1}
+
+
+async def test_wrong_credentials_fail_the_listing_and_delete_nothing(
+    emulator: RunningEmulator, policy_path: Path
+) -> None:
+    before = current_ids(emulator)
+    result = await run_cli(["run", str(policy_path)], cli_env(emulator, GES_RETENTION_SK="not-the-secret-key"))
+    assert result.code == 1
+    assert current_ids(emulator) == before
+    failed = result.events("listing_failed")[0]
+    assert failed["error_code"] == "APIGW.0301"
+    assert "not-the-secret-key" not in result.stderr + result.stdout
