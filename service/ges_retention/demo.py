@@ -151,7 +151,9 @@ async def _demo(policy_file: PolicyFile, base: Settings | None) -> int:
         out.write(
             f"\nBackups before: {total_before}, after: {left} "
             f"({total_before - left} deleted) in {time.monotonic() - started:.1f}s.\n"
-            "Try: ges-retention plan config/policy.example.yaml --from-file BACKUPS.json --format json\n"
+            "Next: rehearse a policy offline on an exported listing:\n"
+            "  ges-retention plan config/policy.example.yaml --from-file config/backups.example.json "
+            "--now 2026-11-27T12:00:00Z\n"
         )
     return int(summary.exit_code())
 
