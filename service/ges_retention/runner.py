@@ -45,6 +45,8 @@ __all__ = [
 ]
 
 Outcome = Literal["ok", "partial", "failed", "safety_stop", "dry_run", "interrupted"]
+# What a policy's run counts: `planned` = deleted + already_deleted + failed + not_started (when not held back).
+COUNTS = ("planned", "deleted", "already_deleted", "failed", "not_started")
 Trigger = Literal["cli", "schedule", "file", "signal", "http"]
 
 log = structlog.get_logger("ges_retention.runner")
@@ -87,15 +89,14 @@ class PolicyResult:
     not_started: int = 0
     outcome: Outcome = "ok"
 
+    def counts(self) -> dict[str, int]:
+        return {name: int(getattr(self, name)) for name in COUNTS}
+
     def to_json(self) -> dict[str, Any]:
         return {
             "policy": self.name,
             "project_id": self.project_id,
-            "planned": self.planned,
-            "deleted": self.deleted,
-            "already_deleted": self.already_deleted,
-            "failed": self.failed,
-            "not_started": self.not_started,
+            **self.counts(),
             "safety_stop": bool(self.plan and self.plan.safety_stop),
             "listing_error": self.listing_error,
             "outcome": self.outcome,
@@ -117,6 +118,10 @@ class RunSummary:
     def total(self, name: str) -> int:
         return sum(int(getattr(p, name)) for p in self.policies)
 
+    def counts(self) -> dict[str, int]:
+        """The run's totals, as `run_finished` and the JSON summary give them."""
+        return {"listed": self.listed, "kept": self.kept, **{name: self.total(name) for name in COUNTS}}
+
     @property
     def kept(self) -> int:
         return sum(len(p.plan.decisions) - p.planned for p in self.policies if p.plan is not None)
@@ -136,13 +141,7 @@ class RunSummary:
             "run_id": self.run_id,
             "outcome": self.outcome,
             "dry_run": self.dry_run,
-            "listed": self.listed,
-            "kept": self.kept,
-            "planned": self.total("planned"),
-            "deleted": self.total("deleted"),
-            "already_deleted": self.total("already_deleted"),
-            "failed": self.total("failed"),
-            "not_started": self.total("not_started"),
+            **self.counts(),
             "skipped_projects": self.skipped_projects,
             "duration_s": round(self.duration_s, 3),
             "policies": [p.to_json() for p in self.policies],
@@ -318,13 +317,7 @@ class Runner:
             summary.outcome = _run_outcome(summary)
             log.info(
                 "run_finished",
-                listed=summary.listed,
-                kept=summary.kept,
-                planned=summary.total("planned"),
-                deleted=summary.total("deleted"),
-                already_deleted=summary.total("already_deleted"),
-                failed=summary.total("failed"),
-                not_started=summary.total("not_started"),
+                **summary.counts(),
                 skipped_projects=summary.skipped_projects,
                 duration_s=round(summary.duration_s, 3),
                 outcome=summary.outcome,
@@ -442,15 +435,7 @@ class Runner:
 
     def _finish_policy(self, result: PolicyResult, now: datetime, started: float) -> None:
         with structlog.contextvars.bound_contextvars(policy=result.name, project_id=result.project_id):
-            log.info(
-                "policy_finished",
-                planned=result.planned,
-                deleted=result.deleted,
-                already_deleted=result.already_deleted,
-                failed=result.failed,
-                not_started=result.not_started,
-                outcome=result.outcome,
-            )
+            log.info("policy_finished", **result.counts(), outcome=result.outcome)
         if self.metrics is not None:
             self.metrics.run_duration.labels(result.name).observe(self._monotonic() - started)
             self.metrics.last_run.labels(result.name, result.outcome).set(time.time())
