@@ -256,9 +256,10 @@ class Runner:
             except GesError as exc:
                 log.error("listing_failed", project_id=project_id, error_code=exc.error_code, error=str(exc))
                 return _Listing(None, exc.error_code, str(exc))
-            backups = []
             try:
                 backups = [Backup.from_api(record) for record in listing.records]
+                # A later copy of an id is a record of the listing too: valid, or the listing is untrusted.
+                later = [Backup.from_api(record) for record in listing.conflicting_records]
             except InvalidBackupRecord as exc:
                 log.error("listing_failed", project_id=project_id, error_code="invalid_record", error=str(exc))
                 return _Listing(None, "invalid_record", str(exc))
@@ -266,9 +267,11 @@ class Runner:
                 error = f"incomplete listing: {len(backups)} unique backups, {listing.reported_count} reported"
                 log.error("listing_failed", project_id=project_id, error_code="incomplete", error=error)
                 return _Listing(None, "incomplete", error)
-            if listing.conflicting_ids:
-                # The same id twice with different content (e.g. a backup that finished while we paged): the first
-                # record seen is used; a still-running one is kept, so this can only keep more, never delete more.
+            if later:
+                conflict = _untrusted_conflict(backups, later)
+                if conflict is not None:
+                    log.error("listing_failed", project_id=project_id, error_code="conflicting_record", error=conflict)
+                    return _Listing(None, "conflicting_record", conflict)
                 log.warning("listing_conflict", project_id=project_id, backup_ids=list(listing.conflicting_ids)[:20])
             graphs = len({b.graph_id for b in backups})
             log.info("backups_listed", project_id=project_id, count=len(backups), graphs=graphs)
@@ -439,6 +442,24 @@ class Runner:
         if self.metrics is not None:
             self.metrics.run_duration.labels(result.name).observe(self._monotonic() - started)
             self.metrics.last_run.labels(result.name, result.outcome).set(time.time())
+
+
+def _untrusted_conflict(first_copies: Sequence[Backup], later_copies: Sequence[Backup]) -> str | None:
+    """Why two copies of one id cannot both be true, or None for the one change paging can see honestly.
+
+    A backup that was still `backing_up` on one page may have finished by the next: the first copy (kept, never
+    deleted) is used. Any other difference (another graph, start, method, name, or a success that changed status)
+    means the server's answers are inconsistent, and nothing is deleted from them.
+    """
+    first_by_id = {b.id: b for b in first_copies}
+    for later in later_copies:
+        first = first_by_id[later.id]
+        identity = (first.graph_id, first.start_ms, first.backup_method, first.name)
+        if identity != (later.graph_id, later.start_ms, later.backup_method, later.name):
+            return f"backup {later.id!r} was listed twice with different graph, start, method or name"
+        if first.status != later.status and first.status != "backing_up":
+            return f"backup {later.id!r} was listed as {first.status!r} and then as {later.status!r}"
+    return None
 
 
 def _with_max_deletes(policy: Policy, max_deletes: int) -> Policy:

@@ -184,7 +184,9 @@ class BackupListing:
     `complete` is False when fewer unique ids were collected than the last page's `backup_count`
     (`reported_count`): the runner must not delete from an incomplete listing. Records without a usable `id` are
     kept as they are, for the runner's validation to reject. `conflicting_ids`: ids seen twice with different
-    content (the backup changed while we paged, e.g. finished). `count_changed`: the count moved between pages.
+    content (the backup changed while we paged, e.g. finished); `conflicting_records` are those later copies, raw,
+    so that they are validated too (an invalid record makes a listing untrustworthy wherever it appears).
+    `count_changed`: the count moved between pages.
     """
 
     records: list[Any]
@@ -195,6 +197,7 @@ class BackupListing:
     count_changed: bool
     complete: bool
     requests: int
+    conflicting_records: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -582,6 +585,7 @@ async def _collect_backups(pages: AsyncIterator[Page]) -> BackupListing:
     records: list[Any] = []
     seen: dict[str, Any] = {}
     conflicts: dict[str, None] = {}  # ordered set
+    conflicting: list[Any] = []
     duplicates = 0
     count = 0
     counts: set[int] = set()
@@ -605,6 +609,7 @@ async def _collect_backups(pages: AsyncIterator[Page]) -> BackupListing:
             duplicates += 1
             if first != record:
                 conflicts[backup_id] = None
+                conflicting.append(record)
     return BackupListing(
         records=records,
         reported_count=count,
@@ -614,4 +619,5 @@ async def _collect_backups(pages: AsyncIterator[Page]) -> BackupListing:
         count_changed=len(counts) > 1,
         complete=len(seen) >= count,
         requests=requests,
+        conflicting_records=tuple(conflicting),
     )
