@@ -1,0 +1,106 @@
+"""One line per scenario saying what its figures were bound by, computed from the figures themselves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["notes"]
+
+
+def _bound(busy: float | None, emulator_busy: float | None) -> str:
+    if busy is not None and busy >= 0.9:
+        return "the service's own CPU (its core is saturated)"
+    if emulator_busy is not None and emulator_busy >= 0.9:
+        return "the emulator's CPU"
+    return "neither process's CPU (both below 90% busy): the round trip (latency, queueing, event-loop wake-ups)"
+
+
+def _rate_limit(result: dict[str, Any]) -> str:
+    f = result["figures"]
+    p = result["parameters"]
+    return (
+        f"{f['achieved_deletes_per_s']}/s = {f['fraction_of_rate']} of the {p['client_rate_limit_per_s']:g}/s client "
+        f"rate, bound by the service's pacer; the emulator's busiest 1-second window held {f['emulator_peak_rps']} "
+        f"requests (limit {p['emulator_rate_limit_per_s']}), {f['responses_429']} answered 429."
+    )
+
+
+def _unthrottled(result: dict[str, Any]) -> str:
+    f = result["figures"]
+    p = result["parameters"]
+    service = f["runs"]["service"]
+    latency_bound = p["concurrency"] / (p["emulator_latency_ms"] / 1000) if p["emulator_latency_ms"] else None
+    r = f["ratios"]
+    text = (
+        f"service {f['service_deletes_per_s']}/s at {f['service_cpu_s_per_1000_deletes']} CPU-s/1000 "
+        f"(CPU busy {service.get('cpu_busy_share')}, emulator busy {service.get('emulator_cpu_busy_share')})"
+    )
+    if latency_bound:
+        text += f", latency bound {latency_bound:,.0f}/s"
+    text += (
+        f"; bound by {_bound(service.get('cpu_busy_share'), service.get('emulator_cpu_busy_share'))}. "
+        f"Ceiling ({f['ceiling_kind']}) {f['ceiling_deletes_per_s']}/s at {f['ceiling_cpu_s_per_1000_deletes']} "
+        f"CPU-s/1000: service/ceiling {r['throughput_vs_ceiling']} in throughput, {r['cpu_per_delete_vs_ceiling']} "
+        f"in CPU per delete. SDK loop {f['sdk_loop_deletes_per_s']}/s (one request at a time: latency + the SDK's "
+        f"{f['sdk_loop_cpu_s_per_1000_deletes']} CPU-s/1000), GesAsyncClient {f['sdk_async_deletes_per_s']}/s "
+        f"(8 executor threads)."
+    )
+    return text
+
+
+def _zero_latency(result: dict[str, Any]) -> str:
+    f = result["figures"]
+    service = f["runs"]["service"]
+    return (
+        f"service {f['deletes_per_s']}/s in the deletion phase ({f['deletes_per_s_whole_run']}/s over the whole run "
+        f"with listing and planning), {f['cpu_s_per_1000_deletes']} CPU-s/1000 (CPU busy "
+        f"{service.get('cpu_busy_share')}, emulator busy {service.get('emulator_cpu_busy_share')}); bound by "
+        f"{_bound(service.get('cpu_busy_share'), service.get('emulator_cpu_busy_share'))}. The ceiling "
+        f"({f['ceiling_kind']}) does {f['ceiling_deletes_per_s']}/s: the service costs "
+        f"{f['cpu_per_delete_vs_ceiling']}x its CPU per delete."
+    )
+
+
+def _listing(result: dict[str, Any]) -> str:
+    f = result["figures"]
+    parts = []
+    for key, run in f.items():
+        if not key.startswith("page_size_"):
+            continue
+        per_page_ms = 1000 * run["listing_s"] / max(1, run["pages"])
+        parts.append(
+            f"{key.removeprefix('page_size_')}/page: listing {run['listing_s']} s ({run['pages']} pages, "
+            f"{per_page_ms:.1f} ms each, sequential), planning {run['planning_s']} s, logging the "
+            f"{run['planned']} planned deletions {run['plan_logging_s']} s, peak RSS {run['peak_rss_mb']} MB"
+        )
+    return "; ".join(parts) + "."
+
+
+def _planning(result: dict[str, Any]) -> str:
+    f = result["figures"]
+    p = result["parameters"]
+    return (
+        f"plan() over {p['backups']:,} backups: {f['plan_s']} s, peak RSS {f['peak_rss_mb']} MB (values built from a "
+        f"generator in {f['build_values_from_generator_s']} s); building them from API JSON instead costs "
+        f"{f['build_values_from_api_json_s']} s ({f['from_api_json_us_per_backup']} us per backup: json.loads "
+        f"{f['runs']['from_json']['json_loads_s']} s + Backup.from_api {f['runs']['from_json']['from_api_s']} s)."
+    )
+
+
+_NOTES = {
+    "rate_limit": _rate_limit,
+    "unthrottled": _unthrottled,
+    "zero_latency": _zero_latency,
+    "listing": _listing,
+    "planning": _planning,
+}
+
+
+def notes(scenarios: dict[str, Any]) -> dict[str, str]:
+    result = {}
+    for name, scenario in scenarios.items():
+        try:
+            result[name] = _NOTES[name](scenario)
+        except (KeyError, TypeError, ZeroDivisionError) as exc:  # a partial result: say so, do not fail the run
+            result[name] = f"(no note: {type(exc).__name__}: {exc})"
+    return result

@@ -1,0 +1,246 @@
+"""The other ways of deleting the same backups, each run as `python -m bench.peers KIND SPEC.json` in its own pinned
+process, each printing one JSON document with its deletion phase's wall time and CPU time (whole process: every
+thread), measured in-process around the deletions only (process start-up and imports are not in it):
+
+- `sdk_loop`: the official SDK (`huaweicloudsdkges.v2.GesClient`, AK/SK `BasicCredentials`), `delete_backup2` in a
+  plain loop: what a user writes without this service.
+- `sdk_async`: the SDK's `GesAsyncClient` with its default pool: every `delete_backup2_async` submitted, then every
+  result awaited.
+- `bare`: the ceiling: one `aiohttp` session, a semaphore of `concurrency`, the same AK/SK-signed DELETEs (signed by
+  the service's signer), nothing else: no planning, pacer, retries, logging. One task per deletion, all gathered,
+  each waiting on the semaphore: the textbook form.
+- `bare_workers`: the same, written the other usual way: `concurrency` worker tasks pulling from one iterator (the
+  shape of the service's own deletion loop). A finished request starts the next one at once, without the extra hop
+  through the event loop that waking a semaphore waiter costs; so this one is often the faster, and the ceiling is
+  the faster of the two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["KINDS", "write_spec"]
+
+KINDS = ("sdk_loop", "sdk_async", "bare", "bare_workers")
+
+
+def write_spec(
+    path: Path, *, url: str, project_id: str, ak: str, sk: str, targets: list[tuple[str, str]], concurrency: int
+) -> Path:
+    spec = {"url": url, "project_id": project_id, "ak": ak, "sk": sk, "targets": targets, "concurrency": concurrency}
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class _Clock:
+    """Wall and CPU time of the deletion phase only: started once the client is built, stopped before it closes."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = self.started_at = self.stopped_at = 0.0
+
+    def start(self) -> None:
+        self.started_at = time.time()
+        self.wall, self.cpu = time.perf_counter(), _cpu()
+
+    def stop(self) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, _cpu() - self.cpu
+        self.stopped_at = time.time()
+
+
+def _sdk_client(spec: dict[str, Any], *, asynchronous: bool) -> Any:
+    from huaweicloudsdkcore.auth.credentials import BasicCredentials
+    from huaweicloudsdkcore.http.http_config import HttpConfig
+    from huaweicloudsdkges.v2 import GesAsyncClient, GesClient
+
+    cls = GesAsyncClient if asynchronous else GesClient
+    return (
+        cls.new_builder()
+        .with_http_config(HttpConfig.get_default_config())
+        .with_credentials(BasicCredentials(spec["ak"], spec["sk"], spec["project_id"]))
+        .with_endpoint(spec["url"])  # http://127.0.0.1:PORT is used as is
+        .build()
+    )
+
+
+def _sdk_loop(spec: dict[str, Any], clock: _Clock) -> Counter[str]:
+    from huaweicloudsdkcore.exceptions.exceptions import SdkException
+    from huaweicloudsdkges.v2 import DeleteBackup2Request
+
+    client = _sdk_client(spec, asynchronous=False)
+    statuses: Counter[str] = Counter()
+    try:
+        clock.start()
+        for graph_id, backup_id in spec["targets"]:
+            try:
+                response = client.delete_backup2(DeleteBackup2Request(graph_id=graph_id, backup_id=backup_id))
+                statuses[str(response.status_code)] += 1
+            except SdkException as exc:
+                statuses[str(getattr(exc, "status_code", "error"))] += 1
+        clock.stop()
+    finally:
+        client.get_http_client().close()
+    return statuses
+
+
+def _sdk_async(spec: dict[str, Any], clock: _Clock) -> Counter[str]:
+    from huaweicloudsdkcore.exceptions.exceptions import SdkException
+    from huaweicloudsdkges.v2 import DeleteBackup2Request
+
+    client = _sdk_client(spec, asynchronous=True)
+    statuses: Counter[str] = Counter()
+    try:
+        clock.start()
+        futures = [
+            client.delete_backup2_async(DeleteBackup2Request(graph_id=graph_id, backup_id=backup_id))
+            for graph_id, backup_id in spec["targets"]
+        ]
+        for future in futures:
+            try:
+                statuses[str(future.result().status_code)] += 1
+            except SdkException as exc:
+                statuses[str(getattr(exc, "status_code", "error"))] += 1
+        clock.stop()
+    finally:
+        client.get_http_client().close()
+    return statuses
+
+
+def _bare(spec: dict[str, Any], clock: _Clock) -> Counter[str]:
+    return asyncio.run(_bare_main(spec, clock, workers=False))
+
+
+def _bare_workers(spec: dict[str, Any], clock: _Clock) -> Counter[str]:
+    return asyncio.run(_bare_main(spec, clock, workers=True))
+
+
+async def _bare_main(spec: dict[str, Any], clock: _Clock, *, workers: bool) -> Counter[str]:
+    import aiohttp
+    from yarl import URL
+
+    from ges_retention.ges.auth import AkSkAuth
+
+    auth = AkSkAuth(spec["ak"], spec["sk"], spec["project_id"])
+    base = f"{spec['url']}/v2/{spec['project_id']}/graphs"
+    own = {"Content-Type": "application/json"}
+    statuses: Counter[str] = Counter()
+    semaphore = asyncio.Semaphore(spec["concurrency"])
+    async with aiohttp.ClientSession() as session:
+
+        async def delete(graph_id: str, backup_id: str) -> None:
+            url = URL(f"{base}/{graph_id}/backups/{backup_id}", encoded=True)
+            async with semaphore:
+                headers = {**own, **auth.sign("DELETE", url, own, b"")}
+                async with session.delete(url, headers=headers) as response:
+                    await response.read()
+                    statuses[str(response.status)] += 1
+
+        clock.start()
+        if workers:
+            targets = iter(spec["targets"])
+
+            async def worker() -> None:
+                for graph_id, backup_id in targets:
+                    await delete(graph_id, backup_id)
+
+            await asyncio.gather(*(worker() for _ in range(spec["concurrency"])))
+        else:
+            await asyncio.gather(*(delete(g, b) for g, b in spec["targets"]))
+        clock.stop()
+    return statuses
+
+
+_RUNNERS: dict[str, Callable[[dict[str, Any], _Clock], Counter[str]]] = {
+    "sdk_loop": _sdk_loop,
+    "sdk_async": _sdk_async,
+    "bare": _bare,
+    "bare_workers": _bare_workers,
+}
+
+
+def main(argv: list[str]) -> int:
+    kind, spec_path = argv
+    spec = json.loads(Path(spec_path).read_text())
+    clock = _Clock()
+    statuses = _RUNNERS[kind](spec, clock)
+    wall, cpu = clock.wall, clock.cpu
+    n = len(spec["targets"])
+    result = {
+        "kind": kind,
+        "deletions": n,
+        "statuses": dict(statuses),
+        "deleted": statuses.get("200", 0),
+        "deletion_s": round(wall, 3),
+        "deletion_cpu_s": round(cpu, 3),
+        "deletes_per_s": round(n / wall, 1),
+        "cpu_s_per_1000_deletes": round(1000 * cpu / n, 4),
+        "cpu_busy_share": round(cpu / wall, 3),
+        "phase_epoch_s": [clock.started_at, clock.stopped_at],
+    }
+    print(json.dumps(result))
+    return 0 if result["deleted"] == n else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
+
+
+def run_peer(
+    kind: str,
+    *,
+    emulator: Any,
+    targets: list[tuple[str, str]],
+    concurrency: int,
+    cpu: int | None,
+    workdir: Path,
+) -> dict[str, Any]:
+    """Run one peer in its own process pinned to `cpu`; its figures, plus the whole process's CPU and peak RSS."""
+    from bench.measure import run_child
+
+    spec = write_spec(
+        workdir / f"{kind}.json",
+        url=emulator.url,
+        project_id=emulator.project_id,
+        ak=emulator.ak,
+        sk=emulator.sk,
+        targets=targets,
+        concurrency=concurrency,
+    )
+    emulator.reset_stats()
+    cpu0, wait0 = emulator.cpu_seconds(), emulator.runqueue_wait_s()
+    child = run_child(
+        [sys.executable, "-m", "bench.peers", kind, str(spec)], cpu=cpu, cwd=workdir, watch_pid=emulator.proc.pid
+    )
+    spec.unlink(missing_ok=True)
+    if not child.stdout.strip():
+        raise RuntimeError(f"peer {kind} failed: exit {child.returncode}")
+    result: dict[str, Any] = json.loads(child.stdout)
+    start, end = result.pop("phase_epoch_s")
+    result["emulator_cpu_busy_share"] = round(child.watched.between(start, end) / max(1e-9, end - start), 3)
+    result["process_wall_s"] = round(child.wall_s, 3)
+    result["process_cpu_s"] = round(child.cpu_s, 3)
+    result["process_max_rss_mb"] = round(child.max_rss_mb, 1)
+    result["runqueue_wait_s"] = round(child.runqueue_wait_s, 3)
+    stats = emulator.stats()
+    emulator_cpu = emulator.cpu_seconds() - cpu0
+    result["emulator"] = {
+        "cpu_s": round(emulator_cpu, 3),
+        "cpu_busy_share": round(emulator_cpu / child.wall_s, 3),
+        "runqueue_wait_s": round(emulator.runqueue_wait_s() - wait0, 3),
+        "requests": stats["requests"],
+        "peak_rps": stats["peak_rps"],
+        "max_in_flight": stats["max_in_flight"],
+    }
+    return result

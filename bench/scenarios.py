@@ -1,0 +1,66 @@
+"""The scenarios by name, with their full and quick sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench.listing import run_listing
+from bench.planning import run_planning_scenario
+from bench.rate_limit import run_rate_limit
+from bench.unthrottled import run_unthrottled
+from bench.zero_latency import run_zero_latency
+
+__all__ = ["SCENARIOS", "Scenario"]
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    title: str
+    run: Callable[..., dict[str, Any]]
+    full: dict[str, Any]
+    quick: dict[str, Any]
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "rate_limit",
+            "1. throughput at a rate limit (5,000 deletions, 50 ms, 200/s client, 220/s emulator limit)",
+            run_rate_limit,
+            full={"deletions": 5000},
+            quick={"deletions": 1000},
+        ),
+        Scenario(
+            "unthrottled",
+            "2, 3, 6. unthrottled service vs the official SDK and the bare aiohttp ceiling (10 ms, 64 in flight)",
+            run_unthrottled,
+            full={"deletions": 20_000, "sdk_loop_sample": 2_000, "sdk_async_sample": 5_000},
+            quick={"deletions": 5_000, "sdk_loop_sample": 300, "sdk_async_sample": 1_000},
+        ),
+        Scenario(
+            "zero_latency",
+            "2b. 64 in flight, no rate limit, zero latency: >= 2,000 deletes/s",
+            run_zero_latency,
+            full={"deletions": 20_000},
+            quick={"deletions": 5_000},
+        ),
+        Scenario(
+            "listing",
+            "4. listing and planning 100,000 backups across 1,000 graphs",
+            run_listing,
+            full={"graphs": 1000, "per_graph": 100},
+            quick={"graphs": 200, "per_graph": 100},
+        ),
+        Scenario(
+            "planning",
+            "5. plan() over 1,000,000 backups across 10,000 graphs, full GFS policy",
+            run_planning_scenario,
+            full={"graphs": 10_000, "per_graph": 100},
+            quick={"graphs": 1_000, "per_graph": 100},
+        ),
+    )
+}
