@@ -10,6 +10,7 @@ secret that slips into an error message is still never written.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -66,7 +67,13 @@ def _clean(value: Any, depth: int = 0) -> Any:
 
 
 def _is_secret_key(key: object) -> bool:
-    return isinstance(key, str) and key not in _NOT_SECRET_KEYS and bool(_SECRET_KEY.search(key))
+    return isinstance(key, str) and _is_secret_name(key)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_secret_name(key: str) -> bool:
+    # Events use a small, fixed set of keys: the regex runs once per key, not once per log line.
+    return key not in _NOT_SECRET_KEYS and bool(_SECRET_KEY.search(key))
 
 
 def redact_event(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
