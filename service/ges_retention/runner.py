@@ -252,17 +252,17 @@ class Runner:
         project = self.client.project(endpoint, project_id, self._auth_for(endpoint, project_id))
         with structlog.contextvars.bound_contextvars(project_id=project_id):
             try:
-                listing = await project.list_backups(deadline=deadline)
+                # Records become `Backup` values page by page; one invalid record, a later copy of an id
+                # included, makes the whole listing untrusted.
+                listing = await project.list_backups(deadline=deadline, parse=Backup.from_api)
             except GesError as exc:
                 log.error("listing_failed", project_id=project_id, error_code=exc.error_code, error=str(exc))
                 return _Listing(None, exc.error_code, str(exc))
-            try:
-                backups = [Backup.from_api(record) for record in listing.records]
-                # A later copy of an id is a record of the listing too: valid, or the listing is untrusted.
-                later = [Backup.from_api(record) for record in listing.conflicting_records]
             except InvalidBackupRecord as exc:
                 log.error("listing_failed", project_id=project_id, error_code="invalid_record", error=str(exc))
                 return _Listing(None, "invalid_record", str(exc))
+            backups: list[Backup] = listing.records
+            later: list[Backup] = list(listing.conflicting_records)
             if not listing.complete:
                 error = f"incomplete listing: {len(backups)} unique backups, {listing.reported_count} reported"
                 log.error("listing_failed", project_id=project_id, error_code="incomplete", error=error)

@@ -179,6 +179,30 @@ async def test_a_duplicate_with_different_content_is_noted(make_project: MakePro
     assert listing.complete
 
 
+async def test_parse_converts_each_page_and_keeps_the_later_copies(make_project: MakeProject) -> None:
+    with mocked_http() as mocked:
+        mocked.get(page_url(0, 2), payload={"backup_count": 3, "backup_list": [backup(0), backup(1)]})
+        mocked.get(page_url(2, 2), payload={"backup_count": 3, "backup_list": [backup(1, status="failed"), backup(2)]})
+        listing = await make_project(page_size=2).list_backups(parse=lambda r: (r["id"], r["status"]))
+    assert listing.records == [("b0", "success"), ("b1", "success"), ("b2", "success")]
+    assert listing.conflicting_ids == ("b1",)
+    assert listing.conflicting_records == (("b1", "failed"),)
+    assert listing.complete
+
+
+async def test_a_parse_error_stops_the_listing(make_project: MakeProject) -> None:
+    def strict(record: dict[str, Any]) -> str:
+        if record["id"] == "b1":
+            raise ValueError("bad record")
+        return str(record["id"])
+
+    with mocked_http() as mocked:
+        mocked.get(page_url(0, 2), payload={"backup_count": 4, "backup_list": [backup(0), backup(1)]})
+        with pytest.raises(ValueError, match="bad record"):
+            await make_project(page_size=2).list_backups(parse=strict)
+        assert len(calls(mocked)) == 1  # no page after the one that failed
+
+
 async def test_records_without_an_id_are_kept_for_the_runner_to_reject(make_project: MakeProject) -> None:
     with mocked_http() as mocked:
         mocked.get(page_url(0), payload={"backup_count": 3, "backup_list": [backup(0), {"name": "x"}, "junk"]})

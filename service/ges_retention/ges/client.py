@@ -30,7 +30,7 @@ import json
 import random
 import re
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
@@ -508,9 +508,19 @@ class ProjectClient:
             page_size=page_size,
         )
 
-    async def list_backups(self, *, deadline: float | None = None, page_size: int | None = None) -> BackupListing:
-        """Every backup of the project, de-duplicated; see `BackupListing` for what `complete` means."""
-        return await _collect_backups(self.iter_backup_pages(deadline=deadline, page_size=page_size))
+    async def list_backups(
+        self,
+        *,
+        deadline: float | None = None,
+        page_size: int | None = None,
+        parse: Callable[[Any], Any] | None = None,
+    ) -> BackupListing:
+        """Every backup of the project, de-duplicated; see `BackupListing` for what `complete` means.
+
+        With `parse`, each record is converted as its page arrives (and its exceptions propagate): the listing then
+        holds the parsed values, not the raw JSON, which is what bounds memory on projects with many backups.
+        """
+        return await _collect_backups(self.iter_backup_pages(deadline=deadline, page_size=page_size), parse)
 
     async def list_graph_backups(
         self, graph_id: str, *, deadline: float | None = None, page_size: int | None = None
@@ -581,7 +591,7 @@ def _parse_page(operation: str, body: bytes, list_key: str, count_key: str, offs
     return items, total
 
 
-async def _collect_backups(pages: AsyncIterator[Page]) -> BackupListing:
+async def _collect_backups(pages: AsyncIterator[Page], parse: Callable[[Any], Any] | None = None) -> BackupListing:
     records: list[Any] = []
     seen: dict[str, Any] = {}
     conflicts: dict[str, None] = {}  # ordered set
@@ -596,8 +606,9 @@ async def _collect_backups(pages: AsyncIterator[Page]) -> BackupListing:
         requests += page.attempts
         count = page.total
         counts.add(page.total)
-        for record in page.items:
-            backup_id = record.get("id") if isinstance(record, dict) else None
+        for raw in page.items:
+            backup_id = raw.get("id") if isinstance(raw, dict) else None
+            record = raw if parse is None else parse(raw)
             if not isinstance(backup_id, str) or not backup_id:
                 records.append(record)  # kept for the runner to reject: it makes the listing invalid
                 continue
