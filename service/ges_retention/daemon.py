@@ -48,19 +48,19 @@ MISFIRE_GRACE_S = 3600
 WATCH_INTERVAL_S = 2.0
 
 
-def build_trigger(policy: Policy) -> BaseTrigger:
+def build_trigger(policy: Policy, now: datetime | None = None) -> BaseTrigger:
     """The APScheduler trigger for a policy's crontab(5) schedule, in its timezone, with the contract's jitter."""
+    jitter = jitter_s(_cron_trigger(policy, None), now or datetime.now(UTC))
+    return _cron_trigger(policy, jitter or None)
+
+
+def _cron_trigger(policy: Policy, jitter: int | None) -> BaseTrigger:
     assert policy.schedule is not None
     fields = policy.schedule.trigger_fields()
-    plain: BaseTrigger
     if len(fields) == 1:
-        plain = CronTrigger(timezone=policy.tz, **fields[0])
-    else:
-        plain = OrTrigger([CronTrigger(timezone=policy.tz, **f) for f in fields])
-    jitter = jitter_s(plain, datetime.now(UTC))
-    if len(fields) == 1:
-        return CronTrigger(timezone=policy.tz, jitter=jitter or None, **fields[0])
-    return OrTrigger([CronTrigger(timezone=policy.tz, **f) for f in fields], jitter=jitter or None)
+        return CronTrigger(timezone=policy.tz, jitter=jitter, **fields[0])
+    # Day of month and day of week both restricted: crontab fires when either matches.
+    return OrTrigger([CronTrigger(timezone=policy.tz, **f) for f in fields], jitter=jitter)
 
 
 def jitter_s(trigger: BaseTrigger, now: datetime) -> int:
@@ -113,26 +113,37 @@ class Daemon:
 
     # --- loading ---------------------------------------------------------------------------------------------
 
+    def read_file(self) -> PolicyFile:
+        """Parse and validate the whole file (and that every policy can reach an endpoint); raises if invalid."""
+        policy_file = load_policy_file(self.path)
+        check_endpoints(policy_file.policies, self.settings)
+        return policy_file
+
     def load(self, *, force_on_demand: bool = False) -> bool:
-        """Parse and validate the file completely, then swap it in; False (and the old policies) if invalid."""
+        """Reload: the file is validated completely, then swapped in; False (and the old policies) if invalid."""
         try:
-            new = load_policy_file(self.path)
-            check_endpoints(new.policies, self.settings)
+            new = self.read_file()
         except (PolicyError, SettingsError) as exc:
             self.metrics.reload_errors.inc()
             log.error("policy_rejected", path=str(self.path), error=str(exc))
             return False
-        changed = new.digest != self._last_digest
+        self._swap(new, run_on_demand=force_on_demand or new.digest != self._last_digest)
+        return True
+
+    def _swap(self, new: PolicyFile, *, run_on_demand: bool) -> None:
         self.policy_file = new
         self._last_digest = new.digest
         self._reschedule(new)
         self.metrics.policies_loaded.set(len(new.policies))
         log.info("policy_loaded", path=str(self.path), policies=new.names())
-        if changed or force_on_demand:
-            on_demand = [p.name for p in new.policies if p.schedule is None]
-            for name in on_demand:
-                self._start_run([name], "file")
-        return True
+        if not run_on_demand:
+            return
+        for policy in new.policies:
+            if policy.schedule is None:
+                try:
+                    self._start_run([policy.name], "file")
+                except AlreadyRunning as exc:
+                    log.warning("run_skipped", policy=policy.name, reason=f"already running: {exc}", trigger="file")
 
     def _reschedule(self, policy_file: PolicyFile) -> None:
         wanted = {p.name: p for p in policy_file.policies if p.schedule is not None}
@@ -289,9 +300,10 @@ class Daemon:
     # --- life cycle ------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Load the file (an invalid one raises: exit 2 at start), schedule, listen, watch."""
+        first = self.read_file()
         self.scheduler.start()
-        if not self.load(force_on_demand=True):
-            raise PolicyError(str(self.path), [])
+        self._swap(first, run_on_demand=True)
         await self.start_http()
         self._watcher = asyncio.get_running_loop().create_task(self.watch())
         log.info("daemon_started", path=str(self.path), policies=self.policy_file.names() if self.policy_file else [])
@@ -328,11 +340,7 @@ def _is_loopback(listener: tuple[str, int] | None) -> bool:
 
 def run_daemon(path: Path, settings: Settings) -> int:
     """`ges-retention daemon`: exit 0 on a clean shutdown, 2 if the file is invalid at start."""
-    try:
-        first = load_policy_file(path)
-        check_endpoints(first.policies, settings)
-    except (PolicyError, SettingsError):
-        raise
+    check_endpoints(load_policy_file(path).policies, settings)  # before anything starts: an invalid file is exit 2
     return asyncio.run(_daemon_main(path, settings))
 
 

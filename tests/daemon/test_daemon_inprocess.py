@@ -364,3 +364,19 @@ async def wait_for_event(logs: list[dict[str, Any]], name: str, timeout_s: float
         # capture_logs offers no hook to wait on: look at the list on the loop's turns, bounded by the timeout.
         while not any(e.get("event") == name for e in logs):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
+
+
+async def test_a_change_while_an_on_demand_policy_runs_is_loaded_and_watching_goes_on(harness: Harness) -> None:
+    await harness.settle()
+    harness.emulator.config.latency_ms = 50
+    harness.daemon.trigger(["staging"], "http")
+    with capture_logs() as logs:
+        harness.path.write_text(policy_text().replace("keep: {last: 2}", "keep: {last: 1}"))
+        await wait_for_event(logs, "run_skipped")
+    assert [e["event"] for e in logs].count("policy_loaded") == 1
+    harness.emulator.config.latency_ms = 0
+    await harness.settle()
+    with capture_logs() as logs:
+        harness.path.write_text(policy_text(prod_schedule="0 5 * * *").replace("keep: {last: 2}", "keep: {last: 1}"))
+        await wait_for_event(logs, "policy_loaded")  # the watcher survived the skipped run
+    assert "hour='5'" in str(harness.daemon.scheduler.get_job("prod").trigger)
