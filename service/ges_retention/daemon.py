@@ -205,6 +205,21 @@ class Daemon:
         self._start_run(wanted, trigger, run_id=run_id)
         return run_id
 
+    def run_all_now(self, trigger: Trigger) -> str | None:
+        """Run every policy that is not already running (those are skipped, logged); the run id, if any started."""
+        if self.policy_file is None:
+            return None
+        free = [name for name in self.policy_file.names() if name not in self.running]
+        for name in sorted(set(self.policy_file.names()) - set(free)):
+            log.warning("run_skipped", policy=name, reason="already running", trigger=trigger)
+        if not free:
+            return None
+        try:
+            return self.trigger(free, trigger)
+        except AlreadyRunning as exc:  # shutting down
+            log.warning("run_skipped", reason=str(exc), trigger=trigger)
+            return None
+
     def _start_run(self, names: list[str], trigger: Trigger, *, run_id: str | None = None) -> asyncio.Task[None]:
         if self.stopping.is_set():
             raise AlreadyRunning("shutting down")
@@ -366,10 +381,7 @@ async def _daemon_main(path: Path, settings: Settings) -> int:
             daemon.load(force_on_demand=True)
 
         def on_usr1() -> None:
-            try:
-                daemon.trigger(None, "signal")
-            except (AlreadyRunning, UnknownPolicy) as exc:
-                log.warning("run_skipped", reason=str(exc), trigger="signal")
+            daemon.run_all_now("signal")
 
         handlers: dict[int, Callable[..., Any]] = {
             signal.SIGTERM: lambda: on_stop(signal.SIGTERM),

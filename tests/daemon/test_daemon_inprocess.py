@@ -380,3 +380,17 @@ async def test_a_change_while_an_on_demand_policy_runs_is_loaded_and_watching_go
         harness.path.write_text(policy_text(prod_schedule="0 5 * * *").replace("keep: {last: 2}", "keep: {last: 1}"))
         await wait_for_event(logs, "policy_loaded")  # the watcher survived the skipped run
     assert "hour='5'" in str(harness.daemon.scheduler.get_job("prod").trigger)
+
+
+async def test_run_all_now_skips_only_the_policies_already_running(harness: Harness) -> None:
+    await harness.settle()
+    harness.emulator.config.latency_ms = 30
+    harness.daemon.trigger(["prod"], "http")
+    with capture_logs() as logs:
+        run_id = harness.daemon.run_all_now("signal")
+    assert run_id is not None
+    skipped = [e for e in logs if e["event"] == "run_skipped"]
+    assert [(e["policy"], e["trigger"]) for e in skipped] == [("prod", "signal")]
+    assert harness.daemon.running == {"prod", "staging"}
+    harness.emulator.config.latency_ms = 0
+    await harness.settle()
