@@ -44,35 +44,38 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ges-retention", description="Retention for Huawei Cloud GES graph backups.")
     parser.add_argument("--version", action="version", version=f"ges-retention {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    # `--debug` works before or after the command; SUPPRESS keeps a subcommand from resetting it.
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("validate", help="check a policy file")
+    p = sub.add_parser("validate", parents=[common], help="check a policy file")
     p.add_argument("policy_file")
 
-    p = sub.add_parser("plan", help="decide what would be kept and deleted; deletes nothing")
+    p = sub.add_parser("plan", parents=[common], help="decide what would be kept and deleted; deletes nothing")
     p.add_argument("policy_file")
     p.add_argument("--policy", action="append", default=[], metavar="NAME", help="plan only this policy (repeatable)")
     p.add_argument("--from-file", metavar="BACKUPS.json", help="plan an exported backup list instead of the API")
     p.add_argument("--now", metavar="ISO8601", help="plan as of this instant (no offset = UTC); default: the clock")
     p.add_argument("--format", choices=("table", "json"), default="table")
 
-    p = sub.add_parser("run", help="one run: list, plan, delete, summarise")
+    p = sub.add_parser("run", parents=[common], help="one run: list, plan, delete, summarise")
     p.add_argument("policy_file")
     p.add_argument("--policy", action="append", default=[], metavar="NAME")
     p.add_argument("--dry-run", action="store_true", help="plan and log, delete nothing")
     p.add_argument("--max-deletes", type=_non_negative_int, metavar="N", help="replace safety.max_deletes")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
-    p = sub.add_parser("daemon", help="schedule policies, watch the file, serve health and metrics")
+    p = sub.add_parser("daemon", parents=[common], help="schedule policies, watch the file, serve health and metrics")
     p.add_argument("policy_file")
 
-    p = sub.add_parser("emulator", help="a local GES + IAM emulator for tests and demos")
+    p = sub.add_parser("emulator", parents=[common], help="a local GES + IAM emulator for tests and demos")
     from ges_retention.emulator import command as emulator_command
 
     emulator_command.add_arguments(p)
 
-    sub.add_parser("demo", help="run the example policy against a seeded in-process emulator")
-    sub.add_parser("schema", help="print the JSON Schema of the policy file")
+    sub.add_parser("demo", parents=[common], help="run the example policy against a seeded in-process emulator")
+    sub.add_parser("schema", parents=[common], help="print the JSON Schema of the policy file")
     return parser
 
 

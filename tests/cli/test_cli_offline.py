@@ -237,3 +237,15 @@ def test_bad_file_in_a_subprocess_has_no_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("ges-retention: error: ") and "bad.yaml" in result.stderr
+
+
+@pytest.mark.parametrize("argv", [["--debug", "validate"], ["validate", "--debug"]])
+def test_debug_adds_the_traceback_before_or_after_the_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    missing = str(tmp_path / "missing.yaml")
+    assert main([*argv, missing]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("ges-retention: error: ")
+    assert main(["validate", missing]) == 2
+    assert "Traceback" not in capsys.readouterr().err
