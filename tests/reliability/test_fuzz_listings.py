@@ -92,11 +92,18 @@ def trustworthy(served: list[bytes]) -> tuple[bool, list[dict[str, Any]], set[st
             if not record_is_valid(item):
                 return False, [], conflicts
             first = seen.setdefault(item["id"], item)
-            if first != item:
+            if modeled(first) != modeled(item):
                 if not honest_change(first, item):
                     return False, [], conflicts
                 conflicts.add(item["id"])
     return count is not None and len(seen) >= count, list(seen.values()), conflicts
+
+
+def modeled(record: dict[str, Any]) -> tuple[Any, ...]:
+    """What the service reads of a record: copies that differ only elsewhere (size, tags, a null name or an absent
+    one) are the same backup to it, and no conflict."""
+    optional = tuple(record.get(key) or "" for key in ("name", "graph_name", "backup_method"))
+    return (record["graph_id"], record["status"], record["start_timestamp"], *optional)
 
 
 def honest_change(first: dict[str, Any], later: dict[str, Any]) -> bool:
