@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 from ges_retention import __version__
 from ges_retention.backup import Backup, InvalidBackupRecord
 from ges_retention.exit_codes import ExitCode
-from ges_retention.policy import PolicyFileDocument
+from ges_retention.policy import Policy, PolicyFileDocument
 from ges_retention.policy_loading import PolicyError, load_policy_file
 from ges_retention.report import PolicyReport, render_json, render_table
 from ges_retention.retention import plan_file
@@ -133,7 +133,7 @@ def read_backup_export(path: str) -> list[Backup]:
     return backups
 
 
-def _describe(policy: Any) -> str:
+def _describe(policy: Policy) -> str:
     keep = policy.keep
     rules = [
         f"{rule} {getattr(keep, rule)}"
