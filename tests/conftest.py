@@ -8,12 +8,14 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
+from subprocess_env import SETTINGS_PREFIXES
+
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """No credential or setting leaks in from the machine, and no `.env` is read from the checkout."""
     for name in list(os.environ):
-        if name.startswith(("GES_RETENTION_", "HUAWEICLOUD_SDK_")):
+        if name.startswith(SETTINGS_PREFIXES):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     yield

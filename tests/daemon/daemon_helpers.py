@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from ges_retention.emulator.app import RunningEmulator
-from ges_retention.emulator.config import DEFAULT_AK, DEFAULT_SK
+from subprocess_env import emulator_env
 
 PROJECT = "0a1b2c3d4e5f"
 POLICY = f"""\
@@ -72,16 +71,9 @@ class DaemonProcess:
 
 
 async def start_daemon(policy: Path, emulator: RunningEmulator, **extra: str) -> DaemonProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GES_RETENTION_", "HUAWEICLOUD_SDK_"))}
-    env.update(
-        GES_RETENTION_ENDPOINT=emulator.url,
-        GES_RETENTION_AK=DEFAULT_AK,
-        GES_RETENTION_SK=DEFAULT_SK,
-        GES_RETENTION_RATE_LIMIT="0",
-        GES_RETENTION_HTTP="127.0.0.1:0",
-        GES_RETENTION_LOG_LEVEL="info",
+    env = emulator_env(
+        emulator.url, **{"GES_RETENTION_HTTP": "127.0.0.1:0", "GES_RETENTION_LOG_LEVEL": "info", **extra}
     )
-    env.update(extra)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -9,7 +9,6 @@ against a `ges-retention emulator` process on 127.0.0.1); `make` targets must ex
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -18,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from subprocess_env import emulator_env
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
@@ -116,13 +117,7 @@ def test_cli_commands_run(command: str, emulator_url: str) -> None:
                 proc.terminate()
                 assert proc.wait(timeout=20) == 0
         return
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GES_RETENTION_", "HUAWEICLOUD_SDK_"))}
-    env.update(
-        GES_RETENTION_ENDPOINT=emulator_url,
-        GES_RETENTION_AK="EMULATORAK0000000001",
-        GES_RETENTION_SK="emulator-secret-key",
-        GES_RETENTION_RATE_LIMIT="0",
-    )
+    env = emulator_env(emulator_url)
     result = subprocess.run(
         [sys.executable, "-m", "ges_retention", *words],
         cwd=REPO,

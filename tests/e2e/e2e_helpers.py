@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,10 +12,10 @@ from typing import Any
 
 from ges_retention.backup import Backup
 from ges_retention.emulator.app import RunningEmulator
-from ges_retention.emulator.config import DEFAULT_AK, DEFAULT_SK
 from ges_retention.emulator.store import Store
 from ges_retention.policy_loading import parse_policy_text
 from ges_retention.retention import plan_file
+from subprocess_env import emulator_env
 
 PROJECT = "0a1b2c3d4e5f"
 
@@ -54,17 +53,7 @@ class CliResult:
 
 
 def cli_env(emulator: RunningEmulator, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GES_RETENTION_", "HUAWEICLOUD_SDK_"))}
-    env.update(
-        GES_RETENTION_ENDPOINT=emulator.url,
-        GES_RETENTION_AK=DEFAULT_AK,
-        GES_RETENTION_SK=DEFAULT_SK,
-        GES_RETENTION_RATE_LIMIT="0",
-        GES_RETENTION_BACKOFF_MAX_S="0.05",
-        GES_RETENTION_REQUEST_TIMEOUT_S="5",
-    )
-    env.update(extra)
-    return env
+    return emulator_env(emulator.url, GES_RETENTION_BACKOFF_MAX_S="0.05", GES_RETENTION_REQUEST_TIMEOUT_S="5", **extra)
 
 
 async def start_cli(args: list[str], env: Mapping[str, str]) -> asyncio.subprocess.Process:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 from collections import Counter
@@ -28,6 +27,7 @@ from ges_retention.policy_loading import parse_policy_text
 from ges_retention.retention import plan_file
 from ges_retention.runner import Runner, RunSummary, client_config
 from ges_retention.settings import Settings
+from subprocess_env import clean_env
 
 __all__ = [
     "FIGURES",
@@ -132,11 +132,7 @@ def issued_tokens(emulator: RunningEmulator) -> list[str]:
 # --- CLI subprocesses ---------------------------------------------------------------------------------------------
 
 
-def base_env(**settings: str) -> dict[str, str]:
-    """This process's environment without any service setting, plus `settings`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GES_RETENTION_", "HUAWEICLOUD_SDK_"))}
-    env.update(settings)
-    return env
+base_env = clean_env
 
 
 @dataclass
