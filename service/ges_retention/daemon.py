@@ -131,6 +131,9 @@ class Daemon:
         return True
 
     def _swap(self, new: PolicyFile, *, run_on_demand: bool) -> None:
+        if self.policy_file is not None:
+            for removed in set(self.policy_file.names()) - set(new.names()):
+                self.metrics.forget_policy(removed)
         self.policy_file = new
         self._last_digest = new.digest
         self._reschedule(new)

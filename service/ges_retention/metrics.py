@@ -74,3 +74,16 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def forget_policy(self, policy: str) -> None:
+        """Drop every series of a policy removed from the file, so its alerts stop with it."""
+        for metric in (self.deletions, self.run_duration, self.last_run, self.backups, self.newest_success_age):
+            names = metric._labelnames
+            stale = {
+                tuple(sample.labels[n] for n in names)
+                for family in metric.collect()
+                for sample in family.samples
+                if sample.labels.get("policy") == policy
+            }
+            for values in stale:
+                metric.remove(*values)

@@ -394,3 +394,17 @@ async def test_run_all_now_skips_only_the_policies_already_running(harness: Harn
     assert harness.daemon.running == {"prod", "staging"}
     harness.emulator.config.latency_ms = 0
     await harness.settle()
+
+
+async def test_a_removed_policy_takes_its_metric_series_with_it(harness: Harness) -> None:
+    await harness.settle()
+    job = harness.daemon.scheduler.get_job("prod")
+    await job.func(*job.args)
+    before = harness.metrics.render().decode()
+    assert 'policy="staging"' in before and 'policy="prod"' in before
+    with capture_logs() as logs:
+        harness.path.write_text(policy_text().split("  - name: staging")[0])
+        await wait_for_event(logs, "policy_loaded")
+    after = harness.metrics.render().decode()
+    assert 'policy="staging"' not in after
+    assert 'ges_retention_deletions_total{outcome="deleted",policy="prod"}' in after
