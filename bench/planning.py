@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from bench.service import GFS_KEEP
+
 __all__ = ["PLANNING_POLICY", "api_records", "backups", "run_planning", "run_planning_scenario"]
 
 HOUR_MS = 3_600_000
@@ -33,16 +35,7 @@ PLANNING_POLICY: dict[str, Any] = {
             "name": "gfs",
             "project_id": PROJECT,
             "timezone": "Europe/Paris",
-            "keep": {
-                "last": 3,
-                "hourly": 24,
-                "daily": 7,
-                "weekly": 4,
-                "monthly": 12,
-                "yearly": "unlimited",
-                "within": "2d",
-                "names": ["*-golden"],
-            },
+            "keep": GFS_KEEP,
             "failed": {"delete_after": "3d"},
             "safety": {"min_keep": 1, "max_deletes": 10_000_000},
         }

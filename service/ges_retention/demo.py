@@ -135,7 +135,7 @@ async def _demo(policy_file: PolicyFile, base: Settings | None) -> int:
             f"Policy file: {policy_file.source}\n\n"
         )
         for project_id, key in zip(projects, config.access_keys, strict=True):
-            settings = _demo_settings(base, emulator.url, key.ak)
+            settings = _demo_settings(emulator.url, key.ak)
             selected = [p for p in policy_file.policies if p.project_id == project_id]
             async with Service(settings) as runner:
                 listings = await runner.list_projects(
@@ -158,7 +158,7 @@ async def _demo(policy_file: PolicyFile, base: Settings | None) -> int:
     return int(summary.exit_code())
 
 
-def _demo_settings(base: Settings | None, url: str, ak: str) -> Settings:
+def _demo_settings(url: str, ak: str) -> Settings:
     return Settings(
         _env_file=None,
         endpoint=url,

@@ -14,13 +14,13 @@ import functools
 import logging
 import re
 import sys
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["REDACTED", "configure_logging", "get_logger", "redact_event", "register_secrets", "scrub"]
+__all__ = ["REDACTED", "configure_logging", "redact_event", "register_secrets", "scrub"]
 
 REDACTED = "[redacted]"
 
@@ -116,11 +116,3 @@ def configure_logging(fmt: str = "json", level: str = "info", stream: TextIO | N
         # Not cached: tests swap processors with structlog.testing.capture_logs.
         cache_logger_on_first_use=False,
     )
-
-
-def get_logger(**initial: Any) -> Any:
-    return structlog.get_logger(**initial)
-
-
-def bound_context() -> MutableMapping[str, Any]:
-    return structlog.contextvars.get_contextvars()
