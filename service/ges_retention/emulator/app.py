@@ -36,7 +36,6 @@ import json
 import logging
 import os
 import random
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -57,7 +56,6 @@ from ges_retention.emulator.config import (
     DEFAULT_TOKEN,
     GES_OPERATIONS,
     OPERATIONS,
-    PROJECT_ID_RE,
     AccessKey,
     EmulatorConfig,
     FaultRates,
@@ -75,6 +73,7 @@ from ges_retention.emulator.errors import (
 )
 from ges_retention.emulator.gates import Dropped, Gates, Holds
 from ges_retention.emulator.iam import Iam
+from ges_retention.emulator.params import check_segments, checked_path, paging
 from ges_retention.emulator.stats import Stats
 from ges_retention.emulator.store import DeleteResult, Store, format_api_time, random_uuid
 from ges_retention.ges.signing import SignedRequest
@@ -105,12 +104,6 @@ Clock: TypeAlias = Callable[[], float]
 Sleep: TypeAlias = Callable[[float], Awaitable[None]]
 Handler: TypeAlias = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-DEFAULT_LIMIT = 10
-MAX_LIMIT = 1000
-# Letters, digits and the unreserved marks; no '%', so the decoded path is the raw path. Not starting with '.'.
-_SEGMENT_RE = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*")
-_DIGITS_RE = re.compile(r"[0-9]{1,18}")
-_CONTROL_PREFIX = "/_emulator/"
 _JSON = "application/json"
 
 
@@ -169,7 +162,7 @@ class Emulator:
         try:
             if operation == "unknown":
                 # A trick that the router normalized away or could not match is still a bad parameter, not a 404.
-                _check_segments(request)
+                check_segments(request)
             elif operation is not None:
                 await self._gates(request, operation)
             return await handler(request)
@@ -185,7 +178,7 @@ class Emulator:
             return _json({"error_code": "GES.0500", "error_msg": "Internal server error."}, 500)
 
     async def _gates(self, request: web.Request, operation: str) -> None:
-        project_id = _checked_path(request) if operation in GES_OPERATIONS else None
+        project_id = checked_path(request) if operation in GES_OPERATIONS else None
         gates = self.gates
         await gates.latency()
         if project_id is not None:
@@ -221,7 +214,7 @@ class Emulator:
         await self.gates.stop()
 
     def _paging(self, request: web.Request, operation: str) -> tuple[int, int]:
-        offset, limit = _paging(request)
+        offset, limit = paging(request)
         return (0 if self.gates.repeats(operation) else offset), limit
 
     async def list_graphs(self, request: web.Request) -> web.Response:
@@ -304,45 +297,6 @@ def _http_exception(exc: web.HTTPException, request_id: str) -> web.Response:
         error = ApiError(exc.status, "GES.0001", f"Incorrect parameter. {exc.reason}")
     return _json(error.to_json(request_id), error.status)
 
-
-def _check_segments(request: web.Request) -> None:
-    """Refuse a raw path with a segment that is not plain (see the module docstring)."""
-    raw_path = request.raw_path.partition("?")[0]
-    for segment in raw_path.split("/"):
-        # Empty segments cannot fill a route variable: they only make a path unknown (404).
-        if segment and not _SEGMENT_RE.fullmatch(segment):
-            raise bad_parameter(f"The path segment {segment[:100]!r} is not allowed.")
-
-
-def _checked_path(request: web.Request) -> str:
-    """The project id, once every raw path segment is known to be plain."""
-    _check_segments(request)
-    project_id = request.match_info["project_id"]
-    if not PROJECT_ID_RE.fullmatch(project_id):
-        raise bad_parameter("project_id must be 1 to 64 letters and digits.")
-    return project_id
-
-
-def _paging(request: web.Request) -> tuple[int, int]:
-    offset = _int_param(request, "offset", 0, 0, None)
-    limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    return offset, limit
-
-
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int | None) -> int:
-    values = request.query.getall(name, [])
-    if not values:
-        return default
-    bounds = f"from {low} to {high}" if high is not None else f">= {low}"
-    if len(values) > 1 or not _DIGITS_RE.fullmatch(values[0]):
-        raise bad_parameter(f"{name} must be one integer {bounds}.")
-    value = int(values[0])
-    if value < low or (high is not None and value > high):
-        raise bad_parameter(f"{name} must be an integer {bounds}, got {value}.")
-    return value
-
-
-# -- assembly -------------------------------------------------------------------------------------------------------
 
 EMULATOR_KEY = web.AppKey("ges_retention_emulator", Emulator)
 
