@@ -123,6 +123,7 @@ class _RequestObserver:
     def on_response(self, operation: str, status: int, duration_s: float) -> None:
         if self.metrics is not None:
             self.metrics.requests.labels(operation, str(status)).inc()
+            self.metrics.request_duration.labels(operation).observe(duration_s)
         self.readiness.note_answer(status)
 
     def on_retry(self, operation: str, attempt: int, error: BaseException, retry_in_s: float) -> None:
