@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from promql import promql_metric_names
 
 from ges_retention.metrics import Metrics
-from ges_retention.runner import _Observer
+from ges_retention.service import Readiness, _RequestObserver
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "ges-retention.json"
 PROMETHEUS_OWN = {"up"}  # set by Prometheus on every scrape target
@@ -67,7 +67,7 @@ def _exported_metric_names() -> set[str]:
     metrics = Metrics()
     metrics.deletions.labels("p", "deleted").inc()
     metrics.requests.labels("list_backups", "200").inc()
-    _Observer(metrics).on_response("list_backups", 200, 0.1)  # the runner's path to the request histogram
+    _RequestObserver(metrics, Readiness()).on_response("list_backups", 200, 0.1)  # the client observer feeds it
     metrics.throttled.inc()
     metrics.run_duration.labels("p").observe(1)
     metrics.last_run.labels("p", "ok").set(1)
