@@ -21,6 +21,7 @@ class Metrics:
         "deletions",
         "last_run",
         "newest_success_age",
+        "next_run",
         "policies_loaded",
         "registry",
         "reload_errors",
@@ -67,6 +68,12 @@ class Metrics:
             ["policy"],
             registry=r,
         )
+        self.next_run = Gauge(
+            "ges_retention_next_run_timestamp_seconds",
+            "Unix time of a scheduled policy's next run (no series when it has no schedule or is paused)",
+            ["policy"],
+            registry=r,
+        )
         self.policies_loaded = Gauge("ges_retention_policies_loaded", "Policies in the loaded file", registry=r)
         self.reload_errors = Counter(
             "ges_retention_policy_reload_errors", "Policy file reloads rejected as invalid", registry=r
@@ -77,7 +84,14 @@ class Metrics:
 
     def forget_policy(self, policy: str) -> None:
         """Drop every series of a policy removed from the file, so its alerts stop with it."""
-        for metric in (self.deletions, self.run_duration, self.last_run, self.backups, self.newest_success_age):
+        for metric in (
+            self.deletions,
+            self.run_duration,
+            self.last_run,
+            self.backups,
+            self.newest_success_age,
+            self.next_run,
+        ):
             names = metric._labelnames
             stale = {
                 tuple(sample.labels[n] for n in names)

@@ -230,6 +230,8 @@ class Runner:
         self._monotonic = monotonic or (lambda: asyncio.get_running_loop().time())
         self._auth: dict[tuple[str, str], AuthProvider] = {}
         self._stop = asyncio.Event()
+        # Runs in progress by id, their summaries filled in as they go: the daemon shows live counts from them.
+        self.active: dict[str, RunSummary] = {}
 
     def request_stop(self) -> None:
         """No new deletion starts after this; in-flight ones finish."""
@@ -296,13 +298,17 @@ class Runner:
         max_deletes: int | None = None,
         trigger: Trigger = "cli",
         run_id: str | None = None,
+        should_continue: Callable[[str], bool] | None = None,
     ) -> RunSummary:
+        """One run. `should_continue(policy_name)` is asked before each DELETE: False starts no further deletion of
+        that policy (its outcome `interrupted`); the daemon says False for a policy a reload removed, paused or
+        turned to dry_run."""
         run_id = run_id or uuid.uuid4().hex[:16]
         started = self._monotonic()
         deadline = started + self.settings.run_deadline_s
         if max_deletes is not None:
             selected = [_with_max_deletes(p, max_deletes) for p in selected]
-        summary = RunSummary(run_id=run_id, trigger=trigger, dry_run=dry_run)
+        summary = self.active[run_id] = RunSummary(run_id=run_id, trigger=trigger, dry_run=dry_run)
         with structlog.contextvars.bound_contextvars(run_id=run_id):
             log.info("run_started", policies=[p.name for p in selected], dry_run=dry_run, trigger=trigger)
             listings = await self.list_projects(selected, deadline)
@@ -311,10 +317,10 @@ class Runner:
             now = self._clock()
             results = self.plan_policies(policy_file, selected, listings, now, dry_run=dry_run)
             summary.policies = results
-            await self._delete_all(results, deadline)
+            stopped = await self._delete_all(results, deadline, should_continue or (lambda _name: True))
             summary.interrupted = self.stop_requested and any(r.not_started for r in results)
             for result in results:
-                result.outcome = _policy_outcome(result, summary.interrupted)
+                result.outcome = _policy_outcome(result, summary.interrupted or result.name in stopped)
                 self._finish_policy(result, now, started)
             summary.duration_s = self._monotonic() - started
             summary.outcome = _run_outcome(summary)
@@ -325,6 +331,7 @@ class Runner:
                 duration_s=round(summary.duration_s, 3),
                 outcome=summary.outcome,
             )
+        self.active.pop(run_id, None)  # (a run that raises leaves its entry: the daemon drops it)
         return summary
 
     def plan_policies(
@@ -377,19 +384,25 @@ class Runner:
 
     # --- deletions -------------------------------------------------------------------------------------------
 
-    async def _delete_all(self, results: Sequence[PolicyResult], deadline: float) -> None:
+    async def _delete_all(
+        self, results: Sequence[PolicyResult], deadline: float, should_continue: Callable[[str], bool]
+    ) -> set[str]:
+        """Delete every due backup; the names of the policies `should_continue` stopped."""
+        stopped: set[str] = set()
         queue: list[tuple[PolicyResult, Decision]] = []
         for result in results:
             if result.plan is None or result.dry_run:
                 continue
             queue.extend((result, d) for d in result.plan.deletions)
         if not queue:
-            return
+            return stopped
         items = iter(queue)
 
         async def worker() -> None:
             for result, decision in items:
-                if self.stop_requested or self._monotonic() >= deadline:
+                if result.name not in stopped and not should_continue(result.name):
+                    stopped.add(result.name)
+                if self.stop_requested or self._monotonic() >= deadline or result.name in stopped:
                     result.not_started += 1
                     continue
                 await self._delete_one(result, decision, deadline)
@@ -398,6 +411,7 @@ class Runner:
         async with asyncio.TaskGroup() as group:
             for _ in range(workers):
                 group.create_task(worker())
+        return stopped
 
     async def _delete_one(self, result: PolicyResult, decision: Decision, deadline: float) -> None:
         backup = decision.backup
@@ -502,7 +516,7 @@ def _policy_outcome(result: PolicyResult, interrupted: bool) -> Outcome:
 
 def _run_outcome(summary: RunSummary) -> Outcome:
     outcomes = {p.outcome for p in summary.policies}
-    if summary.interrupted:
+    if summary.interrupted or "interrupted" in outcomes:
         return "interrupted"
     if outcomes & {"failed", "partial"}:
         return "failed" if outcomes <= {"failed"} else "partial"
