@@ -121,8 +121,8 @@ async def running_harness(
                 await daemon.stop()
 
 
-async def wait_for_event(logs: list[dict[str, Any]], name: str, timeout_s: float = 10.0) -> None:
+async def wait_for_event(logs: list[dict[str, Any]], name: str, timeout_s: float = 10.0, *, count: int = 1) -> None:
     async with asyncio.timeout(timeout_s):
         # capture_logs offers no hook to wait on: look at the list on the loop's turns, bounded by the timeout.
-        while not any(e.get("event") == name for e in logs):  # noqa: ASYNC110
+        while sum(e.get("event") == name for e in logs) < count:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
