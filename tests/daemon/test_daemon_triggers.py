@@ -11,8 +11,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from inprocess_harness import PROJECT, Harness, policy_text, running_harness, wait_for_event
+from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from ges_retention.daemon import Paused
