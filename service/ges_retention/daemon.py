@@ -1,23 +1,13 @@
 """The daemon: schedules each policy, reloads the policy file once it settles, triggers runs, handles signals.
 
-It only schedules and triggers runs; `runner` does the work, `http_api` serves the listener. A policy runs only when
-asked (contract "Round 2: Triggers"):
-- `schedule`: one APScheduler job per enabled policy with a `schedule` (`schedule.build_trigger`: cron in the
-  policy's timezone with jitter, `max_instances=1`, misfires coalesced);
-- `signal`: SIGUSR1 runs every enabled policy that is not already running;
-- `http`: `POST /v1/runs` (like SIGUSR1) or `POST /v1/runs?policy=NAME`;
-- `file`: a policy with `run_on_change: true` runs when a loaded definition of it has a digest other than the one of
-  its last `run_on_change` run (none yet = differs); a change while it runs queues exactly one more run.
-A comment, a reordering or an edit of another policy runs nothing. `enabled: false` pauses a policy for every
-trigger (it still counts for overlap). A policy never runs twice at once. A reload that removes, pauses or turns to
-dry_run a running policy starts no further deletion of it.
-
-Reloads are settled (`policy_watch`): the file is polled every 2 s (SIGHUP: now), and a change is used only once two
-reads `GES_RETENTION_RELOAD_SETTLE_S` apart agree. An invalid change is rejected (`policy_rejected`) and the old
-policies keep running; an unreadable or deleted file is a warning (`policy_file_unreadable`) and changes nothing.
-No exception stops the watcher or a run task: each is logged (`policy_rejected`, `run_crashed`) and the daemon goes
-on. SIGTERM/SIGINT: no new runs or deletions start, in-flight deletions finish within the grace period,
-`daemon_stopped` is logged, exit 0.
+It only schedules and triggers runs (`runner` does the work, `http_api` serves the listener, `policy_watch` reads
+the file). A policy runs only when asked: its `schedule` (`schedule.build_trigger`), SIGUSR1 or `POST /v1/runs`
+(every enabled policy not running), `POST /v1/runs?policy=NAME`, or with `run_on_change: true` when a loaded
+definition of it has another digest than its last such run (a change while it runs queues exactly one more run).
+`enabled: false` pauses a policy for every trigger; a reload that removes, pauses or dry-runs a running policy starts
+no further deletion of it (`should_continue`). A policy never runs twice at once. No exception stops the watcher or a
+run task: each is logged (`policy_rejected`, `run_crashed`). SIGTERM/SIGINT: no new runs or deletions, in-flight
+deletions finish within the grace period, `daemon_stopped`, exit 0. The README's "The daemon" says it for operators.
 """
 
 from __future__ import annotations
@@ -252,6 +242,8 @@ class Daemon:
         if self.policy_file is None:
             raise UnknownPolicy("no policies loaded")
         wanted = list(dict.fromkeys(names or [])) or [p.name for p in self.policy_file.policies if p.enabled]
+        if not wanted:
+            raise Paused("every policy")
         unknown = [n for n in wanted if self.policy(n) is None]
         if unknown:
             raise UnknownPolicy(", ".join(unknown))
@@ -291,7 +283,7 @@ class Daemon:
         busy = [n for n in names if n in self.running]
         if busy:
             raise AlreadyRunning(", ".join(busy))
-        assert self.policy_file is not None
+        assert self.policy_file is not None and names  # (`select([])` would mean every policy, paused ones too)
         policy_file = self.policy_file  # a run finishes on the policies it started with
         selected = policy_file.select(names)
         run_id = run_id or uuid.uuid4().hex[:16]
@@ -308,7 +300,7 @@ class Daemon:
         return current is not None and current.enabled and not current.dry_run
 
     async def _run(self, policy_file: PolicyFile, selected: list[Policy], trigger: Trigger, run_id: str) -> None:
-        names = [p.name for p in selected]
+        names = {p.name for p in selected}
         try:
             summary = await self.runner.run(
                 policy_file, selected, trigger=trigger, run_id=run_id, should_continue=self.should_continue
@@ -318,17 +310,19 @@ class Daemon:
             self.records.crash(run_id, "cancelled at shutdown", self._clock())
             raise
         except Exception as exc:
-            log.exception("run_crashed", run_id=run_id, policies=names, error=repr(exc))
+            log.exception("run_crashed", run_id=run_id, policies=sorted(names), error=repr(exc))
             self.records.crash(run_id, f"{type(exc).__name__}: {exc}", self._clock())
         finally:
             self.runner.active.pop(run_id, None)
             self.running.difference_update(names)
-        for name in names:
-            if name in self.queued:
-                self.queued.discard(name)
-                policy = self.policy(name)
+        for name in names & self.queued:
+            self.queued.discard(name)
+            policy = self.policy(name)
+            try:
                 if policy is not None:
                     self._run_if_changed(policy)
+            except Exception as exc:
+                log.exception("run_crashed", policies=[name], error=repr(exc), trigger="file")
 
     # --- life cycle ------------------------------------------------------------------------------------------
 

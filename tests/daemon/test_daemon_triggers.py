@@ -254,3 +254,15 @@ async def test_post_runs_without_a_policy_is_like_sigusr1(tmp_path: Path) -> Non
         assert conflict == {"error": "policy prod is already running", "reason": "already_running"}
         await h.settle()
         assert h.daemon.records.get(body["run_id"]) is not None
+
+
+async def test_with_every_policy_paused_nothing_can_be_started(tmp_path: Path) -> None:
+    paused = policy_text().replace("    project_id:", "    enabled: false\n    project_id:")
+    async with running_harness(tmp_path, paused) as h:
+        with pytest.raises(Paused):
+            h.daemon.trigger(None, "http")  # "every enabled policy" is none, never "every policy"
+        assert h.daemon.run_all_now("signal")[0] is None
+        async with aiohttp.ClientSession() as session, session.post(f"{h.daemon.http_url}/v1/runs") as r:
+            assert r.status == 409
+            assert (await r.json())["reason"] == "paused"
+        assert requests(h) == 0 and not h.daemon.tasks
