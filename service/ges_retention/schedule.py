@@ -8,8 +8,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.combining import OrTrigger
-from apscheduler.triggers.cron import CronTrigger
 
 from ges_retention.policy import Policy
 
@@ -27,11 +25,7 @@ def build_trigger(policy: Policy, now: datetime | None = None) -> BaseTrigger:
 def _cron_trigger(policy: Policy, jitter: int | None) -> BaseTrigger:
     if policy.schedule is None:
         raise ValueError(f"policy {policy.name!r} has no schedule")
-    fields = policy.schedule.trigger_fields()
-    if len(fields) == 1:
-        return CronTrigger(timezone=policy.tz, jitter=jitter, **fields[0])
-    # Day of month and day of week both restricted: crontab fires when either matches.
-    return OrTrigger([CronTrigger(timezone=policy.tz, **f) for f in fields], jitter=jitter)
+    return policy.schedule.trigger(policy.tz, jitter)
 
 
 def jitter_s(trigger: BaseTrigger, now: datetime) -> int:
