@@ -111,8 +111,9 @@ class HttpApi:
                 {"error": "refused: the listener is beyond loopback and no GES_RETENTION_HTTP_TOKEN is set"},
                 status=403,
             )
-        scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        # Exactly `Bearer <token>` (one space; the scheme in any case): anything looser is refused.
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
             return web.json_response({"error": "missing or wrong bearer token"}, status=401)
         return None
 
