@@ -1,4 +1,4 @@
-"""The daemon in-process against the emulator: jobs, reloads, on-demand runs, the HTTP listener, crash survival.
+"""The daemon in-process against the emulator: jobs, reloads, triggers, the HTTP listener, crash survival.
 
 Scheduling is checked through the jobs APScheduler holds and by firing them directly: no test waits for a cron minute.
 """
