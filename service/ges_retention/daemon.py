@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,9 +30,11 @@ from ges_retention.policy import Policy, definition_digest, never_runs
 from ges_retention.policy_loading import PolicyError, PolicyFile, Problem, parse_policy_text
 from ges_retention.policy_watch import FileRead, PolicyWatcher
 from ges_retention.run_records import ChangeDigests, ChangeKey, MemoryChangeDigests, RunRecords
-from ges_retention.runner import Runner, Service, Trigger, check_endpoints, policy_endpoint
+from ges_retention.runner import Runner
 from ges_retention.schedule import build_trigger
+from ges_retention.service import Service, check_endpoints, policy_endpoint
 from ges_retention.settings import Settings, SettingsError
+from ges_retention.summary import Trigger, new_run_id
 
 __all__ = ["AlreadyRunning", "Daemon", "Paused", "UnknownPolicy", "run_daemon"]
 
@@ -250,7 +251,7 @@ class Daemon:
         paused = [n for n in wanted if not self.policy(n).enabled]  # type: ignore[union-attr]
         if paused:
             raise Paused(", ".join(paused))
-        run_id = uuid.uuid4().hex[:16]
+        run_id = new_run_id()
         self._start_run(wanted, trigger, run_id=run_id)
         return run_id
 
@@ -286,7 +287,7 @@ class Daemon:
         assert self.policy_file is not None and names  # (`select([])` would mean every policy, paused ones too)
         policy_file = self.policy_file  # a run finishes on the policies it started with
         selected = policy_file.select(names)
-        run_id = run_id or uuid.uuid4().hex[:16]
+        run_id = run_id or new_run_id()
         self.running.update(names)
         self.records.start(run_id, trigger, names, self._clock())
         task = asyncio.get_running_loop().create_task(self._run(policy_file, selected, trigger, run_id))
@@ -372,15 +373,9 @@ def run_daemon(path: Path, settings: Settings) -> int:
 async def _daemon_main(path: Path, settings: Settings) -> int:
     metrics = Metrics()
     loop = asyncio.get_running_loop()
-    async with Service(settings, metrics=metrics) as runner:
-        service_observer = runner.observer
-        daemon = Daemon(
-            path,
-            settings,
-            runner,
-            metrics=metrics,
-            authenticated=lambda: service_observer.authenticated if service_observer else None,
-        )
+    service = Service(settings, metrics=metrics)
+    async with service as runner:
+        daemon = Daemon(path, settings, runner, metrics=metrics, authenticated=service.readiness.authenticated)
         stop = asyncio.Event()
 
         def on_stop(signum: int) -> None:

@@ -18,7 +18,7 @@ from ges_retention.emulator.config import DEFAULT_AK, DEFAULT_SK, AccessKey, Emu
 from ges_retention.emulator.store import Store
 from ges_retention.metrics import Metrics
 from ges_retention.policy_loading import PolicyFile, parse_policy_text
-from ges_retention.runner import Service
+from ges_retention.service import Service
 from ges_retention.settings import Settings
 
 PROJECT = "0a1b2c3d4e5f"
@@ -109,7 +109,7 @@ async def running_harness(
                 values,
                 runner,
                 metrics=metrics,
-                authenticated=lambda: service.observer.authenticated,
+                authenticated=service.readiness.authenticated,
                 watch_interval_s=0.02,
                 parse=parse,
                 settle_wait=settle_wait,

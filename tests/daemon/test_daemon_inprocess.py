@@ -25,8 +25,8 @@ from ges_retention.emulator.config import DEFAULT_AK, DEFAULT_SK, AccessKey, Emu
 from ges_retention.emulator.store import Store
 from ges_retention.metrics import Metrics
 from ges_retention.policy_loading import parse_policy_text
-from ges_retention.runner import Service
 from ges_retention.schedule import build_trigger, jitter_s
+from ges_retention.service import Service
 
 
 @pytest.fixture
