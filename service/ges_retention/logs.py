@@ -17,10 +17,12 @@ secret that slips into an error message is still never written.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 import sys
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import structlog
@@ -31,6 +33,7 @@ __all__ = [
     "LOG_LEVELS",
     "REDACTED",
     "configure_logging",
+    "error_line",
     "redact_event",
     "register_secrets",
     "reset_logging",
@@ -193,3 +196,24 @@ def configure_logging(fmt: str = "json", level: str = "info", stream: TextIO | N
         cache_logger_on_first_use=False,
     )
     _route_standard_logging(fmt, threshold, stream)
+
+
+def error_line(message: str, *, fmt: str, exit_code: int, traceback_text: str | None = None) -> str:
+    """The command line's final error line: a JSON event (`command_failed`) in `json` format, else plain words.
+
+    Written without structlog, so that it is right even when the error came before logging could be configured.
+    """
+    message = scrub(message)
+    if fmt == "console":
+        return f"ges-retention: error: {message}"
+    timestamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    event: dict[str, Any] = {
+        "timestamp": timestamp,
+        "level": "error",
+        "event": "command_failed",
+        "error": message,
+        "exit_code": exit_code,
+    }
+    if traceback_text is not None:
+        event["exception"] = scrub(traceback_text)
+    return json.dumps(event, ensure_ascii=False, default=str)
