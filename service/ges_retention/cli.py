@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ges_retention import __version__
+from ges_retention import __version__, cli_help, completion
 from ges_retention.errors import GesRetentionError, UsageError
 from ges_retention.exit_codes import ExitCode
 from ges_retention.inputs import parse_now, read_backup_export
@@ -89,6 +89,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", parents=[common], help="run the example policy against a seeded in-process emulator")
     sub.add_parser("schema", parents=[common], help="print the JSON Schema of the policy file")
+    completion.add_parser(sub, parents=[common])
+    cli_help.add_epilogs(parser)
     return parser
 
 
@@ -178,6 +180,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command == "schema":
         return _cmd_schema(args)
+    if command == "completion":
+        print(completion.script(_build_parser(), args.shell), end="")
+        return ExitCode.OK
     if command == "emulator":
         from ges_retention.emulator import command as emulator_command
 
