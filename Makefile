@@ -62,7 +62,7 @@ schema: $(STAMP)
 # uv resolves for every platform and Python >= 3.11 at once (--universal) and records every file's hash.
 lock: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet 'uv>=0.5,<1'
-	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+	$(BIN)/uv pip compile --quiet pyproject.toml --universal --python-version 3.11 --generate-hashes \
 		--custom-compile-command 'make lock' --output-file $(LOCK)
 
 promtool: $(STAMP)
