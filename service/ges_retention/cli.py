@@ -24,6 +24,7 @@ from ges_retention.policy_loading import PolicyError, load_policy_file
 from ges_retention.report import PolicyReport, render_json, render_table
 from ges_retention.retention import plan_file
 from ges_retention.settings import Settings, SettingsError, load_settings
+from ges_retention.two_phase import refuse_two_phase
 
 __all__ = ["main"]
 
@@ -75,6 +76,9 @@ def _build_parser() -> argparse.ArgumentParser:
     emulator_command.add_arguments(p)
 
     sub.add_parser("demo", parents=[common], help="run the example policy against a seeded in-process emulator")
+    from ges_retention import simulate_command
+
+    simulate_command.add_arguments(sub.add_parser("simulate", parents=[common], help="forecast a policy over time"))
     sub.add_parser("schema", parents=[common], help="print the JSON Schema of the policy file")
     return parser
 
@@ -200,6 +204,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     policy_file = load_policy_file(args.policy_file)
     selected = policy_file.select(args.policy)
+    refuse_two_phase(policy_file, selected)
     return run_command(
         policy_file, selected, settings, dry_run=args.dry_run, max_deletes=args.max_deletes, fmt=args.format
     )
@@ -237,6 +242,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ges_retention.emulator import command as emulator_command
 
         return emulator_command.run(args)
+    if command == "simulate":
+        from ges_retention import simulate_command
+
+        return simulate_command.run(args)
 
     needs_api = command in ("run", "daemon") or (command == "plan" and args.from_file is None)
     settings: Settings | None

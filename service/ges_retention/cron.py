@@ -12,6 +12,7 @@ Pure: no APScheduler import here; `daemon` builds the triggers from `CronSchedul
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 __all__ = ["CronError", "CronSchedule"]
 
@@ -132,6 +133,38 @@ class CronSchedule:
                 {**common, "day": "*", "day_of_week": weekday},
             ]
         return [{**common, "day": day, "day_of_week": weekday}]
+
+    def fire_times(self, start: datetime, end: datetime, tz: tzinfo) -> list[datetime]:
+        """Every fire time in [start, end), as aware UTC datetimes, ascending; fields read on the wall clock of `tz`.
+
+        Across DST: a wall time that does not exist (spring forward) fires at the instant its pre-change offset gives,
+        i.e. one hour later on the new wall clock, as cron does; a wall time that exists twice (fall back) fires once,
+        at its first occurrence. Without jitter: the simulation's view of a schedule.
+        """
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError("start and end must be timezone-aware")
+        hours = sorted(self.hours) if self.hours is not None else range(24)
+        minutes = sorted(self.minutes) if self.minutes is not None else range(60)
+        either = self.days is not None and self.weekdays is not None and not self._a_day_field_starts_with_star()
+        times: set[datetime] = set()
+        day = start.astimezone(tz).date() - timedelta(days=1)  # a shifted wall time may land on the next day
+        last = end.astimezone(tz).date()
+        while day <= last:
+            if self._matches_day(day, either=either):
+                for hour in hours:
+                    for minute in minutes:
+                        instant = datetime(day.year, day.month, day.day, hour, minute, tzinfo=tz).astimezone(UTC)
+                        if start <= instant < end:
+                            times.add(instant)
+            day += timedelta(days=1)
+        return sorted(times)
+
+    def _matches_day(self, day: date, *, either: bool) -> bool:
+        if self.months is not None and day.month not in self.months:
+            return False
+        day_ok = self.days is None or day.day in self.days
+        weekday_ok = self.weekdays is None or (day.isoweekday() % 7) in self.weekdays
+        return (day_ok or weekday_ok) if either else (day_ok and weekday_ok)
 
     def _a_day_field_starts_with_star(self) -> bool:
         parts = _MACROS.get(self.expression.strip().lower(), self.expression.strip()).split()

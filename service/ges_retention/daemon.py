@@ -38,6 +38,7 @@ from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyError, PolicyFile, load_policy_file
 from ges_retention.runner import Runner, Service, Trigger, check_endpoints
 from ges_retention.settings import Settings, SettingsError
+from ges_retention.two_phase import refuse_two_phase
 
 __all__ = ["Daemon", "build_trigger", "jitter_s", "run_daemon"]
 
@@ -117,6 +118,7 @@ class Daemon:
         """Parse and validate the whole file (and that every policy can reach an endpoint); raises if invalid."""
         policy_file = load_policy_file(self.path)
         check_endpoints(policy_file.policies, self.settings)
+        refuse_two_phase(policy_file)
         return policy_file
 
     def load(self, *, force_on_demand: bool = False) -> bool:
@@ -358,7 +360,9 @@ def _is_loopback(listener: tuple[str, int] | None) -> bool:
 
 def run_daemon(path: Path, settings: Settings) -> int:
     """`ges-retention daemon`: exit 0 on a clean shutdown, 2 if the file is invalid at start."""
-    check_endpoints(load_policy_file(path).policies, settings)  # before anything starts: an invalid file is exit 2
+    policy_file = load_policy_file(path)
+    check_endpoints(policy_file.policies, settings)  # before anything starts: an invalid file is exit 2
+    refuse_two_phase(policy_file)
     return asyncio.run(_daemon_main(path, settings))
 
 
