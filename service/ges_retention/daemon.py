@@ -292,7 +292,7 @@ class Daemon:
             import hmac
 
             given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            if given[:7].lower() != "bearer " or not hmac.compare_digest(given[7:].encode(), token.encode()):
                 return web.json_response({"error": "missing or wrong bearer token"}, status=401)
         names = request.query.getall("policy", [])
         try:

@@ -8,6 +8,8 @@ The file (YAML, `version: 1`) has optional `defaults` and a list of `policies`. 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import re
 from collections.abc import Iterable
 from datetime import tzinfo
@@ -40,7 +42,11 @@ __all__ = [
     "PolicyFileDocument",
     "Safety",
     "Select",
+    "canonical_definition",
+    "definition_digest",
+    "effective_definition",
     "merge_policy",
+    "never_runs",
 ]
 
 UNLIMITED: Final = "unlimited"
@@ -247,6 +253,8 @@ class _PolicyFields(_Model):
     endpoint: str | None = None
     schedule: CronField | None = None
     timezone: Timezone | None = None
+    enabled: bool | None = None
+    run_on_change: bool | None = None
     dry_run: bool | None = None
     select: Select | None = None
     group_by: Literal["graph", "graph_and_method"] | None = None
@@ -258,7 +266,18 @@ class _PolicyFields(_Model):
     # `region`, `endpoint` and `schedule` may be null (a policy's null clears the defaults' value); the others not.
     # A field validator (not a model one) so that the error's key path is the field's: `policies[0].dry_run`.
     @field_validator(
-        "project_id", "timezone", "dry_run", "select", "group_by", "keep", "anchor", "failed", "safety", mode="before"
+        "project_id",
+        "timezone",
+        "enabled",
+        "run_on_change",
+        "dry_run",
+        "select",
+        "group_by",
+        "keep",
+        "anchor",
+        "failed",
+        "safety",
+        mode="before",
     )
     @classmethod
     def _no_null(cls, value: Any, info: ValidationInfo) -> Any:
@@ -336,6 +355,10 @@ class Policy(_Model):
     endpoint: str | None = None
     schedule: CronField | None = None
     timezone: Timezone = "UTC"
+    # False = paused: never run by anything, still counted for overlap protection.
+    enabled: bool = True
+    # Daemon: run when this policy's own effective definition changes (see `definition_digest`).
+    run_on_change: bool = False
     dry_run: bool = False
     select: Select = Field(default_factory=Select)
     group_by: Literal["graph", "graph_and_method"] = "graph"
@@ -373,3 +396,34 @@ def merge_policy(defaults: Defaults | None, entry: PolicyEntry) -> dict[str, Any
             value = base.model_copy(update={k: getattr(value, k) for k in value.model_fields_set})
         merged[key] = value
     return {key: value for key, value in merged.items() if value is not None}
+
+
+def effective_definition(policy: Policy) -> str:
+    """The policy as it acts: every default filled in, `name` and `safety.ack` left out, as canonical JSON.
+
+    Sorted keys and no whitespace, so a comment, a reordering of the file, a key moved into `defaults` or an edit of
+    another policy gives the same text, and any change of what this policy does gives another.
+    """
+    return canonical_definition(policy.model_dump(mode="json"))
+
+
+def canonical_definition(document: dict[str, Any]) -> str:
+    """A dumped policy as its effective definition's text (see `effective_definition`); `document` is not changed."""
+    document = {key: value for key, value in document.items() if key != "name"}
+    safety = document.get("safety")
+    if isinstance(safety, dict):
+        # An acknowledgement approves a definition; it is not part of it.
+        document["safety"] = {key: value for key, value in safety.items() if key != "ack"}
+    if isinstance(document.get("schedule"), str):
+        document["schedule"] = " ".join(document["schedule"].split())  # spacing inside the cron changes nothing
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def definition_digest(policy: Policy) -> str:
+    """The sha256 (hex) of the policy's effective definition: what `run_on_change` and the change gate compare."""
+    return hashlib.sha256(effective_definition(policy).encode("utf-8")).hexdigest()
+
+
+def never_runs(policy: Policy) -> bool:
+    """An enabled policy that nothing triggers by itself (no `schedule`, no `run_on_change`): only run by hand."""
+    return policy.enabled and policy.schedule is None and not policy.run_on_change
