@@ -25,6 +25,7 @@ from typing import Final
 
 from ges_retention.backup import Backup
 from ges_retention.cron import CronSchedule
+from ges_retention.errors import GesRetentionError
 from ges_retention.policy import Policy
 from ges_retention.retention import plan, select_backups
 
@@ -59,8 +60,8 @@ _SYNTHETIC_GRAPH_ID: Final = "sim-graph-0001"
 _SYNTHETIC_GRAPH_NAME: Final = "simulated"
 
 
-class SimulationError(ValueError):
-    """A scenario that cannot be simulated; `str()` is one line for the operator."""
+class SimulationError(GesRetentionError, ValueError):
+    """A scenario that cannot be simulated; `str()` is one line for the operator (exit 2)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,11 +17,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ges_retention.backup import Backup
-from ges_retention.cli import UsageError, read_backup_export
 from ges_retention.cron import CronError, CronSchedule
+from ges_retention.errors import UsageError, shorten
 from ges_retention.exit_codes import ExitCode
+from ges_retention.inputs import read_export
 from ges_retention.policy_loading import load_policy_file
-from ges_retention.simulate import Cadence, Forecast, Outage, Scenario, SimulationError, simulate
+from ges_retention.simulate import Cadence, Forecast, Outage, Scenario, simulate
 from ges_retention.svg import render_svg
 
 __all__ = ["add_arguments", "forecast_document", "parse_cadence", "render_table", "run"]
@@ -97,11 +98,13 @@ def parse_cadence(text: str) -> Cadence:
     if not at or not head.strip():  # no `@`, or only a macro like `@daily`
         head, method = text, "auto"
     if not _METHOD_RE.fullmatch(method):
-        raise UsageError(f"--backups {text!r}: backup method {method!r} must be a lowercase word like 'auto'")
+        raise UsageError(
+            f"--backups {shorten(text)}: backup method {shorten(method)} must be a lowercase word like 'auto'"
+        )
     try:
         return Cadence(CronSchedule.parse(head), method)
     except CronError as exc:
-        raise UsageError(f"--backups {text!r}: {exc}") from None
+        raise UsageError(f"--backups {shorten(text)}: {exc}") from None
 
 
 def _instant(text: str, tz: tzinfo, option: str) -> datetime:
@@ -113,37 +116,29 @@ def _instant(text: str, tz: tzinfo, option: str) -> datetime:
             return datetime.combine(day, time(), tz)
         parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
     except ValueError:
-        raise UsageError(f"{option}: not an ISO 8601 date or date-time: {text!r}") from None
+        raise UsageError(f"{option}: not an ISO 8601 date or date-time: {shorten(text)}") from None
     return parsed.replace(tzinfo=tz) if parsed.tzinfo is None else parsed
 
 
 def _outage(text: str, tz: tzinfo) -> Outage:
     first, sep, last = text.partition("..")
     if not sep or not first.strip() or not last.strip():
-        raise UsageError(f"--outage {text!r}: expected START..END, like 2027-03-01..2027-03-15")
+        raise UsageError(f"--outage {shorten(text)}: expected START..END, like 2027-03-01..2027-03-15")
     start, end = _instant(first, tz, "--outage"), _instant(last, tz, "--outage")
     if end <= start:
-        raise UsageError(f"--outage {text!r}: the end must be after the start (END is exclusive)")
+        raise UsageError(f"--outage {shorten(text)}: the end must be after the start (END is exclusive)")
     return Outage(start.astimezone(UTC), end.astimezone(UTC))
 
 
 def _read_export(path: str) -> tuple[Backup, ...]:
-    """The export; one that holds fewer unique backups than its own `backup_count` is incomplete: refused."""
-    backups = read_backup_export(path)
-    try:
-        with open(path, "rb") as handle:
-            body = json.load(handle)
-    except (OSError, ValueError) as exc:  # read a moment ago: only a race gets here
-        raise UsageError(f"--from-file {path}: cannot read: {exc}") from None
-    declared = body.get("backup_count") if isinstance(body, dict) else None
-    if declared is not None and (not isinstance(declared, int) or isinstance(declared, bool) or declared < 0):
-        raise UsageError(f"--from-file {path}: 'backup_count' must be a whole number >= 0, got {declared!r}")
-    if isinstance(declared, int) and len(backups) < declared:
+    """The export; one holding fewer unique backups than its own `backup_count` is incomplete: refused (exit 2)."""
+    export = read_export(path)
+    if export.backup_count is not None and len(export.backups) < export.backup_count:
         raise UsageError(
-            f"--from-file {path}: incomplete export: {len(backups)} backups but backup_count {declared}; "
-            "simulating it would forecast from a partial history"
+            f"--from-file {path}: incomplete export: {len(export.backups)} unique backup ids but backup_count "
+            f"{export.backup_count}; a forecast from part of the history would mislead: export every page"
         )
-    return tuple(backups)
+    return tuple(export.backups)
 
 
 def build_scenario(args: argparse.Namespace) -> Scenario:
@@ -255,10 +250,7 @@ def _hours(value: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     scenario = build_scenario(args)
-    try:
-        forecast = simulate(scenario)
-    except SimulationError as exc:
-        raise UsageError(str(exc)) from None
+    forecast = simulate(scenario)  # a SimulationError is one line and exit 2, like any usage error
     if args.svg is not None:
         try:
             Path(args.svg).write_text(render_svg(forecast, caption=describe(scenario)), encoding="utf-8")

@@ -269,3 +269,49 @@ def test_sampled_days_keep_the_first_and_last_and_at_most_the_rows() -> None:
     assert rows[0] == 0 and rows[-1] == 729 and len(rows) == 120 and rows == sorted(set(rows))
     forecast = simulate(scenario(policy("keep: {last: 1}"), "2027-01-01", 300))
     assert [i for i, d in enumerate(forecast.days) if d.marks is not None] == sampled_days(300, 120)
+
+
+def _trigger_fires(expression: str, tz: ZoneInfo, start: datetime, end: datetime) -> list[datetime]:
+    """The daemon's own trigger (without jitter), stepped through [start, end)."""
+    trigger = CronSchedule.parse(expression).trigger(tz)
+    fires: list[datetime] = []
+    previous, now = None, start
+    while True:
+        fire = trigger.get_next_fire_time(previous, now)
+        if fire is None or fire >= end:
+            return fires
+        fires.append(fire.astimezone(UTC))
+        previous, now = fire, fire.astimezone(UTC) + timedelta(microseconds=1)
+
+
+DST_ZONES = ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "America/Sao_Paulo"]
+
+
+@pytest.mark.parametrize("zone", DST_ZONES)
+@pytest.mark.parametrize(
+    "expression", ["30 2 * * *", "15 2 * * *", "*/30 * * * *", "15 * * * *", "30 1-3 * * 0", "45 23 * * *", "0 */6 * * *"]
+)
+def test_fire_times_are_the_daemons_trigger_fires_across_a_year_of_dst(expression: str, zone: str) -> None:
+    tz = ZoneInfo(zone)
+    start, end = datetime(2027, 1, 1, tzinfo=tz), datetime(2028, 1, 1, tzinfo=tz)
+    assert CronSchedule.parse(expression).fire_times(start, end, tz) == _trigger_fires(expression, tz, start, end)
+
+
+def test_in_the_repeated_hour_a_wildcard_job_fires_twice_and_a_fixed_time_job_once() -> None:
+    tz = ZoneInfo("Europe/Berlin")
+    day, next_day = datetime(2027, 10, 31, tzinfo=tz), datetime(2027, 11, 1, tzinfo=tz)
+    assert len(CronSchedule.parse("15 * * * *").fire_times(day, next_day, tz)) == 25
+    assert len(CronSchedule.parse("15 2 * * *").fire_times(day, next_day, tz)) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="APScheduler 3.11 skips a midnight job the day after spring-forward (agronholm/apscheduler#606): the "
+    "daemon's trigger misses that run; fire_times (the crontab rule) does not",
+)
+def test_a_midnight_job_fires_the_day_after_spring_forward_in_the_daemons_trigger() -> None:
+    tz = ZoneInfo("Europe/Berlin")
+    start, end = datetime(2027, 3, 27, tzinfo=tz), datetime(2027, 3, 31, tzinfo=tz)
+    expected = CronSchedule.parse("0 0 * * *").fire_times(start, end, tz)
+    assert len(expected) == 4
+    assert _trigger_fires("0 0 * * *", tz, start, end) == expected
