@@ -287,10 +287,11 @@ def _trigger_fires(expression: str, tz: ZoneInfo, start: datetime, end: datetime
 DST_ZONES = ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "America/Sao_Paulo"]
 
 
+CADENCES = ["30 2 * * *", "15 2 * * *", "*/30 * * * *", "15 * * * *", "30 1-3 * * 0", "45 23 * * *", "0 */6 * * *"]
+
+
 @pytest.mark.parametrize("zone", DST_ZONES)
-@pytest.mark.parametrize(
-    "expression", ["30 2 * * *", "15 2 * * *", "*/30 * * * *", "15 * * * *", "30 1-3 * * 0", "45 23 * * *", "0 */6 * * *"]
-)
+@pytest.mark.parametrize("expression", CADENCES)
 def test_fire_times_are_the_daemons_trigger_fires_across_a_year_of_dst(expression: str, zone: str) -> None:
     tz = ZoneInfo(zone)
     start, end = datetime(2027, 1, 1, tzinfo=tz), datetime(2028, 1, 1, tzinfo=tz)
