@@ -87,6 +87,14 @@ def _planning(result: dict[str, Any]) -> str:
     )
 
 
+def _emulator_seeding(result: dict[str, Any]) -> str:
+    f = result["figures"]
+    return (
+        f"emulator_seeding: {f['backups']} backups across {f['graphs']} graphs seeded in {f['seed_s']} s, "
+        f"last page {f['last_page_ms']} ms, peak RSS {f['peak_rss_mb']} MB."
+    )
+
+
 def _simulation(result: dict[str, Any]) -> str:
     f = result["figures"]
     inproc = f["inproc"]
@@ -104,6 +112,7 @@ _NOTES = {
     "zero_latency": _zero_latency,
     "listing": _listing,
     "planning": _planning,
+    "emulator_seeding": _emulator_seeding,
     "simulation": _simulation,
 }
 

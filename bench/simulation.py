@@ -1,4 +1,4 @@
-"""Scenario 7, forecasting: `ges-retention simulate` of a full GFS policy, daily backups, two years (< 3 s).
+"""Scenario 8, forecasting: `ges-retention simulate` of a full GFS policy, daily backups, two years (< 3 s).
 
 Two measured children, pinned like every other scenario:
 - `cli`: the real command (`python -m ges_retention simulate POLICY --days 730 --format json --svg FILE`), end to end

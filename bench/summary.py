@@ -99,7 +99,7 @@ def render(document: dict[str, Any]) -> str:
         f = s["simulation"]["figures"]
         lines += [
             "",
-            f"simulate {f['inproc']['days']} days of a GFS policy (7): {f['cli_wall_s']} s end to end "
+            f"simulate {f['inproc']['days']} days of a GFS policy (8): {f['cli_wall_s']} s end to end "
             f"({f['cli_cpu_s']} CPU-s); simulate() itself {f['inproc']['simulate_s']} s.",
         ]
     disturbed = ", ".join(f"{name} {result['disturbance']}" for name, result in s.items())

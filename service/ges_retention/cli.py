@@ -15,14 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ges_retention import __version__
+from ges_retention import __version__, cli_help, completion
 from ges_retention.errors import GesRetentionError, UsageError
 from ges_retention.exit_codes import ExitCode
 from ges_retention.inputs import parse_now, read_backup_export
 from ges_retention.policy import Policy, PolicyFileDocument
 from ges_retention.policy_loading import load_policy_file
-from ges_retention.report import PolicyReport, render_json, render_table
-from ges_retention.retention import plan_file
 from ges_retention.settings import Settings, SettingsError, load_settings
 from ges_retention.two_phase import refuse_two_phase
 
@@ -75,6 +73,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     simulate_command.add_arguments(sub.add_parser("simulate", parents=[common], help="forecast a policy over time"))
     sub.add_parser("schema", parents=[common], help="print the JSON Schema of the policy file")
+    completion.add_parser(sub, parents=[common])
+    cli_help.add_epilogs(parser)
     return parser
 
 
@@ -131,27 +131,19 @@ def policy_schema() -> dict[str, Any]:
 
 
 def _cmd_plan(args: argparse.Namespace, settings: Settings | None) -> int:
+    from ges_retention.commands import plan_command
+
     policy_file = load_policy_file(args.policy_file)
     selected = policy_file.select(args.policy)
     now = parse_now(args.now)
-    if args.from_file is not None:
-        backups = read_backup_export(args.from_file)
-        plans = plan_file(policy_file.policies, selected, lambda _project: backups, now)
-        reports = [PolicyReport(p.policy, p.project_id, p) for p in plans]
-        code = ExitCode.SAFETY_STOP if any(p.safety_stop for p in plans) else ExitCode.OK
-    else:
-        from ges_retention.runner import live_plan
-
-        if settings is None:
-            raise SettingsError("settings are required to list backups from the API")
-        reports, code = live_plan(policy_file, selected, settings, now)
-    render = render_json if args.format == "json" else render_table
-    sys.stdout.write(render(reports, now))
-    return code
+    export = read_backup_export(args.from_file) if args.from_file is not None else None
+    if export is None and settings is None:
+        raise SettingsError("settings are required to list backups from the API")
+    return plan_command(policy_file, selected, now, settings=settings, export=export, fmt=args.format)
 
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from ges_retention.runner import run_command
+    from ges_retention.commands import run_command
 
     policy_file = load_policy_file(args.policy_file)
     selected = policy_file.select(args.policy)
@@ -187,6 +179,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command == "schema":
         return _cmd_schema(args)
+    if command == "completion":
+        print(completion.script(_build_parser(), args.shell), end="")
+        return ExitCode.OK
     if command == "validate":
         return _cmd_validate(args)
     if command == "emulator":
