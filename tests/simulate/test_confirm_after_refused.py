@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from ges_retention import daemon as daemon_module
 from ges_retention.cli import main
 from ges_retention.daemon import Daemon
 from ges_retention.metrics import Metrics
 from ges_retention.policy_loading import PolicyError, parse_policy_text
+from ges_retention.policy_watch import FileRead
 from ges_retention.settings import Settings
 from ges_retention.two_phase import refuse_two_phase
 
@@ -79,25 +79,32 @@ def test_run_refuses_it_with_exit_2_and_one_line(
         assert len(lines) == 1 and "confirm_after" in lines[-1] and "needs the state" in lines[-1]
 
 
-def test_the_daemon_refuses_it_at_start_and_at_a_reload(
+@pytest.mark.timeout(60)  # were the file accepted, the daemon would start and serve: fail, do not hang
+def test_the_daemon_refuses_it_at_start(
     policy_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("GES_RETENTION_TOKEN", "t" * 40)
     monkeypatch.setenv("GES_RETENTION_ENDPOINT", "http://127.0.0.1:9")
-
-    async def started(*_args: object) -> int:  # were the file accepted, the daemon would start: not here
-        return 99
-
-    monkeypatch.setattr(daemon_module, "_daemon_main", started)
+    monkeypatch.setenv("GES_RETENTION_HTTP", "")
+    monkeypatch.setenv("GES_RETENTION_RELOAD_SETTLE_S", "0")
     assert main(["daemon", str(policy_path)]) == 2
-    assert "needs the state" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "needs the state" in err[-1] and "confirm_after" in err[-1]
+
+
+def test_the_daemon_rejects_it_at_a_reload(policy_path: Path) -> None:
     settings = Settings(_env_file=None, token="t" * 40, endpoint="http://127.0.0.1:9")
     daemon = Daemon(policy_path, settings, runner=None, metrics=Metrics())  # type: ignore[arg-type]
+    read = FileRead(policy_path.read_bytes())
+    with pytest.raises(PolicyError, match="needs the state"):
+        daemon.parse(read)
     with capture_logs() as logs:
-        assert daemon.load() is False
+        assert daemon.apply(read) is False
     rejected = [e for e in logs if e["event"] == "policy_rejected"]
     assert len(rejected) == 1 and "needs the state" in rejected[0]["error"]
     assert daemon.policy_file is None
+    accepted = FileRead(policy_path.read_bytes().replace(b"confirm_after: 2d, ", b""))
+    assert daemon.parse(accepted).names() == ["careful", "plain"]
 
 
 def test_plan_still_shows_it_as_an_ordinary_deletion(
