@@ -63,6 +63,7 @@ CONTRACT_METRICS = {
     "ges_retention_backups",
     "ges_retention_newest_success_age_seconds",
     "ges_retention_policies_loaded",
+    "ges_retention_next_run_timestamp_seconds",
     "ges_retention_policy_reload_errors_total",
     "ges_retention_build_info",
     "ges_retention_request_duration_seconds",
