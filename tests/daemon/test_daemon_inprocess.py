@@ -5,6 +5,7 @@ Scheduling is checked through the jobs APScheduler holds and by firing them dire
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,16 @@ from ges_retention.schedule import build_trigger, jitter_s
 from ges_retention.service import Service
 from support.emulators import seeded_emulator, seeded_store
 from support.logs import capture_events
+
+
+async def hold_listings(harness: Harness) -> None:
+    """Runs overlap at an explicit gate, not through latency: listings wait until `unhold`."""
+    await harness.emulator.holds.hold("list_backups")
+
+
+async def listings_waiting(harness: Harness, count: int) -> None:
+    async with asyncio.timeout(10):
+        await harness.emulator.holds.wait_until_waiting("list_backups", count)
 
 
 @pytest.fixture
@@ -86,16 +97,17 @@ async def test_a_job_fires_and_a_run_happens(harness: Harness) -> None:
 
 async def test_no_overlap_when_a_run_outlasts_its_interval(harness: Harness) -> None:
     await harness.settle()
-    harness.emulator.config.latency_ms = 50
+    await hold_listings(harness)
     run_id = harness.daemon.trigger(["prod"], "http")
     assert run_id
+    await listings_waiting(harness, 1)  # the HTTP-triggered run is going, held at its listing
     job = harness.daemon.scheduler.get_job("prod")
     with capture_events() as logs:
-        await job.func(*job.args)  # fires while the HTTP-triggered run is still going
+        await job.func(*job.args)
         with pytest.raises(AlreadyRunning):
             harness.daemon.trigger(["prod"], "http")
     assert [e["event"] for e in logs if e["event"] == "run_skipped"] == ["run_skipped"]
-    harness.emulator.config.latency_ms = 0
+    await harness.emulator.holds.unhold("list_backups")
     await harness.settle()
     assert harness.daemon.running == set()
 
@@ -199,16 +211,17 @@ async def test_health_ready_and_metrics_match_what_the_emulator_saw(harness: Har
 async def test_post_runs_statuses(harness: Harness) -> None:
     await harness.settle()
     url = harness.daemon.http_url
-    harness.emulator.config.latency_ms = 30
+    await hold_listings(harness)
     async with aiohttp.ClientSession() as session:
         async with session.post(f"{url}/v1/runs?policy=nope") as r:
             assert r.status == 404
         async with session.post(f"{url}/v1/runs?policy=prod") as r:
             assert r.status == 202
             assert (await r.json())["run_id"]
+        await listings_waiting(harness, 1)
         async with session.post(f"{url}/v1/runs?policy=prod") as r:
             assert r.status == 409
-    harness.emulator.config.latency_ms = 0
+    await harness.emulator.holds.unhold("list_backups")
     await harness.settle()
 
 
@@ -285,8 +298,9 @@ async def test_the_daemon_survives_the_emulator_being_down_and_recovers(tmp_path
 
 async def test_run_all_now_skips_only_the_policies_already_running(harness: Harness) -> None:
     await harness.settle()
-    harness.emulator.config.latency_ms = 30
+    await hold_listings(harness)
     harness.daemon.trigger(["prod"], "http")
+    await listings_waiting(harness, 1)
     with capture_events() as logs:
         run_id, skipped_now = harness.daemon.run_all_now("signal")
     assert run_id is not None
@@ -294,7 +308,7 @@ async def test_run_all_now_skips_only_the_policies_already_running(harness: Harn
     skipped = [e for e in logs if e["event"] == "run_skipped"]
     assert [(e["policy"], e["trigger"], e["reason"]) for e in skipped] == [("prod", "signal", "already_running")]
     assert harness.daemon.running == {"prod", "staging"}
-    harness.emulator.config.latency_ms = 0
+    await harness.emulator.holds.unhold("list_backups")
     await harness.settle()
 
 
