@@ -24,7 +24,7 @@ from ges_retention.errors import GesRetentionError, UsageError
 from ges_retention.exit_codes import ExitCode
 from ges_retention.inputs import parse_now, read_backup_export
 from ges_retention.logs import LOG_FORMATS, LOG_LEVELS, error_line
-from ges_retention.policy import PolicyFileDocument
+from ges_retention.policy import Policy, PolicyFileDocument
 from ges_retention.policy_loading import load_policy_file
 from ges_retention.settings import Settings, SettingsError, load_settings
 
