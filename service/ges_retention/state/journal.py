@@ -1,0 +1,457 @@
+"""`SqlStore`: every journal operation, written once over a `Tx`, so that SQLite and PostgreSQL behave the same.
+
+A backend subclass supplies `_write()` and `_read()` (an open transaction, with its own errors translated into
+`StateError`s), the run and daemon locks, and `close()`. Everything else, including the rules of pruning and the
+guarantees listed on `Store` (`state/store.py`), lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ges_retention.state import deletions
+from ges_retention.state.errors import RunLockTimeout, StateReadOnly
+from ges_retention.state.locks import POLL_S, DaemonLock, RunLock, default_holder
+from ges_retention.state.records import (
+    Ack,
+    Baseline,
+    DeletionRecord,
+    Hold,
+    IntentBatch,
+    Outcome,
+    PlannedDeletion,
+    PruneReport,
+    Resolution,
+    RunRecord,
+    Scope,
+    StoreInfo,
+    WhyReport,
+    validate_backup_id,
+    validate_hold_reason,
+)
+from ges_retention.state.sql import Tx, as_time, chunks, from_json, placeholders, required_time, to_json
+
+__all__ = ["Clock", "Monotonic", "Sleep", "SqlStore"]
+
+Clock = Callable[[], datetime]
+Monotonic = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+_RUN_COLUMNS = "run_id, trigger, host, started_at, ended_at, outcome, counts"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SqlStore(ABC):
+    """The journal over SQL. Not constructed directly: `open_store` (`state/opening.py`) picks the backend."""
+
+    def __init__(
+        self,
+        info: StoreInfo,
+        *,
+        read_only: bool,
+        clock: Clock = _utc_now,
+        monotonic: Monotonic | None = None,
+        sleep: Sleep = asyncio.sleep,
+        holder: str | None = None,
+    ) -> None:
+        self.info = info
+        self.read_only = read_only
+        self.clock = clock
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self.holder = holder or default_holder()
+
+    # ---------------------------------------------------------------------------------------------- backend hooks
+
+    @abstractmethod
+    def _write(self, operation: str) -> AbstractAsyncContextManager[Tx]: ...
+
+    @abstractmethod
+    def _read(self, operation: str) -> AbstractAsyncContextManager[Tx]: ...
+
+    @abstractmethod
+    async def try_run_lock(self, policy: str) -> RunLock | None:
+        """The policy's run lock if free now, else None (see `run_lock_holder`)."""
+
+    @abstractmethod
+    async def run_lock_holder(self, policy: str) -> str | None:
+        """Who holds the policy's run lock (host:pid), or None when free or unknown."""
+
+    @abstractmethod
+    async def acquire_daemon_lock(self) -> DaemonLock:
+        """The one-daemon-per-state lock, or `DaemonLockHeld` naming the holder."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    def writing(self, operation: str) -> AbstractAsyncContextManager[Tx]:
+        if self.read_only:
+            raise StateReadOnly(
+                f"the state at {self.info.location} was opened read-only; {operation} writes",
+                location=self.info.location,
+                operation=operation,
+            )
+        return self._write(operation)
+
+    def _now(self, now: datetime | None) -> datetime:
+        return (self.clock() if now is None else now).astimezone(UTC)
+
+    async def __aenter__(self) -> SqlStore:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    # ---------------------------------------------------------------------------------------------- run lock
+
+    async def acquire_run_lock(self, policy: str, *, timeout_s: float = 0.0) -> RunLock:
+        """The policy's run lock, waiting up to `timeout_s` (through the injected sleep), or `RunLockTimeout`
+        naming the holder."""
+        monotonic = self._monotonic or asyncio.get_running_loop().time
+        deadline = monotonic() + max(0.0, timeout_s)
+        while True:
+            lock = await self.try_run_lock(policy)
+            if lock is not None:
+                return lock
+            remaining = deadline - monotonic()
+            if remaining <= 0:
+                holder = await self.run_lock_holder(policy)
+                raise RunLockTimeout(
+                    f"policy {policy!r} is being run by {holder or 'another process'} "
+                    f"(waited {timeout_s:g} s for its run lock)",
+                    location=self.info.location,
+                    name=policy,
+                    holder=holder,
+                )
+            await self._sleep(min(POLL_S, remaining))
+
+    # ---------------------------------------------------------------------------------------------- runs
+
+    async def start_run(self, run: RunRecord) -> None:
+        async with self.writing("start_run") as tx:
+            added = await tx.execute(
+                "INSERT INTO runs (run_id, trigger, host, started_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (run.run_id, run.trigger, run.host, run.started_at),
+            )
+            if not added:
+                raise ValueError(f"run {run.run_id!r} is already recorded")
+            await tx.executemany(
+                "INSERT INTO run_policies (run_id, policy) VALUES (?, ?)",
+                [(run.run_id, policy) for policy in dict.fromkeys(run.policies)],
+            )
+
+    async def end_run(self, run_id: str, *, ended_at: datetime, outcome: str, counts: Mapping[str, Any]) -> bool:
+        async with self.writing("end_run") as tx:
+            changed = await tx.execute(
+                "UPDATE runs SET ended_at = ?, outcome = ?, counts = ? WHERE run_id = ?",
+                (ended_at, outcome, to_json(dict(counts)), run_id),
+            )
+        return changed > 0
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        runs = await self._runs("WHERE run_id = ?", (run_id,))
+        return runs[0] if runs else None
+
+    async def list_runs(
+        self, *, policy: str | None = None, since: datetime | None = None, limit: int | None = None
+    ) -> list[RunRecord]:
+        """Runs newest first; of one policy, started at or after `since`, at most `limit`."""
+        where: list[str] = []
+        params: list[object] = []
+        if policy is not None:
+            where.append("run_id IN (SELECT run_id FROM run_policies WHERE policy = ?)")
+            params.append(policy)
+        if since is not None:
+            where.append("started_at >= ?")
+            params.append(since)
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        clause += " ORDER BY started_at DESC, run_id DESC"
+        if limit is not None:
+            clause += " LIMIT ?"
+            params.append(max(0, int(limit)))
+        return await self._runs(clause, params)
+
+    async def _runs(self, clause: str, params: Sequence[object]) -> list[RunRecord]:
+        async with self._read("list_runs") as tx:
+            rows = await tx.fetch(f"SELECT {_RUN_COLUMNS} FROM runs {clause}", params)
+            ids = [row[0] for row in rows]
+            policies: dict[str, list[str]] = {run_id: [] for run_id in ids}
+            for start in range(0, len(ids), 500):
+                batch = ids[start : start + 500]
+                for run_id, policy in await tx.fetch(
+                    f"SELECT run_id, policy FROM run_policies WHERE run_id IN {placeholders(len(batch))} "
+                    "ORDER BY policy",
+                    batch,
+                ):
+                    policies[run_id].append(policy)
+        return [
+            RunRecord(
+                run_id=row[0],
+                trigger=row[1],
+                host=row[2],
+                started_at=required_time(row[3]),
+                ended_at=as_time(row[4]),
+                outcome=row[5],
+                counts=from_json(row[6]) or {},
+                policies=tuple(policies[row[0]]),
+            )
+            for row in rows
+        ]
+
+    # ---------------------------------------------------------------------------------------------- deletions
+
+    async def active_deletions(self, scope: Scope) -> list[DeletionRecord]:
+        """The `pending` and `deleting` rows of `scope`, oldest first: pending clocks and unresolved intents."""
+        async with self._read("active_deletions") as tx:
+            return await deletions.active_rows(tx, scope)
+
+    async def mark_pending(
+        self, run_id: str, scope: Scope, items: Sequence[PlannedDeletion], *, now: datetime | None = None
+    ) -> dict[str, datetime]:
+        async with self.writing("mark_pending") as tx:
+            return await deletions.mark_pending(tx, run_id, scope, items, self._now(now))
+
+    async def cancel_pending(
+        self,
+        run_id: str,
+        scope: Scope,
+        reasons_by_id: Mapping[str, Sequence[str]],
+        *,
+        state: str = "cancelled",
+        now: datetime | None = None,
+    ) -> int:
+        async with self.writing("cancel_pending") as tx:
+            return await deletions.cancel_pending(tx, run_id, scope, reasons_by_id, state, self._now(now))
+
+    async def write_intents(
+        self, run_id: str, scope: Scope, items: Sequence[PlannedDeletion], *, now: datetime | None = None
+    ) -> IntentBatch:
+        async with self.writing("write_intents") as tx:
+            return await deletions.write_intents(tx, run_id, scope, items, self._now(now))
+
+    async def record_outcomes(self, outcomes: Sequence[Outcome], *, now: datetime | None = None) -> None:
+        if not outcomes:
+            return
+        async with self.writing("record_outcomes") as tx:
+            await deletions.record_outcomes(tx, outcomes, self._now(now))
+
+    async def resolve_deleting(
+        self,
+        run_id: str,
+        scope: Scope,
+        listed_ids: Collection[str],
+        *,
+        lock: RunLock | None = None,
+        now: datetime | None = None,
+    ) -> Resolution:
+        lock_held = lock is not None and lock.held and lock.owner is self and lock.policy == scope.policy
+        async with self.writing("resolve_deleting") as tx:
+            return await deletions.resolve_deleting(tx, run_id, scope, listed_ids, self._now(now), lock_held=lock_held)
+
+    async def pending_counts(self) -> dict[str, int]:
+        """Pending rows per policy (the `ges_retention_pending_deletions` gauge)."""
+        async with self._read("pending_counts") as tx:
+            rows = await tx.fetch("SELECT policy, COUNT(*) FROM deletions WHERE state = 'pending' GROUP BY policy")
+        return {policy: int(count) for policy, count in rows}
+
+    # ---------------------------------------------------------------------------------------------- holds
+
+    async def put_hold(
+        self, backup_id: str, reason: str, *, until: datetime | None = None, by: str = "", now: datetime | None = None
+    ) -> Hold:
+        """Place (or replace) the hold of a backup. `ValueError` for a malformed id or reason."""
+        validate_backup_id(backup_id)
+        validate_hold_reason(reason)
+        at = self._now(now)
+        if until is not None and until.tzinfo is None:
+            raise ValueError("a hold's end must have a timezone (UTC when none is written)")
+        hold = Hold(backup_id=backup_id, reason=reason, until=until, placed_at=at, placed_by=by)
+        async with self.writing("put_hold") as tx:
+            await tx.lock_holds(exclusive=True)
+            await tx.execute(
+                "INSERT INTO holds (backup_id, reason, until, placed_at, placed_by) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (backup_id) DO UPDATE SET reason = excluded.reason, until = excluded.until, "
+                "placed_at = excluded.placed_at, placed_by = excluded.placed_by",
+                (backup_id, reason, until, at, by),
+            )
+        return hold
+
+    async def release_hold(self, backup_id: str, *, now: datetime | None = None) -> bool:
+        """Remove the hold; False when there was none in force (an ended hold is removed too)."""
+        at = self._now(now)
+        async with self.writing("release_hold") as tx:
+            await tx.lock_holds(exclusive=True)
+            in_force = await tx.fetch(
+                "SELECT 1 FROM holds WHERE backup_id = ? AND (until IS NULL OR until > ?)", (backup_id, at)
+            )
+            await tx.execute("DELETE FROM holds WHERE backup_id = ?", (backup_id,))
+        return bool(in_force)
+
+    async def get_hold(self, backup_id: str) -> Hold | None:
+        found = await self._holds("WHERE backup_id = ?", (backup_id,))
+        return found[0] if found else None
+
+    async def list_holds(self, *, at: datetime | None = None) -> list[Hold]:
+        """Every hold by backup id; only those in force at `at` when given."""
+        if at is None:
+            return await self._holds("ORDER BY backup_id", ())
+        return await self._holds("WHERE until IS NULL OR until > ? ORDER BY backup_id", (at,))
+
+    async def holds_in_force(self, *, at: datetime | None = None) -> dict[str, Hold]:
+        """The planner's input: holds in force at `at` (now by default), by backup id."""
+        return {hold.backup_id: hold for hold in await self.list_holds(at=self._now(at))}
+
+    async def _holds(self, clause: str, params: Sequence[object]) -> list[Hold]:
+        async with self._read("holds") as tx:
+            rows = await tx.fetch(f"SELECT backup_id, reason, until, placed_at, placed_by FROM holds {clause}", params)
+        return [Hold(row[0], row[1], as_time(row[2]), required_time(row[3]), row[4]) for row in rows]
+
+    # ---------------------------------------------------------------------------------------------- change gate
+
+    async def get_baseline(self, scope: Scope) -> Baseline | None:
+        async with self._read("get_baseline") as tx:
+            rows = await tx.fetch(
+                "SELECT definition, overlap, gate_digest, run_id, recorded_at FROM baselines "
+                "WHERE policy = ? AND endpoint = ? AND project_id = ?",
+                _scope(scope),
+            )
+        if not rows:
+            return None
+        definition, overlap, digest, run_id, recorded_at = rows[0]
+        return Baseline(from_json(definition), from_json(overlap), digest, run_id, required_time(recorded_at))
+
+    async def put_baseline(
+        self, scope: Scope, *, definition: Any, overlap: Any, gate_digest: str, run_id: str, now: datetime | None = None
+    ) -> None:
+        async with self.writing("put_baseline") as tx:
+            await tx.execute(
+                "INSERT INTO baselines (policy, endpoint, project_id, definition, overlap, gate_digest, run_id, "
+                "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (policy, endpoint, project_id) DO UPDATE "
+                "SET definition = excluded.definition, overlap = excluded.overlap, gate_digest = excluded.gate_digest,"
+                " run_id = excluded.run_id, recorded_at = excluded.recorded_at",
+                (*_scope(scope), to_json(definition), to_json(overlap), gate_digest, run_id, self._now(now)),
+            )
+
+    async def put_ack(self, scope: Scope, digest: str, *, by: str, now: datetime | None = None) -> Ack:
+        at = self._now(now)
+        async with self.writing("put_ack") as tx:
+            await tx.execute(
+                "INSERT INTO acks (policy, endpoint, project_id, digest, acked_by, acked_at) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (policy, endpoint, project_id, digest) DO UPDATE SET acked_by = excluded.acked_by, "
+                "acked_at = excluded.acked_at",
+                (*_scope(scope), digest, by, at),
+            )
+        return Ack(digest=digest, by=by, acked_at=at)
+
+    async def find_ack(self, scope: Scope, digest: str) -> Ack | None:
+        async with self._read("find_ack") as tx:
+            rows = await tx.fetch(
+                "SELECT digest, acked_by, acked_at FROM acks WHERE policy = ? AND endpoint = ? AND project_id = ? "
+                "AND digest = ?",
+                (*_scope(scope), digest),
+            )
+        return Ack(rows[0][0], rows[0][1], required_time(rows[0][2])) if rows else None
+
+    async def get_change_digest(self, scope: Scope) -> str | None:
+        """The definition digest of the policy's last `run_on_change` run (None: never, so a load differs)."""
+        async with self._read("get_change_digest") as tx:
+            rows = await tx.fetch(
+                "SELECT digest FROM change_digests WHERE policy = ? AND endpoint = ? AND project_id = ?", _scope(scope)
+            )
+        return str(rows[0][0]) if rows else None
+
+    async def put_change_digest(self, scope: Scope, digest: str, *, run_id: str, now: datetime | None = None) -> None:
+        async with self.writing("put_change_digest") as tx:
+            await tx.execute(
+                "INSERT INTO change_digests (policy, endpoint, project_id, digest, run_id, recorded_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (policy, endpoint, project_id) DO UPDATE SET "
+                "digest = excluded.digest, run_id = excluded.run_id, recorded_at = excluded.recorded_at",
+                (*_scope(scope), digest, run_id, self._now(now)),
+            )
+
+    # ---------------------------------------------------------------------------------------------- rates
+
+    async def get_rate(self, endpoint: str, project_id: str) -> float | None:
+        async with self._read("get_rate") as tx:
+            rows = await tx.fetch(
+                "SELECT rate_per_s FROM rates WHERE endpoint = ? AND project_id = ?", (endpoint, project_id)
+            )
+        return float(rows[0][0]) if rows else None
+
+    async def put_rate(self, endpoint: str, project_id: str, rate_per_s: float, *, now: datetime | None = None) -> None:
+        if not rate_per_s > 0:
+            raise ValueError(f"a learned rate is > 0, got {rate_per_s!r}")
+        async with self.writing("put_rate") as tx:
+            await tx.execute(
+                "INSERT INTO rates (endpoint, project_id, rate_per_s, learned_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (endpoint, project_id) DO UPDATE SET rate_per_s = excluded.rate_per_s, "
+                "learned_at = excluded.learned_at",
+                (endpoint, project_id, float(rate_per_s), self._now(now)),
+            )
+
+    # ---------------------------------------------------------------------------------------------- audit
+
+    async def why(self, backup_id: str) -> WhyReport:
+        """Every record of the backup, oldest first, and its hold (`empty` when there is neither: exit 1)."""
+        async with self._read("why") as tx:
+            rows = await tx.fetch(
+                f"SELECT {deletions.DELETION_COLUMNS} FROM deletions WHERE backup_id = ? ORDER BY planned_at, id",
+                (backup_id,),
+            )
+        records = tuple(deletions.deletion_record(row) for row in rows)
+        return WhyReport(backup_id=backup_id, records=records, hold=await self.get_hold(backup_id))
+
+    async def history(
+        self, *, policy: str | None = None, since: datetime | None = None, limit: int | None = None
+    ) -> list[RunRecord]:
+        return await self.list_runs(policy=policy, since=since, limit=limit)
+
+    # ---------------------------------------------------------------------------------------------- pruning
+
+    async def prune(self, *, keep_days: int, now: datetime | None = None) -> PruneReport:
+        """Forget runs that ended more than `keep_days` ago and their records, keeping: `pending` and `deleting` rows
+        and the runs they reference, each policy's last run, the runs of baselines, holds in force (and holds that
+        ended less than `keep_days` ago), and each policy's latest acknowledgement."""
+        cutoff = self._now(now) - timedelta(days=keep_days)
+        kept_runs = (
+            "SELECT run_id FROM deletions WHERE state IN ('pending', 'deleting') "
+            "UNION SELECT planned_run_id FROM deletions WHERE state IN ('pending', 'deleting') "
+            "UNION SELECT run_id FROM baselines "
+            "UNION SELECT (SELECT p2.run_id FROM run_policies p2 JOIN runs r2 ON r2.run_id = p2.run_id "
+            "WHERE p2.policy = p.policy ORDER BY r2.started_at DESC, r2.run_id DESC LIMIT 1) "
+            "FROM (SELECT DISTINCT policy FROM run_policies) p"
+        )
+        async with self.writing("prune") as tx:
+            rows = await tx.fetch(
+                "SELECT run_id FROM runs WHERE ended_at IS NOT NULL AND ended_at < ? "
+                f"AND run_id NOT IN ({kept_runs})",
+                (cutoff,),
+            )
+            removed_runs = removed_deletions = 0
+            for batch in chunks([row[0] for row in rows]):
+                among = f"IN {placeholders(len(batch))}"
+                removed_deletions += await tx.execute(
+                    f"DELETE FROM deletions WHERE state NOT IN ('pending', 'deleting') AND run_id {among}", batch
+                )
+                await tx.execute(f"DELETE FROM run_policies WHERE run_id {among}", batch)
+                removed_runs += await tx.execute(f"DELETE FROM runs WHERE run_id {among}", batch)
+            removed_holds = await tx.execute("DELETE FROM holds WHERE until IS NOT NULL AND until < ?", (cutoff,))
+            removed_acks = await tx.execute(
+                "DELETE FROM acks WHERE acked_at < ? AND EXISTS (SELECT 1 FROM acks newer WHERE "
+                "newer.policy = acks.policy AND newer.endpoint = acks.endpoint AND newer.project_id = acks.project_id"
+                " AND newer.acked_at > acks.acked_at)",
+                (cutoff,),
+            )
+        return PruneReport(runs=removed_runs, deletions=removed_deletions, holds=removed_holds, acks=removed_acks)
+
+
+def _scope(scope: Scope) -> tuple[str, str, str]:
+    return (scope.policy, scope.endpoint, scope.project_id)

@@ -1,0 +1,98 @@
+"""Fixtures of the journal's contract suite: every `backend` test runs on SQLite (a file in a temp dir) and on a real
+PostgreSQL 15 server started once per session (`pg_server.py`). No skip: a server that cannot start fails the tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pg_server import PgServer
+
+from ges_retention.state import StateLocation, Store, open_store, resolve_state_location
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class FakeClock:
+    """Wall clock, monotonic clock and sleep in one: sleeping advances both, nothing waits for real."""
+
+    now: datetime = T0
+    mono: float = 1000.0
+    sleeps: list[float] = field(default_factory=list)
+    on_sleep: Callable[[], Awaitable[None]] | None = None
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+        self.mono += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.advance(seconds)
+        if self.on_sleep is not None:
+            await self.on_sleep()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    server = PgServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def location(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> StateLocation:
+    """An empty state location of the backend under test."""
+    if backend == "sqlite":
+        return resolve_state_location(str(tmp_path / "state" / "state.db"))
+    server: PgServer = request.getfixturevalue("pg_server")
+    await server.reset()
+    return resolve_state_location(server.url())
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+OpenFn = Callable[..., Awaitable[Store]]
+
+
+@pytest.fixture
+async def opener(location: StateLocation, clock: FakeClock) -> AsyncIterator[OpenFn]:
+    """`await opener(mode=..., holder=...)`: a store at `location`, closed at the end of the test."""
+    opened: list[Store] = []
+
+    async def open_(mode: str = "create", **options: object) -> Store:
+        options.setdefault("clock", clock)
+        options.setdefault("monotonic", clock.monotonic)
+        options.setdefault("sleep", clock.sleep)
+        store = await open_store(location, mode=mode, **options)  # type: ignore[arg-type]
+        assert store is not None
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+async def store(opener: OpenFn) -> Store:
+    return await opener()
