@@ -403,7 +403,7 @@ class SqlStore(ABC):
         """Every record of the backup, oldest first, and its hold (`empty` when there is neither: exit 1)."""
         async with self._read("why") as tx:
             rows = await tx.fetch(
-                f"SELECT {deletions.DELETION_COLUMNS} FROM deletions WHERE backup_id = ? ORDER BY planned_at, id",
+                f"SELECT {deletions.DELETION_COLUMNS} FROM deletions WHERE backup_id = ? ORDER BY id",
                 (backup_id,),
             )
         records = tuple(deletions.deletion_record(row) for row in rows)
