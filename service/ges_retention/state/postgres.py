@@ -124,6 +124,10 @@ class PostgresStore(SqlStore):
         if self.read_only:
             raise StateReadOnly(f"the state at {self.info.location} was opened read-only", location=self.info.location)
         key = advisory_key(f"run:{policy}")
+        # A cheap probe on a pooled connection first: a waiting run polls, and a new session per poll costs a login.
+        async with self._write("run_lock_probe") as probe:
+            if not (await probe.fetch("SELECT pg_try_advisory_xact_lock(?)", (key,)))[0][0]:
+                return None
         conn = await self._connect("run_lock")
         try:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
