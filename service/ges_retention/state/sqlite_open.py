@@ -33,8 +33,12 @@ async def open_sqlite(
     path = location.path
     display = location.display
     if path is not None:
-        _check_path(path, display, mode)
-        if mode != "create" and not path.exists():
+        try:
+            _check_path(path, display, mode)
+            exists = path.exists()
+        except OSError as exc:  # e.g. a parent directory this user may not enter
+            raise classify(exc, location=display, operation="open", path=path) from exc
+        if mode != "create" and not exists:
             if mode == "read_only":
                 return None
             raise StateMissing(
@@ -53,6 +57,8 @@ async def open_sqlite(
         executor.shutdown(wait=False)
         if isinstance(exc, StateError):
             raise
+        if isinstance(exc, ForeignDatabase):
+            raise StateLocationInvalid(f"{display} is not a ges-retention state: {exc}", location=display) from None
         if isinstance(exc, sqlite3.Error | OSError):
             raise classify(exc, location=display, operation="open", path=path) from exc
         raise
@@ -125,10 +131,10 @@ def _connect_and_migrate(
     )
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        found = _version(conn)  # before anything writes: a foreign file is left untouched
         if path is not None and mode != "read_only":
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-        found = _version(conn)
         if mode != "create" or found >= target:
             if mode == "read_only":
                 conn.execute("PRAGMA query_only = ON")
@@ -148,11 +154,15 @@ def _connect_and_migrate(
         raise
 
 
+class ForeignDatabase(Exception):
+    """A SQLite file that is not a journal: never migrated into one."""
+
+
 def _version(conn: sqlite3.Connection) -> int:
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if "schema_migrations" not in tables:
         if tables:
-            raise sqlite3.DatabaseError("file is not a ges-retention state (it has other tables)")
+            raise ForeignDatabase("it is a SQLite database with other tables")
         return 0
     row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
     return int(row[0] or 0)
