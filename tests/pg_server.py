@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg
 
 ROLE = "ges"
-PASSWORD = "ges-test-secret"  # noqa: S105 - a throwaway local server's test role
+PASSWORD = "ges-test-secret"
 DATABASE = "ges"
 SERVER_USER = "postgres"
 
@@ -76,7 +76,7 @@ class PgServer:
         command = list(args)
         if self.as_user is not None:
             command = ["runuser", "-u", self.as_user, "--", *command]
-        return subprocess.run(command, capture_output=True, text=True, check=check, timeout=60)  # noqa: S603
+        return subprocess.run(command, capture_output=True, text=True, check=check, timeout=60)
 
     @classmethod
     def start(cls) -> PgServer:

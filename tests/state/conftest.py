@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from pg_server import PgServer
 
 from ges_retention.state import StateLocation, Store, open_store, resolve_state_location
+from pg_server import PgServer
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

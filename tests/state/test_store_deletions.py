@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import T0, FakeClock
 
+from conftest import T0, FakeClock
 from ges_retention.state import (
     BackupFacts,
     Outcome,
@@ -76,7 +76,11 @@ async def test_intent_batch_commits_rows_then_outcomes_record_request_ids(store:
     assert [t.backup_id for t in batch.committed] == ["b1", "b2", "b3"]
     assert batch.held == ()
     active = await store.active_deletions(SCOPE)
-    assert {(r.backup.backup_id, r.state) for r in active} == {("b1", "deleting"), ("b2", "deleting"), ("b3", "deleting")}
+    assert {(r.backup.backup_id, r.state) for r in active} == {
+        ("b1", "deleting"),
+        ("b2", "deleting"),
+        ("b3", "deleting"),
+    }
     assert await store.active_deletions(OTHER_ENDPOINT) == []  # an emulator rehearsal never mixes with production
 
     ids = {t.backup_id: t.deletion_id for t in batch.committed}

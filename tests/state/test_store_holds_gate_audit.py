@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import T0
 from test_store_deletions import SCOPE, item, start
 
+from conftest import T0
 from ges_retention.state import Outcome, Scope, Store, validate_backup_id, validate_hold_reason
 
 # ------------------------------------------------------------------------------------------------------------ holds
@@ -24,7 +24,10 @@ async def test_holds_are_placed_replaced_listed_and_released(store: Store) -> No
     )
     await store.put_hold("b2", "until audit", until=T0 + timedelta(days=2), now=T0)
     await store.put_hold("b1", "replaced reason", now=T0 + timedelta(hours=1))
-    assert [(h.backup_id, h.reason) for h in await store.list_holds()] == [("b1", "replaced reason"), ("b2", "until audit")]
+    assert [(h.backup_id, h.reason) for h in await store.list_holds()] == [
+        ("b1", "replaced reason"),
+        ("b2", "until audit"),
+    ]
 
     in_force_later = await store.holds_in_force(at=T0 + timedelta(days=3))
     assert set(in_force_later) == {"b1"}  # an ended hold is ignored
@@ -82,7 +85,9 @@ async def test_baseline_ack_change_digest_and_rate_round_trip_and_upsert(store: 
     await store.put_baseline(
         SCOPE, definition=definition, overlap={"other": {"keep": {"last": 1}}}, gate_digest="d1", run_id="r1", now=T0
     )
-    await store.put_baseline(SCOPE, definition={"keep": {"daily": 3}}, overlap=[], gate_digest="d2", run_id="r2", now=T0)
+    await store.put_baseline(
+        SCOPE, definition={"keep": {"daily": 3}}, overlap=[], gate_digest="d2", run_id="r2", now=T0
+    )
     baseline = await store.get_baseline(SCOPE)
     assert baseline is not None
     assert (baseline.definition, baseline.overlap, baseline.gate_digest, baseline.run_id, baseline.recorded_at) == (

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
-from conftest import T0, FakeClock
 from test_store_deletions import SCOPE, item, start
 
+from conftest import T0, FakeClock
 from ges_retention.state import (
     CURRENT_VERSION,
     RunRecord,

@@ -4,6 +4,8 @@ Every function here runs inside a transaction the store opened; none commits by 
 `deletions_active` guarantees at most one `pending`/`deleting` row per (policy, endpoint, project_id, backup_id).
 """
 
+# SQL text here is assembled only from constants (column lists, `?` placeholder runs); every value is a parameter.
+# ruff: noqa: S608
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
@@ -132,7 +134,9 @@ async def mark_pending(
     active = {row.backup.backup_id: row for row in await active_rows(tx, scope, [i.backup.backup_id for i in items])}
     fresh = [item for item in items if item.backup.backup_id not in active]
     if fresh:
-        await tx.executemany(_INSERT, [_new_row(scope, run_id, item, "pending", at, pending_since=at) for item in fresh])
+        await tx.executemany(
+            _INSERT, [_new_row(scope, run_id, item, "pending", at, pending_since=at) for item in fresh]
+        )
     since = {bid: row.pending_since for bid, row in active.items() if row.state == "pending"}
     result = {bid: value for bid, value in since.items() if value is not None}
     result.update({item.backup.backup_id: at for item in fresh})

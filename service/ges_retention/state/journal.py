@@ -5,6 +5,8 @@ A backend subclass supplies `_write()` and `_read()` (an open transaction, with 
 guarantees listed on `Store` (`state/store.py`), lives here.
 """
 
+# SQL text here is assembled only from constants (column lists, `?` placeholder runs); every value is a parameter.
+# ruff: noqa: S608
 from __future__ import annotations
 
 import asyncio
@@ -431,8 +433,7 @@ class SqlStore(ABC):
         )
         async with self.writing("prune") as tx:
             rows = await tx.fetch(
-                "SELECT run_id FROM runs WHERE ended_at IS NOT NULL AND ended_at < ? "
-                f"AND run_id NOT IN ({kept_runs})",
+                f"SELECT run_id FROM runs WHERE ended_at IS NOT NULL AND ended_at < ? AND run_id NOT IN ({kept_runs})",
                 (cutoff,),
             )
             removed_runs = removed_deletions = 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-from ges_retention.state.journal import Clock, Monotonic, SqlStore, Sleep, _utc_now
+from ges_retention.state.journal import Clock, Monotonic, Sleep, SqlStore, _utc_now
 from ges_retention.state.location import StateLocation
 from ges_retention.state.migrations import CURRENT_VERSION
 
@@ -38,11 +38,20 @@ async def open_store(
     current one exists for the migration tests."""
     if mode not in ("create", "existing", "read_only"):
         raise ValueError(f"unknown open mode {mode!r}")
-    options = {"clock": clock, "monotonic": monotonic, "sleep": sleep, "holder": holder}
     if location.kind == "postgresql":
         from ges_retention.state.postgres_open import open_postgres  # asyncpg only when PostgreSQL is used
 
-        return await open_postgres(location, mode=mode, target_version=target_version, **options)
+        return await open_postgres(
+            location,
+            mode=mode,
+            target_version=target_version,
+            clock=clock,
+            monotonic=monotonic,
+            sleep=sleep,
+            holder=holder,
+        )
     from ges_retention.state.sqlite_open import open_sqlite
 
-    return await open_sqlite(location, mode=mode, target_version=target_version, **options)
+    return await open_sqlite(
+        location, mode=mode, target_version=target_version, clock=clock, monotonic=monotonic, sleep=sleep, holder=holder
+    )

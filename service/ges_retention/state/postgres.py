@@ -33,6 +33,8 @@ __all__ = ["PostgresStore", "advisory_key", "to_dollar"]
 
 HOLDS_KEY = -0x6765735F686F6C64  # "ges_hold", negated: one fixed advisory lock for hold changes vs intent batches
 CONNECT_TIMEOUT_S = 10.0
+LOCK_APPLICATION = "ges-retention-run-lock"
+"""`application_name` of the sessions that hold run locks (visible in `pg_stat_activity`)."""
 _QMARK = re.compile(r"\?")
 
 
@@ -99,7 +101,13 @@ class PostgresStore(SqlStore):
                 else:
                     async with conn.transaction(readonly=True):
                         yield _PgTx(conn)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            OSError,
+            TimeoutError,
+        ) as exc:
             raise classify(exc, location=self.info.location, operation=operation) from exc
 
     def _write(self, operation: str) -> contextlib.AbstractAsyncContextManager[_PgTx]:
@@ -116,7 +124,9 @@ class PostgresStore(SqlStore):
 
     async def _connect(self, operation: str) -> asyncpg.Connection:
         try:
-            return await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT_S)
+            return await asyncpg.connect(
+                self._url, timeout=CONNECT_TIMEOUT_S, server_settings={"application_name": LOCK_APPLICATION}
+            )
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, ValueError) as exc:
             raise classify(exc, location=self.info.location, operation=operation) from exc
 

@@ -20,7 +20,14 @@ from ges_retention.state.sqlite_open import _version_error
 
 __all__ = ["open_postgres"]
 
-_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, ValueError)
+_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+    ValueError,
+)
 
 
 async def open_postgres(
@@ -92,4 +99,3 @@ async def _check_and_migrate(pool: asyncpg.Pool, mode: str, target: int) -> tupl
                         migration.name,
                     )
         return found == 0, found
-

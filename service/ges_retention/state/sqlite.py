@@ -33,8 +33,8 @@ from typing import Any, TypeVar
 from ges_retention.state.errors import DaemonLockHeld, StateError, StateReadOnly
 from ges_retention.state.journal import SqlStore
 from ges_retention.state.locks import DaemonLock, RunLock
-from ges_retention.state.sqlite_errors import classify
 from ges_retention.state.sql import time_text
+from ges_retention.state.sqlite_errors import classify
 
 __all__ = ["SqliteStore", "lock_dir"]
 

@@ -52,7 +52,9 @@ async def open_sqlite(
     loop = asyncio.get_running_loop()
     clock = options.get("clock")
     try:
-        conn, created, found = await loop.run_in_executor(executor, _connect_and_migrate, path, mode, target_version, clock)
+        conn, created, found = await loop.run_in_executor(
+            executor, _connect_and_migrate, path, mode, target_version, clock
+        )
     except BaseException as exc:
         executor.shutdown(wait=False)
         if isinstance(exc, StateError):
@@ -74,9 +76,7 @@ async def open_sqlite(
         migrated_from=found if (mode == "create" and 0 < found < target_version) else None,
         in_memory=path is None,
     )
-    return SqliteStore(
-        info, executor=executor, connection=conn, path=path, read_only=mode == "read_only", **options
-    )
+    return SqliteStore(info, executor=executor, connection=conn, path=path, read_only=mode == "read_only", **options)
 
 
 def _version_error(found: int, supported: int, display: str, mode: str) -> StateError:
@@ -117,9 +117,7 @@ def _check_path(path: Path, display: str, mode: str) -> None:
             raise classify(exc, location=display, operation="create", path=path) from exc
 
 
-def _connect_and_migrate(
-    path: Path | None, mode: str, target: int, clock: Any
-) -> tuple[sqlite3.Connection, bool, int]:
+def _connect_and_migrate(path: Path | None, mode: str, target: int, clock: Any) -> tuple[sqlite3.Connection, bool, int]:
     """Runs on the store's thread: the connection belongs to it. Returns (connection, created, version found)."""
     if path is None:
         target_uri, uri = ":memory:", False

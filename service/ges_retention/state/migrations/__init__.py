@@ -20,11 +20,19 @@ Dialect = Literal["sqlite", "postgresql"]
 
 _TYPES: dict[Dialect, dict[str, str]] = {
     "sqlite": {"ts": "TEXT", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL", "bigint": "INTEGER"},
-    "postgresql": {"ts": "TIMESTAMPTZ", "serial": "BIGSERIAL PRIMARY KEY", "real": "DOUBLE PRECISION", "bigint": "BIGINT"},
+    "postgresql": {
+        "ts": "TIMESTAMPTZ",
+        "serial": "BIGSERIAL PRIMARY KEY",
+        "real": "DOUBLE PRECISION",
+        "bigint": "BIGINT",
+    },
 }
 
 # Created before any migration so that the version can be read and recorded; part of version 1 in spirit.
-VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (version {bigint} PRIMARY KEY, name TEXT NOT NULL, applied_at {ts} NOT NULL)"
+VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations "
+    "(version {bigint} PRIMARY KEY, name TEXT NOT NULL, applied_at {ts} NOT NULL)"
+)
 
 
 @dataclass(frozen=True, slots=True)
