@@ -9,19 +9,14 @@ guarantees listed on `Store` (`state/store.py`), lives here.
 # ruff: noqa: S608
 from __future__ import annotations
 
-import asyncio
-from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime, timedelta
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from ges_retention.state import deletions
-from ges_retention.state.errors import RunLockTimeout, StateReadOnly
-from ges_retention.state.locks import POLL_S, DaemonLock, RunLock, default_holder
+from ges_retention.state.gate_records import GateRecords
+from ges_retention.state.locks import RunLock
 from ges_retention.state.records import (
-    Ack,
-    Baseline,
     DeletionRecord,
     Hold,
     IntentBatch,
@@ -31,109 +26,19 @@ from ges_retention.state.records import (
     Resolution,
     RunRecord,
     Scope,
-    StoreInfo,
     WhyReport,
     validate_backup_id,
     validate_hold_reason,
 )
-from ges_retention.state.sql import Tx, as_time, chunks, from_json, placeholders, required_time, to_json
+from ges_retention.state.sql import as_time, chunks, from_json, placeholders, required_time, to_json
 
-__all__ = ["Clock", "Monotonic", "Sleep", "SqlStore"]
-
-Clock = Callable[[], datetime]
-Monotonic = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
+__all__ = ["SqlStore"]
 
 _RUN_COLUMNS = "run_id, trigger, host, started_at, ended_at, outcome, counts"
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class SqlStore(ABC):
+class SqlStore(GateRecords):
     """The journal over SQL. Not constructed directly: `open_store` (`state/opening.py`) picks the backend."""
-
-    def __init__(
-        self,
-        info: StoreInfo,
-        *,
-        read_only: bool,
-        clock: Clock = _utc_now,
-        monotonic: Monotonic | None = None,
-        sleep: Sleep = asyncio.sleep,
-        holder: str | None = None,
-    ) -> None:
-        self.info = info
-        self.read_only = read_only
-        self.clock = clock
-        self._monotonic = monotonic
-        self._sleep = sleep
-        self.holder = holder or default_holder()
-
-    # ---------------------------------------------------------------------------------------------- backend hooks
-
-    @abstractmethod
-    def _write(self, operation: str) -> AbstractAsyncContextManager[Tx]: ...
-
-    @abstractmethod
-    def _read(self, operation: str) -> AbstractAsyncContextManager[Tx]: ...
-
-    @abstractmethod
-    async def try_run_lock(self, policy: str) -> RunLock | None:
-        """The policy's run lock if free now, else None (see `run_lock_holder`)."""
-
-    @abstractmethod
-    async def run_lock_holder(self, policy: str) -> str | None:
-        """Who holds the policy's run lock (host:pid), or None when free or unknown."""
-
-    @abstractmethod
-    async def acquire_daemon_lock(self) -> DaemonLock:
-        """The one-daemon-per-state lock, or `DaemonLockHeld` naming the holder."""
-
-    @abstractmethod
-    async def close(self) -> None: ...
-
-    def writing(self, operation: str) -> AbstractAsyncContextManager[Tx]:
-        if self.read_only:
-            raise StateReadOnly(
-                f"the state at {self.info.location} was opened read-only; {operation} writes",
-                location=self.info.location,
-                operation=operation,
-            )
-        return self._write(operation)
-
-    def _now(self, now: datetime | None) -> datetime:
-        return (self.clock() if now is None else now).astimezone(UTC)
-
-    async def __aenter__(self) -> SqlStore:
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.close()
-
-    # ---------------------------------------------------------------------------------------------- run lock
-
-    async def acquire_run_lock(self, policy: str, *, timeout_s: float = 0.0) -> RunLock:
-        """The policy's run lock, waiting up to `timeout_s` (through the injected sleep), or `RunLockTimeout`
-        naming the holder."""
-        monotonic = self._monotonic or asyncio.get_running_loop().time
-        deadline = monotonic() + max(0.0, timeout_s)
-        while True:
-            lock = await self.try_run_lock(policy)
-            if lock is not None:
-                return lock
-            remaining = deadline - monotonic()
-            if remaining <= 0:
-                holder = await self.run_lock_holder(policy)
-                raise RunLockTimeout(
-                    f"policy {policy!r} is being run by {holder or 'another process'} "
-                    f"(waited {timeout_s:g} s for its run lock)",
-                    location=self.info.location,
-                    name=policy,
-                    holder=holder,
-                )
-            await self._sleep(min(POLL_S, remaining))
 
     # ---------------------------------------------------------------------------------------------- runs
 
@@ -316,89 +221,6 @@ class SqlStore(ABC):
             rows = await tx.fetch(f"SELECT backup_id, reason, until, placed_at, placed_by FROM holds {clause}", params)
         return [Hold(row[0], row[1], as_time(row[2]), required_time(row[3]), row[4]) for row in rows]
 
-    # ---------------------------------------------------------------------------------------------- change gate
-
-    async def get_baseline(self, scope: Scope) -> Baseline | None:
-        async with self._read("get_baseline") as tx:
-            rows = await tx.fetch(
-                "SELECT definition, overlap, gate_digest, run_id, recorded_at FROM baselines "
-                "WHERE policy = ? AND endpoint = ? AND project_id = ?",
-                _scope(scope),
-            )
-        if not rows:
-            return None
-        definition, overlap, digest, run_id, recorded_at = rows[0]
-        return Baseline(from_json(definition), from_json(overlap), digest, run_id, required_time(recorded_at))
-
-    async def put_baseline(
-        self, scope: Scope, *, definition: Any, overlap: Any, gate_digest: str, run_id: str, now: datetime | None = None
-    ) -> None:
-        async with self.writing("put_baseline") as tx:
-            await tx.execute(
-                "INSERT INTO baselines (policy, endpoint, project_id, definition, overlap, gate_digest, run_id, "
-                "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (policy, endpoint, project_id) DO UPDATE "
-                "SET definition = excluded.definition, overlap = excluded.overlap, gate_digest = excluded.gate_digest,"
-                " run_id = excluded.run_id, recorded_at = excluded.recorded_at",
-                (*_scope(scope), to_json(definition), to_json(overlap), gate_digest, run_id, self._now(now)),
-            )
-
-    async def put_ack(self, scope: Scope, digest: str, *, by: str, now: datetime | None = None) -> Ack:
-        at = self._now(now)
-        async with self.writing("put_ack") as tx:
-            await tx.execute(
-                "INSERT INTO acks (policy, endpoint, project_id, digest, acked_by, acked_at) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (policy, endpoint, project_id, digest) DO UPDATE SET acked_by = excluded.acked_by, "
-                "acked_at = excluded.acked_at",
-                (*_scope(scope), digest, by, at),
-            )
-        return Ack(digest=digest, by=by, acked_at=at)
-
-    async def find_ack(self, scope: Scope, digest: str) -> Ack | None:
-        async with self._read("find_ack") as tx:
-            rows = await tx.fetch(
-                "SELECT digest, acked_by, acked_at FROM acks WHERE policy = ? AND endpoint = ? AND project_id = ? "
-                "AND digest = ?",
-                (*_scope(scope), digest),
-            )
-        return Ack(rows[0][0], rows[0][1], required_time(rows[0][2])) if rows else None
-
-    async def get_change_digest(self, scope: Scope) -> str | None:
-        """The definition digest of the policy's last `run_on_change` run (None: never, so a load differs)."""
-        async with self._read("get_change_digest") as tx:
-            rows = await tx.fetch(
-                "SELECT digest FROM change_digests WHERE policy = ? AND endpoint = ? AND project_id = ?", _scope(scope)
-            )
-        return str(rows[0][0]) if rows else None
-
-    async def put_change_digest(self, scope: Scope, digest: str, *, run_id: str, now: datetime | None = None) -> None:
-        async with self.writing("put_change_digest") as tx:
-            await tx.execute(
-                "INSERT INTO change_digests (policy, endpoint, project_id, digest, run_id, recorded_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (policy, endpoint, project_id) DO UPDATE SET "
-                "digest = excluded.digest, run_id = excluded.run_id, recorded_at = excluded.recorded_at",
-                (*_scope(scope), digest, run_id, self._now(now)),
-            )
-
-    # ---------------------------------------------------------------------------------------------- rates
-
-    async def get_rate(self, endpoint: str, project_id: str) -> float | None:
-        async with self._read("get_rate") as tx:
-            rows = await tx.fetch(
-                "SELECT rate_per_s FROM rates WHERE endpoint = ? AND project_id = ?", (endpoint, project_id)
-            )
-        return float(rows[0][0]) if rows else None
-
-    async def put_rate(self, endpoint: str, project_id: str, rate_per_s: float, *, now: datetime | None = None) -> None:
-        if not rate_per_s > 0:
-            raise ValueError(f"a learned rate is > 0, got {rate_per_s!r}")
-        async with self.writing("put_rate") as tx:
-            await tx.execute(
-                "INSERT INTO rates (endpoint, project_id, rate_per_s, learned_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (endpoint, project_id) DO UPDATE SET rate_per_s = excluded.rate_per_s, "
-                "learned_at = excluded.learned_at",
-                (endpoint, project_id, float(rate_per_s), self._now(now)),
-            )
-
     # ---------------------------------------------------------------------------------------------- audit
 
     async def why(self, backup_id: str) -> WhyReport:
@@ -452,7 +274,3 @@ class SqlStore(ABC):
                 (cutoff,),
             )
         return PruneReport(runs=removed_runs, deletions=removed_deletions, holds=removed_holds, acks=removed_acks)
-
-
-def _scope(scope: Scope) -> tuple[str, str, str]:
-    return (scope.policy, scope.endpoint, scope.project_id)

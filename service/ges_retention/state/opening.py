@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-from ges_retention.state.journal import Clock, Monotonic, Sleep, SqlStore, _utc_now
+from ges_retention.state.journal import SqlStore
 from ges_retention.state.location import StateLocation
 from ges_retention.state.migrations import CURRENT_VERSION
+from ges_retention.state.store_base import Clock, Monotonic, Sleep, utc_now
 
 __all__ = ["OpenMode", "open_store"]
 
@@ -28,7 +29,7 @@ async def open_store(
     location: StateLocation,
     *,
     mode: OpenMode = "create",
-    clock: Clock = _utc_now,
+    clock: Clock = utc_now,
     monotonic: Monotonic | None = None,
     sleep: Sleep = asyncio.sleep,
     holder: str | None = None,
