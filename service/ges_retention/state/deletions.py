@@ -1,7 +1,9 @@
-"""The planned-deletion lifecycle as SQL over a `Tx`: pending clocks, write-ahead intents, outcomes, resolution.
+"""The planned-deletion lifecycle as transaction scripts: pending clocks, write-ahead intents, outcomes, resolution.
 
-Every function here runs inside a transaction the store opened; none commits by itself. The partial unique index
-`deletions_active` guarantees at most one `pending`/`deleting` row per (policy, endpoint, project_id, backup_id).
+Each function is a `Script` (`state/sql.py`): a generator that yields SQL requests and gets their results back, so
+the same logic runs on PostgreSQL (driven request by request over asyncpg) and on SQLite (driven whole on the writer
+thread: one thread hop per transaction, which is what keeps an intent batch cheap). None commits by itself. The
+partial unique index `deletions_active` guarantees at most one `pending`/`deleting` row per (policy, endpoint, project_id, backup_id).
 """
 
 # SQL text here is assembled only from constants (column lists, `?` placeholder runs); every value is a parameter.
@@ -24,7 +26,20 @@ from ges_retention.state.records import (
     Resolution,
     Scope,
 )
-from ges_retention.state.sql import Tx, as_time, chunks, from_json, placeholders, required_time, to_json
+from ges_retention.state.sql import (
+    DbNow,
+    Execute,
+    ExecuteMany,
+    Fetch,
+    LockHolds,
+    Script,
+    as_time,
+    chunks,
+    from_json,
+    placeholders,
+    required_time,
+    to_json,
+)
 
 __all__ = [
     "DELETION_COLUMNS",
@@ -113,71 +128,70 @@ def _new_row(
     )
 
 
-async def active_rows(tx: Tx, scope: Scope, backup_ids: Collection[str] | None = None) -> list[DeletionRecord]:
+def active_rows(scope: Scope, backup_ids: Collection[str] | None = None) -> Script[list[DeletionRecord]]:
     """The `pending` and `deleting` rows of `scope` (of `backup_ids` only, when given)."""
     sql = f"SELECT {DELETION_COLUMNS} FROM deletions WHERE {_SCOPE} AND state IN ('pending', 'deleting')"
     if backup_ids is None:
-        rows = await tx.fetch(sql + " ORDER BY id", _scope_params(scope))
+        rows = yield Fetch(sql + " ORDER BY id", _scope_params(scope))
         return [deletion_record(row) for row in rows]
     found: list[DeletionRecord] = []
     for batch in chunks(backup_ids):
-        rows = await tx.fetch(f"{sql} AND backup_id IN {placeholders(len(batch))}", (*_scope_params(scope), *batch))
+        rows = yield Fetch(f"{sql} AND backup_id IN {placeholders(len(batch))}", (*_scope_params(scope), *batch))
         found.extend(deletion_record(row) for row in rows)
     return sorted(found, key=lambda record: record.id)
 
 
-async def mark_pending(
-    tx: Tx, run_id: str, scope: Scope, items: Sequence[PlannedDeletion], now: datetime
-) -> dict[str, datetime]:
+def mark_pending(
+    run_id: str, scope: Scope, items: Sequence[PlannedDeletion], now: datetime
+) -> Script[dict[str, datetime]]:
     """Start the clock of every item without one; the `pending_since` of every item that has a pending row."""
-    at = await tx.db_now(now)
-    active = {row.backup.backup_id: row for row in await active_rows(tx, scope, [i.backup.backup_id for i in items])}
+    at = yield DbNow(now)
+    rows = yield from active_rows(scope, [i.backup.backup_id for i in items])
+    active = {row.backup.backup_id: row for row in rows}
     fresh = [item for item in items if item.backup.backup_id not in active]
     if fresh:
-        await tx.executemany(
-            _INSERT, [_new_row(scope, run_id, item, "pending", at, pending_since=at) for item in fresh]
-        )
+        yield ExecuteMany(_INSERT, [_new_row(scope, run_id, item, "pending", at, pending_since=at) for item in fresh])
     since = {bid: row.pending_since for bid, row in active.items() if row.state == "pending"}
     result = {bid: value for bid, value in since.items() if value is not None}
     result.update({item.backup.backup_id: at for item in fresh})
     return result
 
 
-async def cancel_pending(
-    tx: Tx, run_id: str, scope: Scope, reasons_by_id: Mapping[str, Sequence[str]], state: str, now: datetime
-) -> int:
+def cancel_pending(
+    run_id: str, scope: Scope, reasons_by_id: Mapping[str, Sequence[str]], state: str, now: datetime
+) -> Script[int]:
     """`pending` rows of these backups become `state` (`cancelled` or `gone`) with these reasons."""
     if state not in ("cancelled", "gone"):
         raise ValueError(f"a pending row is cancelled or gone, not {state!r}")
     changed = 0
     for backup_id, reasons in reasons_by_id.items():
-        changed += await tx.execute(
+        count = yield Execute(
             "UPDATE deletions SET state = ?, reasons = ?, run_id = ?, updated_at = ?, finished_at = ? "
             f"WHERE {_SCOPE} AND backup_id = ? AND state = 'pending'",
             (state, to_json(list(reasons)), run_id, now, now, *_scope_params(scope), backup_id),
         )
+        changed += count
     return changed
 
 
-async def write_intents(
-    tx: Tx, run_id: str, scope: Scope, items: Sequence[PlannedDeletion], now: datetime
-) -> IntentBatch:
+def write_intents(run_id: str, scope: Scope, items: Sequence[PlannedDeletion], now: datetime) -> Script[IntentBatch]:
     """One batch of write-ahead intents, re-checking holds inside the same transaction."""
-    await tx.lock_holds(exclusive=False)
+    yield LockHolds(exclusive=False)
     at = now  # holds are judged at the caller's instant on both backends (only `pending_since` is the db clock)
     ids = [item.backup.backup_id for item in items]
     if len(set(ids)) != len(ids):
         raise ValueError("an intent batch names a backup twice")
     held: dict[str, str] = {}
     for batch in chunks(ids):
-        rows = await tx.fetch(
+        rows = yield Fetch(
             f"SELECT backup_id, reason, until FROM holds WHERE backup_id IN {placeholders(len(batch))} "
             "AND (until IS NULL OR until > ?)",
             (*batch, at),
         )
         for backup_id, reason, until in rows:
             held[backup_id] = Hold(backup_id, reason, as_time(until), at).kept_reason()
-    active = {row.backup.backup_id: row for row in await active_rows(tx, scope, ids)}
+    current = yield from active_rows(scope, ids)
+    active = {row.backup.backup_id: row for row in current}
 
     updates: list[tuple[object, ...]] = []
     inserts: list[tuple[object, ...]] = []
@@ -193,18 +207,18 @@ async def write_intents(
         else:
             inserts.append(_new_row(scope, run_id, item, state, at, reasons=reasons, finished=reason is not None))
     if updates:
-        await tx.executemany(
+        yield ExecuteMany(
             "UPDATE deletions SET state = ?, reasons = ?, run_id = ?, updated_at = ?, finished_at = ?, "
             "request_id = NULL, attempts = 0, error = NULL WHERE id = ?",
             updates,
         )
     if inserts:
-        await tx.executemany(_INSERT, inserts)
+        yield ExecuteMany(_INSERT, inserts)
     # Read back the rows' ids, one query per chunk instead of a RETURNING per row: a `deleting` row is unique per key
     # (partial index), a held one is this run's latest `cancelled` row of that backup.
     id_of: dict[str, int] = {}
     for batch in chunks(ids):
-        rows = await tx.fetch(
+        rows = yield Fetch(
             f"SELECT id, backup_id, state FROM deletions WHERE {_SCOPE} AND backup_id IN {placeholders(len(batch))} "
             "AND (state = 'deleting' OR (state = 'cancelled' AND run_id = ?)) ORDER BY id",
             (*_scope_params(scope), *batch, run_id),
@@ -217,21 +231,22 @@ async def write_intents(
     return IntentBatch(committed=committed, held=skipped)
 
 
-async def record_outcomes(tx: Tx, outcomes: Sequence[Outcome], now: datetime) -> None:
-    """Outcomes of committed intents; a row no longer `deleting` (resolved meanwhile) is left alone."""
-    await tx.executemany(
+def record_outcomes(outcomes: Sequence[tuple[Outcome, datetime]]) -> Script[None]:
+    """Outcomes of committed intents, each with its instant, in one statement batch; a row no longer `deleting`
+    (resolved meanwhile) is left alone."""
+    yield ExecuteMany(
         "UPDATE deletions SET state = ?, request_id = ?, attempts = ?, error = ?, updated_at = ?, finished_at = ? "
         "WHERE id = ? AND state = 'deleting'",
-        [(o.state, o.request_id, o.attempts, o.error, now, now, o.deletion_id) for o in outcomes],
+        [(o.state, o.request_id, o.attempts, o.error, at, at, o.deletion_id) for o, at in outcomes],
     )
 
 
-async def resolve_deleting(
-    tx: Tx, run_id: str, scope: Scope, listed_ids: Collection[str], now: datetime, *, lock_held: bool
-) -> Resolution:
+def resolve_deleting(
+    run_id: str, scope: Scope, listed_ids: Collection[str], now: datetime, *, lock_held: bool
+) -> Script[Resolution]:
     """Resolve `deleting` rows of other runs of `scope`'s policy that are known to have ended: their end is recorded,
     or the caller holds the policy's run lock (which that run held while it ran)."""
-    rows = await tx.fetch(
+    rows = yield Fetch(
         "SELECT d.id, d.backup_id, r.ended_at FROM deletions d LEFT JOIN runs r ON r.run_id = d.run_id "
         "WHERE d.policy = ? AND d.endpoint = ? AND d.project_id = ? AND d.state = 'deleting' AND d.run_id <> ? "
         "ORDER BY d.id",
@@ -250,7 +265,7 @@ async def resolve_deleting(
         (not_started if state == "not_started" else deleted).append(backup_id)
         changes.append((state, now, now, int(deletion_id)))
     if changes:
-        await tx.executemany(
+        yield ExecuteMany(
             "UPDATE deletions SET state = ?, updated_at = ?, finished_at = ? WHERE id = ? AND state = 'deleting'",
             changes,
         )

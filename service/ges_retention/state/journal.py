@@ -9,11 +9,13 @@ guarantees listed on `Store` (`state/store.py`), lives here.
 # ruff: noqa: S608
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from ges_retention.state import deletions
+from ges_retention.state.errors import StateUnavailable
 from ges_retention.state.gate_records import GateRecords
 from ges_retention.state.locks import RunLock
 from ges_retention.state.records import (
@@ -39,6 +41,11 @@ _RUN_COLUMNS = "run_id, trigger, host, started_at, ended_at, outcome, counts"
 
 class SqlStore(GateRecords):
     """The journal over SQL. Not constructed directly: `open_store` (`state/opening.py`) picks the backend."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._outcome_queue: list[tuple[list[Outcome], datetime, asyncio.Future[None]]] = []
+        self._outcome_flushing = False
 
     # ---------------------------------------------------------------------------------------------- runs
 
@@ -117,14 +124,13 @@ class SqlStore(GateRecords):
 
     async def active_deletions(self, scope: Scope) -> list[DeletionRecord]:
         """The `pending` and `deleting` rows of `scope`, oldest first: pending clocks and unresolved intents."""
-        async with self._read("active_deletions") as tx:
-            return await deletions.active_rows(tx, scope)
+        return await self._run_script("active_deletions", deletions.active_rows(scope), write=False)
 
     async def mark_pending(
         self, run_id: str, scope: Scope, items: Sequence[PlannedDeletion], *, now: datetime | None = None
     ) -> dict[str, datetime]:
-        async with self.writing("mark_pending") as tx:
-            return await deletions.mark_pending(tx, run_id, scope, items, self._now(now))
+        script = deletions.mark_pending(run_id, scope, items, self._now(now))
+        return await self._run_script("mark_pending", script, write=True)
 
     async def cancel_pending(
         self,
@@ -135,20 +141,59 @@ class SqlStore(GateRecords):
         state: str = "cancelled",
         now: datetime | None = None,
     ) -> int:
-        async with self.writing("cancel_pending") as tx:
-            return await deletions.cancel_pending(tx, run_id, scope, reasons_by_id, state, self._now(now))
+        script = deletions.cancel_pending(run_id, scope, reasons_by_id, state, self._now(now))
+        return await self._run_script("cancel_pending", script, write=True)
 
     async def write_intents(
         self, run_id: str, scope: Scope, items: Sequence[PlannedDeletion], *, now: datetime | None = None
     ) -> IntentBatch:
-        async with self.writing("write_intents") as tx:
-            return await deletions.write_intents(tx, run_id, scope, items, self._now(now))
+        script = deletions.write_intents(run_id, scope, items, self._now(now))
+        return await self._run_script("write_intents", script, write=True)
 
     async def record_outcomes(self, outcomes: Sequence[Outcome], *, now: datetime | None = None) -> None:
+        """Group commit: outcomes reported while another outcome transaction is open are written together in the
+        next one, so 64 DELETEs in flight cost a few commits, not 64. Each call still returns only once its own
+        outcomes are committed (or raises what that transaction raised)."""
         if not outcomes:
             return
-        async with self.writing("record_outcomes") as tx:
-            await deletions.record_outcomes(tx, outcomes, self._now(now))
+        if self.read_only:
+            self.writing("record_outcomes")  # raises StateReadOnly
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outcome_queue.append((list(outcomes), self._now(now), waiter))
+        if not self._outcome_flushing:
+            await self._flush_outcomes()
+        await waiter
+
+    async def _flush_outcomes(self) -> None:
+        self._outcome_flushing = True
+        batch: list[tuple[list[Outcome], datetime, asyncio.Future[None]]] = []
+        try:
+            while self._outcome_queue:
+                batch, self._outcome_queue = self._outcome_queue, []
+                try:
+                    rows = [(o, at) for outcomes, at, _ in batch for o in outcomes]
+                    await self._run_script("record_outcomes", deletions.record_outcomes(rows), write=True)
+                except Exception as exc:
+                    for _, _, waiter in batch:
+                        if not waiter.done():
+                            waiter.set_exception(exc)
+                else:
+                    for _, _, waiter in batch:
+                        if not waiter.done():
+                            waiter.set_result(None)
+                batch = []
+        except BaseException:  # cancelled mid-write: nobody may wait forever for a commit that will not come
+            for _, _, waiter in batch + self._outcome_queue:
+                if not waiter.done():
+                    waiter.set_exception(
+                        StateUnavailable(
+                            "an outcome write was interrupted", location=self.info.location, operation="record_outcomes"
+                        )
+                    )
+            self._outcome_queue = []
+            raise
+        finally:
+            self._outcome_flushing = False
 
     async def resolve_deleting(
         self,
@@ -160,8 +205,8 @@ class SqlStore(GateRecords):
         now: datetime | None = None,
     ) -> Resolution:
         lock_held = lock is not None and lock.held and lock.owner is self and lock.policy == scope.policy
-        async with self.writing("resolve_deleting") as tx:
-            return await deletions.resolve_deleting(tx, run_id, scope, listed_ids, self._now(now), lock_held=lock_held)
+        script = deletions.resolve_deleting(run_id, scope, listed_ids, self._now(now), lock_held=lock_held)
+        return await self._run_script("resolve_deleting", script, write=True)
 
     async def pending_counts(self) -> dict[str, int]:
         """Pending rows per policy (the `ges_retention_pending_deletions` gauge)."""

@@ -19,7 +19,7 @@ import hashlib
 import re
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -28,6 +28,7 @@ from ges_retention.state.journal import SqlStore
 from ges_retention.state.locks import DaemonLock, RunLock
 from ges_retention.state.postgres_errors import classify
 from ges_retention.state.records import StoreInfo
+from ges_retention.state.sql import Script, drive
 
 __all__ = ["PostgresStore", "advisory_key", "to_dollar"]
 
@@ -36,6 +37,7 @@ CONNECT_TIMEOUT_S = 10.0
 LOCK_APPLICATION = "ges-retention-run-lock"
 """`application_name` of the sessions that hold run locks (visible in `pg_stat_activity`)."""
 _QMARK = re.compile(r"\?")
+T = TypeVar("T")
 
 
 @functools.lru_cache(maxsize=512)
@@ -74,6 +76,9 @@ class _PgTx:
             value = await self._conn.fetchval("SELECT now()")
             self._now = value if isinstance(value, datetime) else fallback
         return self._now
+
+    async def run(self, script: Script[T]) -> T:
+        return await drive(self, script)
 
     async def lock_holds(self, *, exclusive: bool) -> None:
         function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"

@@ -8,14 +8,93 @@ UTC text with fixed width (so text order is time order), PostgreSQL as `timestam
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["Tx", "as_time", "chunks", "from_json", "placeholders", "time_text", "to_json"]
+T = TypeVar("T")
+
+__all__ = [
+    "DbNow",
+    "Execute",
+    "ExecuteMany",
+    "Fetch",
+    "LockHolds",
+    "Request",
+    "Script",
+    "Tx",
+    "as_time",
+    "chunks",
+    "drive",
+    "from_json",
+    "placeholders",
+    "time_text",
+    "to_json",
+]
 
 IN_CHUNK = 500
 """Ids per `IN (...)` list: far below both backends' parameter limits."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """Rows of a query (a list of tuples)."""
+
+    sql: str
+    params: Sequence[object] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Execute:
+    """One statement; the number of rows it changed."""
+
+    sql: str
+    params: Sequence[object] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ExecuteMany:
+    sql: str
+    rows: Sequence[Sequence[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class DbNow:
+    """The database clock, or `fallback` where the database has none of its own (SQLite)."""
+
+    fallback: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LockHolds:
+    exclusive: bool
+
+
+Request = Fetch | Execute | ExecuteMany | DbNow | LockHolds
+Script = Generator[Request, Any, T]
+"""A transaction's logic as a generator of requests: `rows = yield Fetch(...)`; its return value is the result."""
+
+
+async def drive(tx: Tx, script: Script[T]) -> T:
+    """Run a script on an async transaction, one request at a time."""
+    try:
+        request = next(script)
+        while True:
+            result: Any = None
+            if isinstance(request, Fetch):
+                result = await tx.fetch(request.sql, request.params)
+            elif isinstance(request, Execute):
+                result = await tx.execute(request.sql, request.params)
+            elif isinstance(request, ExecuteMany):
+                await tx.executemany(request.sql, request.rows)
+            elif isinstance(request, DbNow):
+                result = await tx.db_now(request.fallback)
+            else:
+                await tx.lock_holds(exclusive=request.exclusive)
+            request = script.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
 
 
 class Tx(Protocol):
@@ -36,6 +115,10 @@ class Tx(Protocol):
     async def lock_holds(self, *, exclusive: bool) -> None:
         """Serialise hold changes with intent batches (PostgreSQL: a transaction advisory lock; SQLite's single
         writer already does)."""
+        ...
+
+    async def run(self, script: Script[T]) -> T:
+        """Run a whole script in this transaction (`drive`, or faster where the backend can)."""
         ...
 
 

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from ges_retention.state.errors import DaemonLockHeld, StateError, StateReadOnly
 from ges_retention.state.journal import SqlStore
 from ges_retention.state.locks import DaemonLock, RunLock
-from ges_retention.state.sql import time_text
+from ges_retention.state.sql import DbNow, Execute, ExecuteMany, Fetch, Script, time_text
 from ges_retention.state.sqlite_errors import classify
 
 __all__ = ["SqliteStore", "lock_dir"]
@@ -48,6 +48,26 @@ def lock_dir(path: Path) -> Path:
 
 def _convert(params: Sequence[object]) -> tuple[object, ...]:
     return tuple(time_text(p) if isinstance(p, datetime) else p for p in params)
+
+
+def _drive_sync(conn: sqlite3.Connection, script: Script[T]) -> T:
+    """Run a whole script on the writer thread: the transaction costs one hop, not one per statement."""
+    try:
+        request = next(script)
+        while True:
+            result: Any = None
+            if isinstance(request, Fetch):
+                result = conn.execute(request.sql, _convert(request.params)).fetchall()
+            elif isinstance(request, Execute):
+                result = conn.execute(request.sql, _convert(request.params)).rowcount
+            elif isinstance(request, ExecuteMany):
+                if request.rows:
+                    conn.executemany(request.sql, [_convert(row) for row in request.rows])
+            elif isinstance(request, DbNow):
+                result = request.fallback
+            request = script.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
 
 
 class _SqliteTx:
@@ -98,6 +118,16 @@ class _SqliteTx:
 
     async def db_now(self, fallback: datetime) -> datetime:
         return fallback
+
+    async def run(self, script: Script[T]) -> T:
+        begin = self._prefix()
+
+        def run(conn: sqlite3.Connection) -> T:
+            if begin:
+                conn.execute(begin)
+            return _drive_sync(conn, script)
+
+        return await self._store.call(run)
 
     async def lock_holds(self, *, exclusive: bool) -> None:
         """`BEGIN IMMEDIATE` already makes this transaction the only writer of the file."""
@@ -152,6 +182,31 @@ class SqliteStore(SqlStore):
                 await tx.finish(commit=True)
             except sqlite3.Error as exc:
                 await self._rollback_quietly(tx)
+                raise classify(exc, location=self.info.location, operation=operation, path=self.path) from exc
+
+    async def _run_script(self, operation: str, script: Script[T], *, write: bool) -> T:
+        """BEGIN IMMEDIATE, the script and COMMIT (or ROLLBACK) in a single hop to the writer thread."""
+        if write:
+            self.writing(operation)  # the read-only guard
+        begin = "BEGIN IMMEDIATE" if write else None
+
+        def transaction(conn: sqlite3.Connection) -> T:
+            if begin is None:
+                return _drive_sync(conn, script)
+            conn.execute(begin)
+            try:
+                result = _drive_sync(conn, script)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        async with self._tx_lock:
+            try:
+                return await self.call(transaction)
+            except sqlite3.Error as exc:
                 raise classify(exc, location=self.info.location, operation=operation, path=self.path) from exc
 
     async def _rollback_quietly(self, tx: _SqliteTx) -> None:
