@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# `make demo` needs the runtime only: the locked dependencies (requirements.lock) and the package, no test extra.
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+LOCK   := requirements.lock
 
-.PHONY: help venv lint test test-fast soak demo bench schema clean
+.PHONY: help venv lint test test-fast soak demo bench schema lock promtool man deploy-generated clean
 
 help:
 	@echo "make demo   - run a retention job against the embedded GES emulator"
@@ -12,6 +15,10 @@ help:
 	@echo "make lint   - ruff + mypy (strict on service/)"
 	@echo "make soak   - the long reliability tests"
 	@echo "make bench  - benchmarks; results in bench/results/latest.json"
+	@echo "make promtool - promtool check + unit tests of deploy/prometheus/alerts.yaml"
+	@echo "make lock   - regenerate requirements.lock (uv, hashes) from pyproject.toml"
+	@echo "make man    - regenerate docs/ges-retention.1 from the argument parser"
+	@echo "make deploy-generated - regenerate the Prometheus Operator objects from deploy/prometheus/alerts.yaml"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +28,17 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+$(RUNTIME_STAMP): pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(RUNTIME_STAMP)
+
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check service tests bench
-	$(BIN)/ruff format --check service tests bench
+	$(BIN)/ruff check service tests bench tools
+	$(BIN)/ruff format --check service tests bench tools
 	$(BIN)/mypy
 
 test: lint
@@ -37,7 +50,7 @@ test-fast: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/pytest -m slow -v
 
-demo: $(STAMP)
+demo: $(RUNTIME_STAMP)
 	$(BIN)/ges-retention demo
 
 bench: $(STAMP)
@@ -45,6 +58,21 @@ bench: $(STAMP)
 
 schema: $(STAMP)
 	$(BIN)/ges-retention schema > config/policy.schema.json
+
+# uv resolves for every platform and Python >= 3.11 at once (--universal) and records every file's hash.
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet 'uv>=0.5,<1'
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+		--custom-compile-command 'make lock' --output-file $(LOCK)
+
+promtool: $(STAMP)
+	$(BIN)/python tools/promtool_test.py
+
+deploy-generated: $(STAMP)
+	$(BIN)/python tools/prometheus_operator.py
+
+man: $(STAMP)
+	$(BIN)/python -m ges_retention.manpage > docs/ges-retention.1
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage build *.egg-info service/*.egg-info

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from ges_retention.ges.signing import authorization_header, format_sdk_date
+from ges_retention.ges.signing import SignedRequest, authorization_header, format_sdk_date
 
 
 def _start_emulator(args: argparse.Namespace) -> tuple[subprocess.Popen[str], dict[str, Any]]:
@@ -59,14 +59,8 @@ def _headers(started: dict[str, Any], auth: str, method: str, url: str) -> dict[
         "X-Project-Id": started["project_id"],
         "Content-Type": "application/json",
     }
-    headers["Authorization"] = authorization_header(
-        ak=started["ak"],
-        sk=started["sk"],
-        method=method,
-        path=parsed.raw_path,
-        query=list(parsed.query.items()),
-        headers=headers,
-    )
+    signed = SignedRequest.of(method, parsed.raw_path, parsed.query.items(), headers)
+    headers["Authorization"] = authorization_header(ak=started["ak"], sk=started["sk"], request=signed)
     return headers
 
 

@@ -131,6 +131,7 @@ async def _bare_main(spec: dict[str, Any], clock: _Clock, *, workers: bool) -> C
     from yarl import URL
 
     from ges_retention.ges.auth import AkSkAuth
+    from ges_retention.ges.signing import SignedRequest
 
     auth = AkSkAuth(spec["ak"], spec["sk"], spec["project_id"])
     base = f"{spec['url']}/v2/{spec['project_id']}/graphs"
@@ -142,7 +143,8 @@ async def _bare_main(spec: dict[str, Any], clock: _Clock, *, workers: bool) -> C
         async def delete(graph_id: str, backup_id: str) -> None:
             url = URL(f"{base}/{graph_id}/backups/{backup_id}", encoded=True)
             async with semaphore:
-                headers = {**own, **auth.sign("DELETE", url, own, b"")}
+                request = SignedRequest.of("DELETE", url.raw_path, headers=own, host=url.host_port_subcomponent or "")
+                headers = {**own, **auth.sign(request)}
                 async with session.delete(url, headers=headers) as response:
                     await response.read()
                     statuses[str(response.status)] += 1

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ges_retention.errors import GesRetentionError, shorten
+
 __all__ = ["KNOWN_STATUSES", "Backup", "InvalidBackupRecord"]
 
 KNOWN_STATUSES = frozenset({"success", "failed", "backing_up"})
@@ -21,7 +23,7 @@ _MIN_TS_MS = 0
 _MAX_TS_MS = 253_402_300_799_999
 
 
-class InvalidBackupRecord(ValueError):
+class InvalidBackupRecord(GesRetentionError, ValueError):
     """A backup record from the API (or an export) cannot be trusted."""
 
     def __init__(self, message: str, *, backup_id: str | None = None, field: str | None = None) -> None:
@@ -65,13 +67,13 @@ class Backup:
         # bool is an int in Python; a JSON true is not a timestamp.
         if not isinstance(ts, int) or isinstance(ts, bool):
             raise InvalidBackupRecord(
-                f"backup {backup_id!r}: 'start_timestamp' must be an integer (epoch ms), got {ts!r}",
+                f"backup {shorten(backup_id)}: 'start_timestamp' must be an integer (epoch ms), got {shorten(ts)}",
                 backup_id=backup_id,
                 field="start_timestamp",
             )
         if not _MIN_TS_MS <= ts <= _MAX_TS_MS:
             raise InvalidBackupRecord(
-                f"backup {backup_id!r}: 'start_timestamp' {ts} is out of range",
+                f"backup {shorten(backup_id)}: 'start_timestamp' {shorten(ts)} is out of range (years 1970 to 9999)",
                 backup_id=backup_id,
                 field="start_timestamp",
             )
@@ -104,7 +106,7 @@ def _required_str(record: Mapping[str, Any], key: str, backup_id: str) -> str:
     value = record.get(key)
     if not isinstance(value, str) or not value:
         raise InvalidBackupRecord(
-            f"backup {backup_id!r}: {key!r} must be a non-empty string, got {value!r}",
+            f"backup {shorten(backup_id)}: {key!r} must be a non-empty string, got {shorten(value)}",
             backup_id=backup_id,
             field=key,
         )
@@ -117,7 +119,7 @@ def _optional_str(record: Mapping[str, Any], key: str, backup_id: str) -> str:
         return ""
     if not isinstance(value, str):
         raise InvalidBackupRecord(
-            f"backup {backup_id!r}: {key!r} must be a string, got {type(value).__name__}",
+            f"backup {shorten(backup_id)}: {key!r} must be a string, got {type(value).__name__}",
             backup_id=backup_id,
             field=key,
         )

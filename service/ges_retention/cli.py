@@ -12,26 +12,21 @@ import json
 import sys
 import traceback
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 from ges_retention import __version__
-from ges_retention.backup import Backup, InvalidBackupRecord
+from ges_retention.errors import GesRetentionError, UsageError
 from ges_retention.exit_codes import ExitCode
+from ges_retention.inputs import parse_now, read_backup_export
 from ges_retention.policy import Policy, PolicyFileDocument
-from ges_retention.policy_loading import PolicyError, load_policy_file
+from ges_retention.policy_loading import load_policy_file
 from ges_retention.report import PolicyReport, render_json, render_table
 from ges_retention.retention import plan_file
 from ges_retention.settings import Settings, SettingsError, load_settings
 
-__all__ = ["main"]
-
-MAX_EXPORT_BYTES = 512 * 1024 * 1024
-
-
-class UsageError(Exception):
-    """Bad input from the command line (exit 2)."""
+# `parse_now`, `read_backup_export` and `UsageError` are re-exported for the command modules that used them from here.
+__all__ = ["UsageError", "main", "parse_now", "read_backup_export"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,50 +82,6 @@ def _non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError("must be >= 0")
     return value
-
-
-def parse_now(text: str | None) -> datetime:
-    if text is None:
-        return datetime.now(UTC)
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
-    except ValueError:
-        raise UsageError(f"--now: not an ISO 8601 date-time: {text!r}") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def read_backup_export(path: str) -> list[Backup]:
-    """An exported list: a JSON array of backups, or a list-backups response body."""
-    try:
-        size = Path(path).stat().st_size
-        if size > MAX_EXPORT_BYTES:
-            raise UsageError(f"--from-file {path}: larger than {MAX_EXPORT_BYTES // 2**20} MiB")
-        with open(path, "rb") as handle:
-            data = json.load(handle)
-    except OSError as exc:
-        raise UsageError(f"--from-file {path}: cannot read: {exc.strerror or exc}") from None
-    except (ValueError, RecursionError) as exc:
-        raise UsageError(f"--from-file {path}: not valid JSON: {exc}") from None
-    if isinstance(data, dict) and "backup_list" in data:
-        records = data["backup_list"]
-    elif isinstance(data, list):
-        records = data
-    else:
-        raise UsageError(f"--from-file {path}: expected a JSON array of backups or a body with 'backup_list'")
-    if not isinstance(records, list):
-        raise UsageError(f"--from-file {path}: 'backup_list' must be an array")
-    backups = []
-    seen: set[str] = set()
-    for index, record in enumerate(records):
-        try:
-            backup = Backup.from_api(record)
-        except InvalidBackupRecord as exc:
-            raise UsageError(f"--from-file {path}: record {index}: {exc}") from None
-        if backup.id in seen:
-            raise UsageError(f"--from-file {path}: record {index}: duplicate backup id {backup.id!r}")
-        seen.add(backup.id)
-        backups.append(backup)
-    return backups
 
 
 def _describe(policy: Policy) -> str:
@@ -265,11 +216,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(_dispatch(args))
-    except (PolicyError, SettingsError, UsageError) as exc:
+    except GesRetentionError as exc:
+        # Policy, settings, usage, cron, duration and record errors: one line, the error type's exit code.
         if args.debug:
             traceback.print_exc()
         print(f"ges-retention: error: {exc}", file=sys.stderr)
-        return ExitCode.INVALID
+        return int(exc.exit_code)
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED_SIGINT
     except BrokenPipeError:

@@ -6,14 +6,31 @@ crontab(5) and APScheduler disagree in two places, and both would silently run a
 - when both day of month and day of week are restricted, crontab fires when EITHER matches, APScheduler when both
   do. Such a schedule becomes two field sets, to be OR'ed (APScheduler's `OrTrigger`).
 
-Pure: no APScheduler import here; `daemon` builds the triggers from `CronSchedule.trigger_fields()`.
+Two more rules of crontab(5) are kept here:
+- a schedule that can never fire (`0 0 31 2 *`) is refused when it is read: no day of the next 5 years matches it;
+- a fixed-time job (neither minute nor hour starts with `*`) whose time falls in the hour repeated when the clocks go
+  back fires once, at the first of the two wall-clock times; APScheduler alone fires at both. Wildcard jobs (hourly,
+  every 15 minutes) follow elapsed time and fire in both hours, as cron does.
+
+`CronSchedule.trigger(tz, jitter)` builds the APScheduler trigger with those rules; the rest of the module is pure.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
 
-__all__ = ["CronError", "CronSchedule"]
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
+from apscheduler.triggers.cron import CronTrigger
+
+from ges_retention.errors import GesRetentionError, shorten
+
+__all__ = ["FIRE_HORIZON_DAYS", "CronError", "CronSchedule"]
+
+FIRE_HORIZON_DAYS = 5 * 366  # a schedule with no fire time this far ahead is refused
 
 _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
@@ -28,7 +45,7 @@ _MACROS = {
 }
 
 
-class CronError(ValueError):
+class CronError(GesRetentionError, ValueError):
     """A schedule that is not a valid crontab(5) expression."""
 
 
@@ -55,10 +72,10 @@ def _value(token: str, spec: _Field, expr: str) -> int:
     if spec.names and lowered in spec.names:
         return spec.names.index(lowered) + spec.names_base
     if not (token.isascii() and token.isdigit()):  # not '²' nor other Unicode digits
-        raise CronError(f"invalid cron {expr!r}: {token!r} is not a valid {spec.name}")
+        raise CronError(f"invalid cron {shorten(expr)}: {shorten(token)} is not a valid {spec.name}")
     number = int(token)
     if not spec.low <= number <= spec.high:
-        raise CronError(f"invalid cron {expr!r}: {spec.name} {number} is outside {spec.low}-{spec.high}")
+        raise CronError(f"invalid cron {shorten(expr)}: {spec.name} {number} is outside {spec.low}-{spec.high}")
     return number
 
 
@@ -72,7 +89,7 @@ def _parse_field(text: str, spec: _Field, expr: str) -> frozenset[int] | None:
         step = 1
         if slash:
             if not (step_text.isascii() and step_text.isdigit()) or int(step_text) == 0:
-                raise CronError(f"invalid cron {expr!r}: bad step in {item!r}")
+                raise CronError(f"invalid cron {shorten(expr)}: bad step in {shorten(item)}")
             step = int(step_text)
         if base == "*":
             start, end = spec.low, spec.high
@@ -80,7 +97,7 @@ def _parse_field(text: str, spec: _Field, expr: str) -> frozenset[int] | None:
             first, _, last = base.partition("-")
             start, end = _value(first, spec, expr), _value(last, spec, expr)
             if start > end:
-                raise CronError(f"invalid cron {expr!r}: range {base!r} runs backwards")
+                raise CronError(f"invalid cron {shorten(expr)}: range {shorten(base)} runs backwards")
         else:
             start = _value(base, spec, expr)
             end = spec.high if slash else start
@@ -105,15 +122,44 @@ class CronSchedule:
     @classmethod
     def parse(cls, expression: str) -> CronSchedule:
         if not isinstance(expression, str):
-            raise CronError(f"a schedule must be a string, not {expression!r}")
+            raise CronError(f"a schedule must be a string, not {shorten(expression)}")
         text = _MACROS.get(expression.strip().lower(), expression.strip())
         parts = text.split()
         if len(parts) != 5:
             raise CronError(
-                f"invalid cron {expression!r}: expected 5 fields (minute hour day-of-month month day-of-week)"
+                f"invalid cron {shorten(expression)}: expected 5 fields (minute hour day-of-month month day-of-week)"
             )
         sets = [_parse_field(part, spec, expression) for part, spec in zip(parts, _FIELDS, strict=True)]
-        return cls(expression, *sets)
+        schedule = cls(expression, *sets)
+        if schedule.first_fire_day(datetime.now(UTC).date()) is None:
+            raise CronError(
+                f"cron {shorten(expression)} never fires: no day of the next 5 years matches its day of month, "
+                "month and day of week"
+            )
+        return schedule
+
+    def first_fire_day(self, start: date, horizon_days: int = FIRE_HORIZON_DAYS) -> date | None:
+        """The first day from `start` on which the schedule fires (hours and minutes always exist), or None."""
+        return _first_fire_day(self.days, self.months, self.weekdays, self._either_day_matches(), start, horizon_days)
+
+    def _either_day_matches(self) -> bool:
+        return self.days is not None and self.weekdays is not None and not self._a_day_field_starts_with_star()
+
+    def is_fixed_time(self) -> bool:
+        """Neither minute nor hour starts with `*`: crontab(5) runs such a job once in a repeated hour."""
+        parts = self._fields_text()
+        return not parts[0].startswith("*") and not parts[1].startswith("*")
+
+    def trigger(self, tz: tzinfo, jitter_s: int | None = None) -> BaseTrigger:
+        """The APScheduler trigger of this schedule in `tz`, firing as crontab(5) does (see the module docstring)."""
+        fields = self.trigger_fields()
+        inner: BaseTrigger
+        if len(fields) == 1:
+            inner = CronTrigger(timezone=tz, **fields[0])
+        else:
+            # Day of month and day of week both restricted: crontab fires when either matches.
+            inner = OrTrigger([CronTrigger(timezone=tz, **f) for f in fields])
+        return _CrontabTrigger(inner, once_in_repeated_hour=self.is_fixed_time(), jitter_s=jitter_s)
 
     def trigger_fields(self) -> list[dict[str, str]]:
         """APScheduler `CronTrigger` keyword arguments; more than one set means OR them."""
@@ -124,7 +170,7 @@ class CronSchedule:
         }
         day = _join(self.days)
         weekday = "*" if self.weekdays is None else ",".join(_DAY_NAMES[d] for d in sorted(self.weekdays))
-        if self.days is not None and self.weekdays is not None and not self._a_day_field_starts_with_star():
+        if self._either_day_matches():
             # crontab(5): "If both fields are restricted (i.e., don't start with *), the command will be run when
             # either field matches the current time". `*/2` restricts the days but starts with `*`: both must match.
             return [
@@ -134,8 +180,11 @@ class CronSchedule:
         return [{**common, "day": day, "day_of_week": weekday}]
 
     def _a_day_field_starts_with_star(self) -> bool:
-        parts = _MACROS.get(self.expression.strip().lower(), self.expression.strip()).split()
+        parts = self._fields_text()
         return parts[2].startswith("*") or parts[4].startswith("*")
+
+    def _fields_text(self) -> list[str]:
+        return _MACROS.get(self.expression.strip().lower(), self.expression.strip()).split()
 
     def __str__(self) -> str:
         return self.expression
@@ -143,3 +192,72 @@ class CronSchedule:
 
 def _join(values: frozenset[int] | None) -> str:
     return "*" if values is None else ",".join(str(v) for v in sorted(values))
+
+
+@functools.lru_cache(maxsize=4096)
+def _first_fire_day(
+    days: frozenset[int] | None,
+    months: frozenset[int] | None,
+    weekdays: frozenset[int] | None,
+    either: bool,
+    start: date,
+    horizon_days: int,
+) -> date | None:
+    # At most a few thousand cheap steps, cached per schedule and day: loading a file of many policies stays fast.
+    day = start
+    for _ in range(horizon_days):
+        if months is None or day.month in months:
+            day_ok = days is None or day.day in days
+            weekday_ok = weekdays is None or (day.isoweekday() % 7) in weekdays
+            if (day_ok or weekday_ok) if either else (day_ok and weekday_ok):
+                return day
+        try:
+            day += timedelta(days=1)
+        except OverflowError:
+            return None
+    return None
+
+
+def _is_repeated_wall_time(instant: datetime) -> bool:
+    """`instant` is the second occurrence of its wall-clock time (the clocks went back over it)."""
+    if not instant.fold:
+        return False
+    return instant.replace(fold=0).utcoffset() != instant.utcoffset()
+
+
+class _CrontabTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 has no type hints
+    """APScheduler's cron trigger with crontab(5)'s repeated-hour rule and the contract's jitter applied last."""
+
+    __slots__ = ("_inner", "_once", "jitter")
+
+    def __init__(self, inner: BaseTrigger, *, once_in_repeated_hour: bool, jitter_s: int | None) -> None:
+        self._inner = inner
+        self._once = once_in_repeated_hour
+        self.jitter = jitter_s
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        candidate = self._inner.get_next_fire_time(previous_fire_time, now)
+        # Skip the second occurrence of a fixed time; a handful of steps at most (one per match in the hour).
+        for _ in range(120):
+            if candidate is None or not (self._once and _is_repeated_wall_time(candidate)):
+                break
+            # In UTC: adding to a folded local time would step back to the first occurrence of that wall time.
+            candidate = self._inner.get_next_fire_time(None, candidate.astimezone(UTC) + timedelta(seconds=1))
+        if candidate is None:
+            return None
+        fire_time: datetime | None = self._apply_jitter(candidate, self.jitter, now)
+        return fire_time
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"version": 1, "inner": self._inner, "once": self._once, "jitter": self.jitter}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._inner = state["inner"]
+        self._once = state["once"]
+        self.jitter = state["jitter"]
+
+    def __str__(self) -> str:
+        return str(self._inner)
+
+    def __repr__(self) -> str:
+        return f"<CrontabTrigger {self._inner!r} once_in_repeated_hour={self._once} jitter={self.jitter}>"

@@ -29,8 +29,6 @@ import structlog
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.combining import OrTrigger
-from apscheduler.triggers.cron import CronTrigger
 
 from ges_retention.exit_codes import ExitCode
 from ges_retention.metrics import CONTENT_TYPE, Metrics
@@ -56,11 +54,7 @@ def build_trigger(policy: Policy, now: datetime | None = None) -> BaseTrigger:
 
 def _cron_trigger(policy: Policy, jitter: int | None) -> BaseTrigger:
     assert policy.schedule is not None
-    fields = policy.schedule.trigger_fields()
-    if len(fields) == 1:
-        return CronTrigger(timezone=policy.tz, jitter=jitter, **fields[0])
-    # Day of month and day of week both restricted: crontab fires when either matches.
-    return OrTrigger([CronTrigger(timezone=policy.tz, **f) for f in fields], jitter=jitter)
+    return policy.schedule.trigger(policy.tz, jitter)
 
 
 def jitter_s(trigger: BaseTrigger, now: datetime) -> int:
@@ -290,7 +284,7 @@ class Daemon:
             import hmac
 
             given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            if given[:7].lower() != "bearer " or not hmac.compare_digest(given[7:].encode(), token.encode()):
                 return web.json_response({"error": "missing or wrong bearer token"}, status=401)
         names = request.query.getall("policy", [])
         try:

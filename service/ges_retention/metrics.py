@@ -1,29 +1,57 @@
 """The service's Prometheus metrics (prometheus-client), in a registry of their own.
 
 Names are the contract's. A `Metrics` owns its `CollectorRegistry` so a test (or a second daemon in one process) never
-sees another's counters.
+sees another's counters. prometheus-client's process and platform collectors are registered on that registry too (the
+default registry is never used), and the `_created` series are off: they double the series count and no alert or
+dashboard reads them.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import platform
+from typing import Any, TypeVar
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+
+from ges_retention import __version__
+
+__all__ = ["CONTENT_TYPE", "REQUEST_BUCKETS_S", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _RUN_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
+# One GES/IAM request: send to body read. The client's own timeout is 30 s by default.
+REQUEST_BUCKETS_S = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, float("inf"))
+
+# A process-wide switch in prometheus-client (>= 0.17): off for every registry of the process, which is what the
+# service wants; calling it again is harmless.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+_PolicyMetric = Counter | Gauge | Histogram
+_M = TypeVar("_M", Counter, Gauge, Histogram)
 
 
 class Metrics:
     __slots__ = (
+        "_per_policy",
         "backups",
+        "build_info",
         "deletions",
         "last_run",
         "newest_success_age",
         "policies_loaded",
         "registry",
         "reload_errors",
+        "request_duration",
         "requests",
         "run_duration",
         "throttled",
@@ -32,8 +60,20 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.deletions = Counter(
-            "ges_retention_deletions", "Backup deletions by policy and outcome", ["policy", "outcome"], registry=r
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        self.build_info = Gauge(
+            "ges_retention_build_info",
+            "The running ges-retention's version and Python",
+            ["version", "python"],
+            registry=r,
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+        # Every per-policy metric with its label names, kept here rather than read back from prometheus-client's
+        # private attributes: `forget_policy` needs them.
+        self._per_policy: list[tuple[_PolicyMetric, tuple[str, ...]]] = []
+        self.deletions = self._policy_metric(
+            Counter, "ges_retention_deletions", "Backup deletions by policy and outcome", ("policy", "outcome")
         )
         self.requests = Counter(
             "ges_retention_requests",
@@ -41,44 +81,54 @@ class Metrics:
             ["operation", "status"],
             registry=r,
         )
+        self.request_duration = Histogram(
+            "ges_retention_request_duration_seconds",
+            "Duration of one GES/IAM request attempt (send to body read), by operation",
+            ["operation"],
+            buckets=REQUEST_BUCKETS_S,
+            registry=r,
+        )
         self.throttled = Counter("ges_retention_throttled", "Requests answered 429 (throttled)", registry=r)
-        self.run_duration = Histogram(
+        self.run_duration = self._policy_metric(
+            Histogram,
             "ges_retention_run_duration_seconds",
             "Duration of a policy's run",
-            ["policy"],
+            ("policy",),
             buckets=_RUN_BUCKETS,
-            registry=r,
         )
-        self.last_run = Gauge(
+        self.last_run = self._policy_metric(
+            Gauge,
             "ges_retention_last_run_timestamp_seconds",
             "Unix time a policy's last run finished, by outcome",
-            ["policy", "outcome"],
-            registry=r,
+            ("policy", "outcome"),
         )
-        self.backups = Gauge(
-            "ges_retention_backups",
-            "Backups a policy selected at its last run, by status",
-            ["policy", "status"],
-            registry=r,
+        self.backups = self._policy_metric(
+            Gauge, "ges_retention_backups", "Backups a policy selected at its last run, by status", ("policy", "status")
         )
-        self.newest_success_age = Gauge(
+        self.newest_success_age = self._policy_metric(
+            Gauge,
             "ges_retention_newest_success_age_seconds",
             "Age of the newest successful backup a policy selected at its last run",
-            ["policy"],
-            registry=r,
+            ("policy",),
         )
         self.policies_loaded = Gauge("ges_retention_policies_loaded", "Policies in the loaded file", registry=r)
         self.reload_errors = Counter(
             "ges_retention_policy_reload_errors", "Policy file reloads rejected as invalid", registry=r
         )
 
+    def _policy_metric(
+        self, kind: type[_M], name: str, documentation: str, labels: tuple[str, ...], **kwargs: Any
+    ) -> _M:
+        metric = kind(name, documentation, labels, registry=self.registry, **kwargs)
+        self._per_policy.append((metric, labels))
+        return metric
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
     def forget_policy(self, policy: str) -> None:
         """Drop every series of a policy removed from the file, so its alerts stop with it."""
-        for metric in (self.deletions, self.run_duration, self.last_run, self.backups, self.newest_success_age):
-            names = metric._labelnames
+        for metric, names in self._per_policy:
             stale = {
                 tuple(sample.labels[n] for n in names)
                 for family in metric.collect()

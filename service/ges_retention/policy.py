@@ -8,6 +8,8 @@ The file (YAML, `version: 1`) has optional `defaults` and a list of `policies`. 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import re
 from collections.abc import Iterable
 from datetime import tzinfo
@@ -15,6 +17,7 @@ from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -28,9 +31,12 @@ from pydantic import (
 
 from ges_retention.cron import CronError, CronSchedule
 from ges_retention.durations import Duration, DurationError
+from ges_retention.endpoints import PROJECT_ID_RE, check_endpoint
+from ges_retention.errors import shorten
 
 __all__ = [
     "BUCKET_RULES",
+    "KNOWN_BACKUP_METHODS",
     "UNLIMITED",
     "Defaults",
     "FailedRule",
@@ -40,15 +46,25 @@ __all__ = [
     "PolicyFileDocument",
     "Safety",
     "Select",
+    "canonical_definition",
+    "definition_digest",
+    "effective_definition",
     "merge_policy",
+    "never_runs",
 ]
 
 UNLIMITED: Final = "unlimited"
 BUCKET_RULES: Final = ("hourly", "daily", "weekly", "monthly", "yearly")
 
+# The methods GES documents today; another lowercase word is accepted with a warning (GES may add methods).
+KNOWN_BACKUP_METHODS: Final = ("auto", "manual", "import")
+
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_PROJECT_RE = re.compile(r"[A-Za-z0-9]{1,64}")
 _REGION_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}[a-z0-9]")
+_METHOD_RE = re.compile(r"[a-z][a-z0-9_]*")
+# IANA names: `UTC`, `Europe/Berlin`, `America/Argentina/Buenos_Aires`, `Etc/GMT+5`; the longest is under 40.
+_TIMEZONE_RE = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+){0,3}")
+_TIMEZONE_MAX_CHARS = 64
 
 
 def _parse_duration(value: Any) -> Duration:
@@ -65,9 +81,9 @@ def _parse_count(value: Any) -> int | str:
     if value == UNLIMITED:
         return UNLIMITED
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected a whole number >= 0 or 'unlimited', got {value!r}")
+        raise ValueError(f"expected a whole number >= 0 (decimal digits) or 'unlimited', got {shorten(value)}")
     if value < 0:
-        raise ValueError(f"a count cannot be negative (got {value})")
+        raise ValueError(f"a count cannot be negative (got {shorten(value)})")
     return value
 
 
@@ -82,14 +98,27 @@ def _parse_cron(value: Any) -> CronSchedule:
 
 def _parse_timezone(value: Any) -> str:
     if not isinstance(value, str) or not value:
-        raise ValueError(f"a timezone must be an IANA name like 'Europe/Berlin', got {value!r}")
+        raise ValueError(f"a timezone must be an IANA name like 'Europe/Berlin', got {shorten(value)}")
     if value.lower() in ("localtime", "local"):
         # The machine's zone would make the same policy keep different backups on different hosts.
-        raise ValueError(f"timezone {value!r} depends on the machine: name the zone, like 'Europe/Berlin'")
+        raise ValueError(f"timezone {shorten(value)} depends on the machine: name the zone, like 'Europe/Berlin'")
+    unknown = f"unknown timezone {shorten(value)}: use an IANA name like 'UTC' or 'Asia/Shanghai'"
+    if len(value) > _TIMEZONE_MAX_CHARS or not _TIMEZONE_RE.fullmatch(value):
+        raise ValueError(unknown)
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown timezone {value!r}: use an IANA name like 'UTC' or 'Asia/Shanghai'") from None
+    # A zone directory (`Europe`, `Etc`) is an OSError (IsADirectoryError) from the zone database, not "not found".
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(unknown) from None
+    return value
+
+
+def _check_backup_method(value: str) -> str:
+    if not _METHOD_RE.fullmatch(value):
+        raise ValueError(
+            f"a backup method is a lowercase word like {', '.join(KNOWN_BACKUP_METHODS)} (no globs), "
+            f"got {shorten(value)}"
+        )
     return value
 
 
@@ -100,8 +129,8 @@ DurationField = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": r"^(\d+y)?(\d+mo)?(\d+w)?(\d+d)?(\d+h)?$",
-            "examples": ["2d", "1y6mo", "36h"],
+            "pattern": r"^(\d+y)?(\d+mo)?(\d+w)?(\d+d)?(\d+h)?(\d+min)?(\d+s)?$",
+            "examples": ["2d", "1y6mo", "36h", "90min"],
         }
     ),
 ]
@@ -122,6 +151,12 @@ Timezone = Annotated[
     WithJsonSchema({"type": "string", "description": "IANA timezone name"}),
 ]
 Globs = Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(max_length=1000)]
+BackupMethod = Annotated[
+    str,
+    Field(min_length=1, max_length=64),
+    AfterValidator(_check_backup_method),
+    WithJsonSchema({"type": "string", "pattern": "^[a-z][a-z0-9_]*$", "maxLength": 64}),
+]
 
 
 class _Model(BaseModel):
@@ -133,8 +168,9 @@ class Select(_Model):
 
     graphs: Globs = Field(default_factory=lambda: ["*"], min_length=1)
     exclude_graphs: Globs = Field(default_factory=list)
-    # None = every method, including ones not known today (newer docs add `import`).
-    backup_methods: Annotated[Globs, Field(min_length=1)] | None = None
+    # None = every method, including ones not known today. Exact lowercase words, not globs: `[Auto]` or `["*"]`
+    # would silently select nothing (or everything).
+    backup_methods: Annotated[list[BackupMethod], Field(min_length=1, max_length=100)] | None = None
     names: Globs = Field(default_factory=lambda: ["*"], min_length=1)
 
     def matches_graph(self, graph_id: str, graph_name: str) -> bool:
@@ -195,21 +231,6 @@ class Safety(_Model):
     max_deletes: int = Field(default=100, ge=0)
 
 
-def _check_endpoint(value: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"endpoint must be an http(s) URL with a host, got {value!r}")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError("endpoint must not carry credentials, a query or a fragment")
-    try:
-        parts.port  # noqa: B018 - validates the port number
-    except ValueError:
-        raise ValueError(f"endpoint has an invalid port: {value!r}") from None
-    return value.rstrip("/")
-
-
 class _PolicyFields(_Model):
     """Every field a policy or the defaults may set, all optional as written in the file."""
 
@@ -218,6 +239,8 @@ class _PolicyFields(_Model):
     endpoint: str | None = None
     schedule: CronField | None = None
     timezone: Timezone | None = None
+    enabled: bool | None = None
+    run_on_change: bool | None = None
     dry_run: bool | None = None
     select: Select | None = None
     group_by: Literal["graph", "graph_and_method"] | None = None
@@ -229,7 +252,18 @@ class _PolicyFields(_Model):
     # `region`, `endpoint` and `schedule` may be null (a policy's null clears the defaults' value); the others not.
     # A field validator (not a model one) so that the error's key path is the field's: `policies[0].dry_run`.
     @field_validator(
-        "project_id", "timezone", "dry_run", "select", "group_by", "keep", "anchor", "failed", "safety", mode="before"
+        "project_id",
+        "timezone",
+        "enabled",
+        "run_on_change",
+        "dry_run",
+        "select",
+        "group_by",
+        "keep",
+        "anchor",
+        "failed",
+        "safety",
+        mode="before",
     )
     @classmethod
     def _no_null(cls, value: Any, info: ValidationInfo) -> Any:
@@ -240,21 +274,21 @@ class _PolicyFields(_Model):
     @field_validator("project_id")
     @classmethod
     def _project_id(cls, value: str | None) -> str | None:
-        if value is not None and not _PROJECT_RE.fullmatch(value):
-            raise ValueError(f"project_id must be 1 to 64 letters and digits, got {value!r}")
+        if value is not None and not PROJECT_ID_RE.fullmatch(value):
+            raise ValueError(f"project_id must be 1 to 64 letters and digits, got {shorten(value)}")
         return value
 
     @field_validator("region")
     @classmethod
     def _region(cls, value: str | None) -> str | None:
         if value is not None and not _REGION_RE.fullmatch(value):
-            raise ValueError(f"region must look like 'cn-north-4', got {value!r}")
+            raise ValueError(f"region must look like 'cn-north-4', got {shorten(value)}")
         return value
 
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
-        return None if value is None else _check_endpoint(value)
+        return None if value is None else check_endpoint(value)
 
 
 class Defaults(_PolicyFields):
@@ -270,7 +304,7 @@ class PolicyEntry(_PolicyFields):
     @classmethod
     def _name(cls, value: str) -> str:
         if not _NAME_RE.fullmatch(value):
-            raise ValueError(f"a policy name is 1 to 64 of A-Z a-z 0-9 _ . -, got {value!r}")
+            raise ValueError(f"a policy name is 1 to 64 of A-Z a-z 0-9 _ . -, got {shorten(value)}")
         return value
 
 
@@ -294,7 +328,7 @@ class PolicyFileDocument(_Model):
     def _version_is_an_integer(cls, value: Any) -> Any:
         # `Literal[1]` alone would take YAML's `true` and `1.0` (both == 1).
         if isinstance(value, bool | float):
-            raise ValueError(f"version must be 1, got {value!r}")
+            raise ValueError(f"version must be 1, got {shorten(value)}")
         return value
 
 
@@ -307,6 +341,10 @@ class Policy(_Model):
     endpoint: str | None = None
     schedule: CronField | None = None
     timezone: Timezone = "UTC"
+    # False = paused: never run by anything, still counted for overlap protection.
+    enabled: bool = True
+    # Daemon: run when this policy's own effective definition changes (see `definition_digest`).
+    run_on_change: bool = False
     dry_run: bool = False
     select: Select = Field(default_factory=Select)
     group_by: Literal["graph", "graph_and_method"] = "graph"
@@ -344,3 +382,34 @@ def merge_policy(defaults: Defaults | None, entry: PolicyEntry) -> dict[str, Any
             value = base.model_copy(update={k: getattr(value, k) for k in value.model_fields_set})
         merged[key] = value
     return {key: value for key, value in merged.items() if value is not None}
+
+
+def effective_definition(policy: Policy) -> str:
+    """The policy as it acts: every default filled in, `name` and `safety.ack` left out, as canonical JSON.
+
+    Sorted keys and no whitespace, so a comment, a reordering of the file, a key moved into `defaults` or an edit of
+    another policy gives the same text, and any change of what this policy does gives another.
+    """
+    return canonical_definition(policy.model_dump(mode="json"))
+
+
+def canonical_definition(document: dict[str, Any]) -> str:
+    """A dumped policy as its effective definition's text (see `effective_definition`); `document` is not changed."""
+    document = {key: value for key, value in document.items() if key != "name"}
+    safety = document.get("safety")
+    if isinstance(safety, dict):
+        # An acknowledgement approves a definition; it is not part of it.
+        document["safety"] = {key: value for key, value in safety.items() if key != "ack"}
+    if isinstance(document.get("schedule"), str):
+        document["schedule"] = " ".join(document["schedule"].split())  # spacing inside the cron changes nothing
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def definition_digest(policy: Policy) -> str:
+    """The sha256 (hex) of the policy's effective definition: what `run_on_change` and the change gate compare."""
+    return hashlib.sha256(effective_definition(policy).encode("utf-8")).hexdigest()
+
+
+def never_runs(policy: Policy) -> bool:
+    """An enabled policy that nothing triggers by itself (no `schedule`, no `run_on_change`): only run by hand."""
+    return policy.enabled and policy.schedule is None and not policy.run_on_change

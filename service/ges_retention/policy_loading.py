@@ -2,12 +2,18 @@
 
 Every problem is reported with the file, the key path as the user wrote it (`policies[1].keep.daily`) and the line
 YAML gives for it. YAML is composed with the safe loader and walked here, so that duplicate keys are an error (PyYAML
-would silently keep the last), nesting and alias expansion are bounded, and positions survive.
+would silently keep the last), nesting and alias expansion are bounded, and positions survive. Integers are decimal
+digits only: YAML 1.1 would read `012` as 10, `1:30` as 90 and `0x10`, `0b101`, `1_0` as numbers, so those stay
+strings here and are refused as the wrong type where a number is expected.
+
+A valid file may still carry warnings (`FileWarning`: an unknown backup method, a policy that never runs by itself):
+the file loads, and `validate` and the daemon say so.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +22,26 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ges_retention.policy import Policy, PolicyFileDocument, merge_policy
+from ges_retention.errors import GesRetentionError, shorten
+from ges_retention.policy import KNOWN_BACKUP_METHODS, Policy, PolicyFileDocument, Select, merge_policy
 
-__all__ = ["MAX_FILE_BYTES", "PolicyError", "PolicyFile", "Problem", "load_policy_file", "parse_policy_text"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "FileWarning",
+    "PolicyError",
+    "PolicyFile",
+    "Problem",
+    "load_policy_file",
+    "parse_policy_text",
+]
 
 MAX_FILE_BYTES = 1024 * 1024
 _MAX_DEPTH = 20
 _MAX_NODES = 200_000  # bounds alias expansion ("billion laughs") as well as plain size
+_INT_TAG = "tag:yaml.org,2002:int"
+_DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]*)", re.ASCII)
+_MAX_INT_DIGITS = 1000
+_KEY_CHARS = 60
 
 Loc = tuple[str | int, ...]
 
@@ -43,7 +62,25 @@ class Problem:
         return f"{where}{line}: {self.message}"
 
 
-class PolicyError(ValueError):
+@dataclass(frozen=True, slots=True)
+class FileWarning:
+    """Something a valid file says that an operator should hear about; `event` names it in logs and JSON."""
+
+    event: str
+    loc: Loc
+    message: str
+    line: int | None = None
+    policy: str | None = None
+
+    @property
+    def key_path(self) -> str:
+        return format_loc(self.loc)
+
+    def __str__(self) -> str:
+        return str(Problem(self.loc, self.message, self.line))
+
+
+class PolicyError(GesRetentionError, ValueError):
     """A policy file that cannot be used; `str()` is one line naming the file, key path and line."""
 
     def __init__(self, source: str, problems: Sequence[Problem]) -> None:
@@ -62,6 +99,7 @@ class PolicyFile:
     source: str
     policies: tuple[Policy, ...]
     digest: str = field(repr=False)
+    warnings: tuple[FileWarning, ...] = ()
 
     def names(self) -> list[str]:
         return [p.name for p in self.policies]
@@ -74,10 +112,9 @@ class PolicyFile:
         known = set(self.names())
         unknown = [n for n in wanted if n not in known]
         if unknown:
-            raise PolicyError(
-                self.source,
-                [Problem((), f"no policy named {', '.join(map(repr, unknown))}; the file has {sorted(known)}")],
-            )
+            names = ", ".join(shorten(n) for n in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+            has = str(sorted(known)) if len(known) <= 20 else f"{str(sorted(known)[:20])[:-1]}, ...]"
+            raise PolicyError(self.source, [Problem((), f"no policy named {names}; the file has {has}")])
         return [p for p in self.policies if p.name in wanted]
 
 
@@ -87,7 +124,8 @@ def format_loc(loc: Loc) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            text = part if part.isprintable() else repr(part)  # a key like "a\nb" must not break the line
+            # A key like "a\nb" must not break the line, nor a 100 KB key make it unreadable.
+            text = part if part.isprintable() and len(part) <= _KEY_CHARS else shorten(part, _KEY_CHARS)
             out += f".{text}" if out else text
     return out
 
@@ -143,12 +181,26 @@ class _Walker:
         return self._scalar(node, loc)
 
     def _scalar(self, node: yaml.Node, loc: Loc) -> Any:
+        if node.tag == _INT_TAG:
+            return self._integer(node, loc)
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             raise self.fail(loc, node, f"invalid value: {getattr(exc, 'problem', None) or exc}") from None
         except Exception:  # an explicit tag the value does not fit (`!!int abc`, `!!bool x`, `!!timestamp x`)
-            raise self.fail(loc, node, f"invalid value {node.value!r:.80} for the tag {node.tag!r}") from None
+            tag = str(node.tag).removeprefix("tag:yaml.org,2002:")
+            raise self.fail(loc, node, f"invalid value {shorten(node.value)} for the tag !!{shorten(tag)}") from None
+
+    def _integer(self, node: yaml.Node, loc: Loc) -> int | str:
+        """Decimal digits are a number; YAML 1.1's octal, hex, binary, `1_0` and `1:30` stay text (a type error)."""
+        text = str(node.value)
+        if not _DECIMAL.fullmatch(text):
+            if not re.fullmatch(r"[-+]?[0-9][0-9a-fA-FxXbBoO_:]*", text, re.ASCII):
+                raise self.fail(loc, node, f"invalid value {shorten(text)} for the tag !!int")  # `!!int seven`
+            return text
+        if len(text.lstrip("+-")) > _MAX_INT_DIGITS:
+            raise self.fail(loc, node, f"the number is too large ({len(text)} digits)")
+        return int(text)
 
     def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -159,11 +211,11 @@ class _Walker:
                 raise self.fail(loc, key_node, "a key must be a plain string")
             key = self._scalar(key_node, loc)
             if not isinstance(key, str):
-                raise self.fail(loc, key_node, f"a key must be a string, got {key!r}")
+                raise self.fail(loc, key_node, f"a key must be a string, got {shorten(key)}")
             child = (*loc, key)
             if key in result:
                 first = self.lines.get(child)
-                raise self.fail(child, key_node, f"duplicate key {key!r} (first at line {first})")
+                raise self.fail(child, key_node, f"duplicate key {shorten(key)} (first at line {first})")
             self.lines[child] = key_node.start_mark.line + 1
             result[key] = self.walk(value_node, child)
         return result
@@ -254,4 +306,25 @@ def _validate(document: dict[str, Any], lines: dict[Loc, int], source: str, dige
                 problems.append(problem)
     if problems:
         raise PolicyError(source, problems)
-    return PolicyFile(source=source, policies=tuple(policies), digest=digest)
+    return PolicyFile(source=source, policies=tuple(policies), digest=digest, warnings=tuple(_warnings(parsed, lines)))
+
+
+# --- warnings -----------------------------------------------------------------------------------------------
+
+
+def _warnings(parsed: PolicyFileDocument, lines: dict[Loc, int]) -> list[FileWarning]:
+    found: list[FileWarning] = []
+    selects: list[tuple[Loc, Select | None, str | None]] = [
+        (("defaults", "select"), parsed.defaults.select if parsed.defaults else None, None)
+    ]
+    selects += [(("policies", i, "select"), e.select, e.name) for i, e in enumerate(parsed.policies)]
+    for prefix, select, name in selects:
+        for j, method in enumerate(select.backup_methods or [] if select else []):
+            if method not in KNOWN_BACKUP_METHODS:
+                loc: Loc = (*prefix, "backup_methods", j)
+                message = (
+                    f"backup method {method!r} is not one GES documents ({', '.join(KNOWN_BACKUP_METHODS)}); "
+                    "accepted in case GES added it: check the spelling"
+                )
+                found.append(FileWarning("backup_method_unknown", loc, message, _line_for(lines, loc), name))
+    return found

@@ -189,6 +189,7 @@ class _Observer:
     def on_response(self, operation: str, status: int, duration_s: float) -> None:
         if self.metrics is not None:
             self.metrics.requests.labels(operation, str(status)).inc()
+            self.metrics.request_duration.labels(operation).observe(duration_s)
         if status in (401, 403):
             self.authenticated = False
 

@@ -9,12 +9,16 @@ a log line or an error message (errors name the variables, never their values).
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ges_retention.endpoints import check_endpoint
+from ges_retention.errors import GesRetentionError
 
 __all__ = [
     "AkSkCredentials",
@@ -30,7 +34,27 @@ SECRETS_DIR = "/run/secrets"
 PREFIX = "GES_RETENTION_"
 
 
-class SettingsError(ValueError):
+# Fields whose blank value means "not set"; surrounding whitespace (a trailing newline in a secrets file) is dropped.
+_STRIPPED = (
+    "token",
+    "ak",
+    "sk",
+    "security_token",
+    "iam_user",
+    "iam_password",
+    "iam_domain",
+    "iam_endpoint",
+    "sdk_ak",
+    "sdk_sk",
+    "endpoint",
+    "http_token",
+    "ca_bundle",
+)
+# Credentials go into headers, signatures and a login body: a control character there fails only at the first call.
+_CREDENTIALS = ("token", "ak", "sk", "security_token", "iam_user", "iam_password", "iam_domain", "sdk_ak", "sdk_sk")
+
+
+class SettingsError(GesRetentionError, ValueError):
     """Invalid or incomplete settings; the message names variables, never values."""
 
 
@@ -101,34 +125,37 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("ak", "iam_user", "iam_domain", "iam_endpoint", "endpoint", "ca_bundle", "sdk_ak", mode="before")
+    @field_validator(*_STRIPPED, mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():
             return None
         return value.strip() if isinstance(value, str) else value
 
-    @field_validator("token", "sk", "security_token", "iam_password", "sdk_sk", "http_token", mode="before")
+    @field_validator(*_CREDENTIALS, "http_token")
     @classmethod
-    def _empty_secret_is_unset(cls, value: Any) -> Any:
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value.strip() if isinstance(value, str) else value
+    def _no_control_characters(cls, value: str | SecretStr | None) -> str | SecretStr | None:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+            raise ValueError("contains a control character (a stray newline or tab?)")  # never the value itself
+        return value
 
     @field_validator("endpoint", "iam_endpoint")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s) URL")
-        return value.rstrip("/")
+        return None if value is None else check_endpoint(value, what="the URL")
 
     @field_validator("ca_bundle")
     @classmethod
-    def _ca_exists(cls, value: str | None) -> str | None:
-        if value is not None and not Path(value).is_file():
+    def _ca_bundle(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not Path(value).is_file():
             raise ValueError("CA bundle file does not exist")
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=value)
+        except (ssl.SSLError, OSError, ValueError):
+            raise ValueError("CA bundle is not a readable PEM file of certificates") from None
         return value
 
     @field_validator("http")

@@ -249,3 +249,87 @@ def test_debug_adds_the_traceback_before_or_after_the_command(
     assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("ges-retention: error: ")
     assert main(["validate", missing]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "now", ["9999-12-31T23:59:59Z", "9999-12-31T23:59:59", "9999-12-31T23:00:00-05:00", "0001-01-01"]
+)
+def test_now_at_the_edge_of_time_is_exit_2_with_a_clear_line(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str], now: str
+) -> None:
+    policy, export = files
+    assert main(["plan", str(policy), "--from-file", str(export), "--now", now]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ges-retention: error: --now") and "out of range" in err
+    assert "unexpected" not in err and "Overflow" not in err and len(err.strip().splitlines()) == 1
+
+
+def _body(records: list[dict[str, object]] | None, count: int) -> str:
+    return json.dumps({"backup_count": count, "backup_list": records})
+
+
+def test_plan_refuses_an_export_with_fewer_ids_than_its_backup_count(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A one-page export of a larger listing: `run` would refuse this listing, so `plan` does too (exit 1).
+    policy, _ = files
+    export = tmp_path / "page1.json"
+    export.write_text(_body(BACKUPS[:3], 250))
+    assert main(["plan", str(policy), "--from-file", str(export), "--now", "2026-11-26"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "3 unique backup ids, fewer than its backup_count 250" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"backup_count": 0},
+        {"backup_count": 0, "backup_list": None},
+        {"backup_count": 0, "backup_list": []},
+        {"backup_count": len(BACKUPS), "backup_list": BACKUPS},
+        {"backup_count": 2, "backup_list": BACKUPS},  # more than counted: nothing is missing
+    ],
+)
+def test_plan_accepts_complete_exports_including_an_empty_project(
+    files: tuple[Path, Path], tmp_path: Path, body: dict[str, object]
+) -> None:
+    policy, _ = files
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(body))
+    assert main(["plan", str(policy), "--from-file", str(export), "--now", "2026-11-26", "--format", "json"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"backup_count": 3}, "'backup_list' is missing"),
+        ({"backup_count": 3, "backup_list": None}, "'backup_list' is missing"),
+        ({"backup_count": -1, "backup_list": []}, "'backup_count' must be a whole number"),
+        ({"backup_count": "2", "backup_list": []}, "'backup_count' must be a whole number"),
+        ({"backup_count": True, "backup_list": []}, "'backup_count' must be a whole number"),
+    ],
+)
+def test_plan_refuses_a_malformed_body_with_exit_2(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], body: object, message: str
+) -> None:
+    policy, _ = files
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(body))
+    assert main(["plan", str(policy), "--from-file", str(export)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_every_input_error_derives_from_the_one_base() -> None:
+    from ges_retention.backup import InvalidBackupRecord
+    from ges_retention.cron import CronError
+    from ges_retention.durations import DurationError
+    from ges_retention.errors import GesRetentionError, UsageError
+    from ges_retention.inputs import IncompleteExport
+    from ges_retention.policy_loading import PolicyError
+    from ges_retention.settings import SettingsError
+
+    for error in (PolicyError, SettingsError, UsageError, CronError, DurationError, InvalidBackupRecord):
+        assert issubclass(error, GesRetentionError) and error.exit_code == 2, error
+    assert IncompleteExport.exit_code == 1

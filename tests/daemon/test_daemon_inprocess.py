@@ -302,6 +302,7 @@ async def test_post_runs_statuses(harness: Harness) -> None:
         ("0.0.0.0:9464", "t0ken-for-tests", None, 401),
         ("0.0.0.0:9464", "t0ken-for-tests", "Bearer wrong", 401),
         ("0.0.0.0:9464", "t0ken-for-tests", "Bearer t0ken-for-tests", 202),
+        ("0.0.0.0:9464", "t0ken-for-tests", "bearer t0ken-for-tests", 202),  # RFC 7235: the scheme is case-insensitive
         ("127.0.0.1:9464", "t0ken-for-tests", "Bearer wrong", 401),
         ("[::1]:9464", None, None, 202),
         ("localhost:9464", None, None, 202),

@@ -13,7 +13,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from ges_retention.emulator.app import DEFAULT_AK, DEFAULT_PROJECT_ID, DEFAULT_SK, DEFAULT_TOKEN, RunningEmulator
-from ges_retention.ges.signing import authorization_header, format_sdk_date
+from ges_retention.ges.signing import SignedRequest, authorization_header, format_sdk_date
 
 # 2026-11-27T12:00:00Z: every test's "now" unless it moves the clock.
 NOW_S = 1_795_780_800.0
@@ -66,14 +66,8 @@ def signed_headers(
     }
     if project_id is not None:
         headers["X-Project-Id"] = project_id
-    headers["Authorization"] = authorization_header(
-        ak=ak,
-        sk=sk,
-        method=method,
-        path=parsed.raw_path,
-        query=list(parsed.query.items()) if query is None else query,
-        headers=headers,
-    )
+    signed = SignedRequest.of(method, parsed.raw_path, parsed.query.items() if query is None else query, headers)
+    headers["Authorization"] = authorization_header(ak=ak, sk=sk, request=signed)
     return headers
 
 

@@ -227,12 +227,11 @@ async def test_a_server_that_pages_forever_is_an_error(make_project: MakeProject
 
 
 async def test_max_pages_bounds_a_listing(make_project: MakeProject) -> None:
+    def one_new_backup(url: URL, **kwargs: Any) -> CallbackResult:
+        return CallbackResult(payload={"backup_count": 10**9, "backup_list": [backup(url.query["offset"])]})
+
     with mocked_http() as mocked:
-        mocked.get(
-            re.compile(re.escape(BACKUPS) + r"\?.*"),
-            payload={"backup_count": 10**9, "backup_list": [backup(0)]},
-            repeat=True,
-        )
+        mocked.get(re.compile(re.escape(BACKUPS) + r"\?.*"), callback=one_new_backup, repeat=True)
         with pytest.raises(ListingError) as caught:
             await make_project(max_pages=5).list_backups()
         assert len(calls(mocked)) == 5
@@ -245,6 +244,7 @@ async def test_max_pages_bounds_a_listing(make_project: MakeProject) -> None:
         b"<html>oops</html>",
         b"[]",
         b'{"backup_count": 1}',
+        b'{"backup_count": 1, "backup_list": null}',
         b'{"backup_count": 1, "backup_list": {"id": "b1"}}',
         b'{"backup_count": "1", "backup_list": []}',
         b'{"backup_count": true, "backup_list": []}',
@@ -289,10 +289,67 @@ async def test_iter_graphs_and_one_graphs_backups(make_project: MakeProject) -> 
 async def test_list_graphs(make_project: MakeProject) -> None:
     graphs_url = f"{GES}/v2/{PROJECT}/graphs"
     with mocked_http() as mocked:
+        mocked.get(page_url(0, 1, base=graphs_url), payload={"graph_count": 3, "graphs": [{"id": "g1"}]})
+        mocked.get(page_url(1, 1, base=graphs_url), payload={"graph_count": 3, "graphs": [{"id": "g2"}, {"id": "g1"}]})
+        listing = await make_project(page_size=1).list_graphs()
+    graphs = [{"id": "g1"}, {"id": "g2"}]
+    # Offset 3 reaches the count: two unique ids of three reported is incomplete.
+    assert (listing.graphs, listing.reported_count, listing.pages, listing.complete) == (graphs, 3, 2, False)
+
+
+async def test_a_graph_listing_that_repeats_itself_is_an_error(make_project: MakeProject) -> None:
+    graphs_url = f"{GES}/v2/{PROJECT}/graphs"
+    with mocked_http() as mocked:
         mocked.get(page_url(0, 1, base=graphs_url), payload={"graph_count": 2, "graphs": [{"id": "g1"}]})
         mocked.get(page_url(1, 1, base=graphs_url), payload={"graph_count": 2, "graphs": [{"id": "g1"}]})
-        listing = await make_project(page_size=1).list_graphs()
-    assert (listing.graphs, listing.reported_count, listing.pages, listing.complete) == ([{"id": "g1"}], 2, 2, False)
+        with pytest.raises(ListingError) as caught:
+            await make_project(page_size=1).list_graphs()
+    assert (caught.value.reason, caught.value.operation, caught.value.offset) == ("repeating", "list_graphs", 1)
+
+
+async def test_a_server_repeating_the_same_page_is_stopped_at_once(make_project: MakeProject) -> None:
+    # Issue 11 #4: it ignores `offset` and reports more than it lists; before, it was paged until the deadline.
+    first_page = {"backup_count": 1_000_000, "backup_list": [backup(i) for i in range(100)]}
+    with mocked_http() as mocked:
+        mocked.get(re.compile(re.escape(BACKUPS) + r"\?.*"), payload=first_page, repeat=True)
+        with pytest.raises(ListingError) as caught:
+            await make_project().list_backups()
+        requests = len(calls(mocked))
+    assert requests == 2
+    assert caught.value.reason == "repeating"
+    assert caught.value.offset == 100
+    message = str(caught.value)
+    assert "repeats itself" in message and "100 of the 1000000" in message and "not trusted" in message
+
+
+async def test_a_page_with_some_known_ids_is_not_a_repetition(make_project: MakeProject) -> None:
+    # A backup created at the head while paging shifts one record onto the next page: that page still brings news.
+    with mocked_http() as mocked:
+        mocked.get(page_url(0, 2), payload={"backup_count": 4, "backup_list": [backup(0), backup(1)]})
+        mocked.get(page_url(2, 2), payload={"backup_count": 5, "backup_list": [backup(1), backup(2)]})
+        mocked.get(page_url(4, 2), payload={"backup_count": 5, "backup_list": [backup(3), backup(4)]})
+        listing = await make_project(page_size=2).list_backups()
+    assert [r["id"] for r in listing.records] == ["b0", "b1", "b2", "b3", "b4"]
+    assert (listing.complete, listing.duplicates, listing.reported_count, listing.count_changed) == (True, 1, 5, True)
+
+
+async def test_the_largest_reported_count_decides_completeness(make_project: MakeProject) -> None:
+    with mocked_http() as mocked:
+        mocked.get(page_url(0, 2), payload={"backup_count": 5, "backup_list": [backup(0), backup(1)]})
+        mocked.get(page_url(2, 2), payload={"backup_count": 3, "backup_list": [backup(2)]})
+        listing = await make_project(page_size=2).list_backups()
+    assert (listing.reported_count, listing.complete) == (5, False)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"backup_count": 0}', b'{"backup_count": 0, "backup_list": null}', b'{"backup_count": 0, "backup_list": []}'],
+)
+async def test_an_empty_project_may_leave_the_list_out(make_project: MakeProject, body: bytes) -> None:
+    with mocked_http() as mocked:
+        mocked.get(page_url(0), status=200, body=body)
+        listing = await make_project().list_backups()
+    assert (listing.records, listing.reported_count, listing.complete, listing.pages) == ([], 0, True, 1)
 
 
 async def test_a_gone_graph_is_graph_gone_when_listing_it(make_project: MakeProject) -> None:
@@ -478,12 +535,14 @@ def iam_answer(token: str, lifetime: timedelta = timedelta(hours=24)) -> Callbac
     return CallbackResult(status=201, payload=body, headers={"X-Subject-Token": token})
 
 
-def password_auth(clock: FakeClock) -> PasswordAuth:
-    return PasswordAuth(IAM, "dom", "alice", PASSWORD, PROJECT, clock=clock.time)
+def password_auth(clock: FakeClock, session: aiohttp.ClientSession) -> PasswordAuth:
+    return PasswordAuth(IAM, "dom", "alice", PASSWORD, PROJECT, clock=clock.time, session=session)
 
 
-async def test_token_revoked_mid_listing_is_refreshed_once(make_project: MakeProject, clock: FakeClock) -> None:
-    auth = password_auth(clock)
+async def test_token_revoked_mid_listing_is_refreshed_once(
+    session: aiohttp.ClientSession, make_project: MakeProject, clock: FakeClock
+) -> None:
+    auth = password_auth(clock, session)
     project = make_project(auth, page_size=2)
     tokens = iter(["tok-SECRET-1", "tok-SECRET-2"])
     valid = {"tok-SECRET-1"}
@@ -507,9 +566,9 @@ async def test_token_revoked_mid_listing_is_refreshed_once(make_project: MakePro
 
 
 async def test_token_expiring_mid_stream_is_refreshed_before_the_next_page(
-    make_project: MakeProject, clock: FakeClock
+    session: aiohttp.ClientSession, make_project: MakeProject, clock: FakeClock
 ) -> None:
-    auth = password_auth(clock)
+    auth = password_auth(clock, session)
     project = make_project(auth, page_size=1)
     tokens = iter(["tok-SECRET-1", "tok-SECRET-2"])
     seen: list[str] = []
@@ -527,8 +586,10 @@ async def test_token_expiring_mid_stream_is_refreshed_before_the_next_page(
     assert auth.logins == 2
 
 
-async def test_a_second_401_is_fatal(make_project: MakeProject, clock: FakeClock) -> None:
-    auth = password_auth(clock)
+async def test_a_second_401_is_fatal(
+    session: aiohttp.ClientSession, make_project: MakeProject, clock: FakeClock
+) -> None:
+    auth = password_auth(clock, session)
     tokens = iter(["tok-SECRET-1", "tok-SECRET-2", "tok-SECRET-3"])
     with mocked_http() as mocked:
         mocked.post(IAM_TOKENS, callback=lambda url, **kw: iam_answer(next(tokens)), repeat=True)
@@ -540,8 +601,10 @@ async def test_a_second_401_is_fatal(make_project: MakeProject, clock: FakeClock
     assert clock.sleeps == []  # the refresh retry does not back off
 
 
-async def test_the_refresh_retry_does_not_spend_a_try(make_project: MakeProject, clock: FakeClock) -> None:
-    auth = password_auth(clock)
+async def test_the_refresh_retry_does_not_spend_a_try(
+    session: aiohttp.ClientSession, make_project: MakeProject, clock: FakeClock
+) -> None:
+    auth = password_auth(clock, session)
     tokens = iter(["tok-SECRET-1", "tok-SECRET-2"])
     with mocked_http() as mocked:
         mocked.post(IAM_TOKENS, callback=lambda url, **kw: iam_answer(next(tokens)), repeat=True)
@@ -560,8 +623,10 @@ async def test_a_static_token_401_is_final(make_project: MakeProject) -> None:
     assert caught.value.attempts == 1
 
 
-async def test_a_refused_login_is_fatal_and_sends_nothing_to_ges(make_project: MakeProject, clock: FakeClock) -> None:
-    auth = password_auth(clock)
+async def test_a_refused_login_is_fatal_and_sends_nothing_to_ges(
+    session: aiohttp.ClientSession, make_project: MakeProject, clock: FakeClock
+) -> None:
+    auth = password_auth(clock, session)
     with mocked_http() as mocked:
         mocked.post(IAM_TOKENS, status=401, payload={"error": {"code": 401, "message": "wrong password"}}, repeat=True)
         with pytest.raises(Unauthorized) as caught:
@@ -571,8 +636,10 @@ async def test_a_refused_login_is_fatal_and_sends_nothing_to_ges(make_project: M
     assert caught.value.attempts == 1
 
 
-async def test_an_unavailable_iam_is_retried(make_project: MakeProject, clock: FakeClock) -> None:
-    auth = password_auth(clock)
+async def test_an_unavailable_iam_is_retried(
+    session: aiohttp.ClientSession, make_project: MakeProject, clock: FakeClock
+) -> None:
+    auth = password_auth(clock, session)
     with mocked_http() as mocked:
         mocked.post(IAM_TOKENS, status=503, payload={"error_code": "APIGW.0613", "error_msg": "IAM unavailable"})
         mocked.post(IAM_TOKENS, callback=lambda url, **kw: iam_answer("tok-SECRET-1"))
@@ -582,8 +649,10 @@ async def test_an_unavailable_iam_is_retried(make_project: MakeProject, clock: F
     assert auth.logins == 2
 
 
-async def test_a_hundred_concurrent_deletes_log_in_once(make_project: MakeProject, clock: FakeClock) -> None:
-    auth = password_auth(clock)
+async def test_a_hundred_concurrent_deletes_log_in_once(
+    session: aiohttp.ClientSession, make_project: MakeProject, clock: FakeClock
+) -> None:
+    auth = password_auth(clock, session)
     project = make_project(auth, concurrency=100)
     with mocked_http() as mocked:
         mocked.post(IAM_TOKENS, callback=lambda url, **kw: iam_answer("tok-SECRET-1"), repeat=True)
@@ -736,11 +805,13 @@ async def test_ids_with_every_allowed_character(make_project: MakeProject) -> No
 # Secrets, cancellation, configuration
 
 
-async def test_secrets_never_reach_errors_or_reprs(make_project: MakeProject, clock: FakeClock) -> None:
+async def test_secrets_never_reach_errors_or_reprs(
+    session: aiohttp.ClientSession, make_project: MakeProject, clock: FakeClock
+) -> None:
     errors: list[BaseException] = []
     projects = [
         make_project(TokenAuth(TOKEN), max_attempts=2),
-        make_project(password_auth(clock), max_attempts=2),
+        make_project(password_auth(clock, session), max_attempts=2),
         make_project(AkSkAuth("AK1", "sk-SECRET-aksk", PROJECT, "sts-SECRET-token"), max_attempts=2),
     ]
     answers: list[dict[str, Any]] = [
@@ -762,7 +833,7 @@ async def test_secrets_never_reach_errors_or_reprs(make_project: MakeProject, cl
                 mocked.clear()
                 mocked.post(IAM_TOKENS, callback=lambda url, **kw: iam_answer("tok-SECRET-iam"), repeat=True)
     assert len(errors) == len(projects) * len(answers)
-    texts = [repr(p) for p in projects] + [repr(p._client) for p in projects]
+    texts = [repr(p) for p in projects] + [repr(p._transport) for p in projects]
     for error in errors:
         cause: BaseException | None = error
         while cause is not None:
@@ -829,9 +900,6 @@ async def test_project_views_are_cached_and_checked(session: aiohttp.ClientSessi
     for endpoint in ("ges.example.test", "ftp://ges.example.test", "https://u:p@ges.example.test", f"{GES}/?q=1"):
         with pytest.raises(ValueError, match="endpoint"):
             client.project(endpoint, PROJECT, auth)
-    password = PasswordAuth(IAM, "dom", "alice", PASSWORD, PROJECT)
-    client.project(GES, PROJECT, password)
-    assert password._session is session  # logins go through the client's session
 
 
 async def test_an_endpoint_with_a_path_prefix(session: aiohttp.ClientSession) -> None:

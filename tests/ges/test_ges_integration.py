@@ -57,9 +57,8 @@ def _verify_signature(request: web.Request) -> bool:
     headers = {name: request.headers.get(name, "") for name in signed_names}
     if request.headers.get("X-Project-Id") != PROJECT or "host" not in signed_names:
         return False
-    canonical, names = signing.canonical_request(
-        request.method, request.raw_path.split("?")[0], list(request.query.items()), headers, b""
-    )
+    signed = signing.SignedRequest.of(request.method, request.raw_path.split("?")[0], request.query.items(), headers)
+    canonical, names = signing.canonical_request(signed)
     return names == signed_names and signing.signature(SK, request.headers["X-Sdk-Date"], canonical) == received
 
 

@@ -45,7 +45,6 @@ WRONG_AUTHORIZATIONS = [
     {"Authorization": f"Bearer {HTTP_TOKEN[:-1]}"},
     {"Authorization": HTTP_TOKEN},
     {"Authorization": f"Basic {HTTP_TOKEN}"},
-    {"Authorization": f"bearer {HTTP_TOKEN}"},
     {"Authorization": f"Bearer  {HTTP_TOKEN}"},
     {"X-Auth-Token": HTTP_TOKEN},
 ]

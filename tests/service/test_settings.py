@@ -119,3 +119,64 @@ def test_env_file_and_secrets_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_empty_http_disables_the_listener(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GES_RETENTION_HTTP", "")
     assert load_settings(env_file=None).listener() is None
+
+
+# Issue 11 #7: these were found only after `run_started`, as "unexpected ..." exit 1; they are settings errors now.
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("GES_RETENTION_ENDPOINT", "http://user:" + SECRET + "@127.0.0.1:8000", "credentials"),
+        ("GES_RETENTION_ENDPOINT", "http://127.0.0.1:99999", "port"),
+        ("GES_RETENTION_ENDPOINT", "http://127.0.0.1:0", "port"),
+        ("GES_RETENTION_ENDPOINT", "http://127.0.0.1:8000/?project=x", "query"),
+        ("GES_RETENTION_ENDPOINT", "http://127.0.0.1:8000/#top", "fragment"),
+        ("GES_RETENTION_ENDPOINT", "https://", "http(s) URL with a host"),
+        ("GES_RETENTION_IAM_ENDPOINT", "https://" + SECRET + "@iam.example.com", "credentials"),
+        ("GES_RETENTION_IAM_ENDPOINT", "https://iam.example.com:70000", "port"),
+        ("GES_RETENTION_TOKEN", SECRET + "\n" + SECRET, "control character"),
+        ("GES_RETENTION_SK", SECRET + "\x7f", "control character"),
+        ("GES_RETENTION_AK", "AK\x1b[31m1", "control character"),
+        ("GES_RETENTION_IAM_PASSWORD", "pass\tword" + SECRET, "control character"),
+        ("GES_RETENTION_SECURITY_TOKEN", SECRET + "\r\nX-Injected: 1", "control character"),
+    ],
+)
+def test_settings_that_would_fail_at_the_first_call_are_invalid_at_load(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=name) as info:
+        load_settings(env_file=None)
+    assert message in str(info.value)
+    assert SECRET not in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"not a certificate\n", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", b"", b"\x00\xff" * 64],
+)
+def test_a_ca_bundle_that_is_not_pem_is_invalid_at_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes
+) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(content)
+    monkeypatch.setenv("GES_RETENTION_CA_BUNDLE", str(bundle))
+    with pytest.raises(SettingsError, match="GES_RETENTION_CA_BUNDLE: CA bundle is not a readable PEM file"):
+        load_settings(env_file=None)
+
+
+def test_a_pem_ca_bundle_and_a_clean_endpoint_are_accepted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    system = Path("/etc/ssl/certs/ca-certificates.crt")
+    if not system.is_file():
+        pytest.skip("no system CA bundle to copy")
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(system.read_bytes())
+    monkeypatch.setenv("GES_RETENTION_CA_BUNDLE", str(bundle))
+    monkeypatch.setenv("GES_RETENTION_ENDPOINT", "http://127.0.0.1:8000/base/")
+    settings = load_settings(env_file=None)
+    assert (settings.ca_bundle, settings.endpoint) == (str(bundle), "http://127.0.0.1:8000/base")
+
+
+def test_every_settings_error_is_a_ges_retention_error() -> None:
+    from ges_retention.errors import GesRetentionError
+
+    assert issubclass(SettingsError, GesRetentionError)

@@ -135,6 +135,21 @@ CASES: dict[str, Bad] = {
     ),
     "group_by unknown": Bad(base("    group_by: method"), "policies[0].group_by", 7, "'graph_and_method'"),
     "anchor unknown": Bad(base("    anchor: oldest"), "policies[0].anchor", 7, "'newest' or 'now'"),
+    "backup method glob": Bad(
+        base('    select: {backup_methods: ["*"]}'), "policies[0].select.backup_methods[0]", 7, "lowercase word"
+    ),
+    "backup method capitalised": Bad(
+        base("    select: {backup_methods: [auto, Auto]}"), "policies[0].select.backup_methods[1]", 7, "no globs"
+    ),
+    "backup method with a glob suffix": Bad(
+        base("    select: {backup_methods: [auto*]}"), "policies[0].select.backup_methods[0]", 7, "lowercase word"
+    ),
+    "backup method in defaults": Bad(
+        base(replace=("version: 1\n", "version: 1\ndefaults:\n  select: {backup_methods: [m-1]}\n")),
+        "defaults.select.backup_methods[0]",
+        3,
+        "lowercase word",
+    ),
     "empty graph glob": Bad(base('    select: {graphs: [""]}'), "policies[0].select.graphs[0]", 7, "at least 1"),
     "no graph globs": Bad(base("    select: {graphs: []}"), "policies[0].select.graphs", 7, "at least 1"),
     # --- null where not allowed ---------------------------------------------------------------------------------
@@ -193,6 +208,11 @@ CASES: dict[str, Bad] = {
         base('    schedule: "0 2 * * funday"'), "policies[0].schedule", 7, "'funday' is not a valid day of week"
     ),
     "cron backwards range": Bad(base('    schedule: "0 2 * * 5-1"'), "policies[0].schedule", 7, "runs backwards"),
+    "cron that never fires": Bad(base('    schedule: "0 0 31 2 *"'), "policies[0].schedule", 7, "never fires"),
+    "cron on the 30th of February": Bad(base('    schedule: "0 0 30 2 *"'), "policies[0].schedule", 7, "never fires"),
+    "cron on the 31st of short months": Bad(
+        base('    schedule: "0 0 31 4,6,9,11 *"'), "policies[0].schedule", 7, "never fires"
+    ),
     "cron as a number": Bad(base("    schedule: 5"), "policies[0].schedule", 7, "must be a string"),
     "cron in defaults": Bad(
         base(replace=("version: 1\n", "version: 1\ndefaults:\n  schedule: '@reboot'\n")),
@@ -204,13 +224,48 @@ CASES: dict[str, Bad] = {
     "unknown timezone": Bad(base("    timezone: Mars/Olympus"), "policies[0].timezone", 7, "unknown timezone"),
     "timezone path traversal": Bad(base("    timezone: ../../etc/passwd"), "policies[0].timezone", 7, "timezone"),
     "timezone offset": Bad(base("    timezone: +02:00"), "policies[0].timezone", 7, "timezone"),
+    # A zone directory made the zone database raise IsADirectoryError ("unexpected", exit 1, no key path).
+    "timezone naming a zone directory": Bad(
+        base("    timezone: Europe"), "policies[0].timezone", 7, "unknown timezone"
+    ),
+    "timezone naming another zone directory": Bad(
+        base("    timezone: America"), "policies[0].timezone", 7, "unknown timezone"
+    ),
+    "timezone Etc": Bad(base("    timezone: Etc"), "policies[0].timezone", 7, "unknown timezone"),
+    "timezone directory with a slash": Bad(base("    timezone: Etc/"), "policies[0].timezone", 7, "unknown timezone"),
+    "very long timezone": Bad(
+        base("    timezone: " + "Europe/" * 300 + "Berlin"), "policies[0].timezone", 7, "unknown"
+    ),
+    "very long timezone word": Bad(base("    timezone: " + "A" * 5000), "policies[0].timezone", 7, "unknown timezone"),
     # --- durations and counts -------------------------------------------------------------------------------------
     "bad within": Bad(base("      within: 2x"), "policies[0].keep.within", 7, "invalid duration '2x'"),
     "within units out of order": Bad(base("      within: 6mo1y"), "policies[0].keep.within", 7, "largest first"),
+    "within in minutes, units out of order": Bad(
+        base("      within: 30s1min"), "policies[0].keep.within", 7, "largest first"
+    ),
+    "within a bare m": Bad(base("      within: 90m"), "policies[0].keep.within", 7, "min, s"),
     "within zero": Bad(base("      within: 0d"), "policies[0].keep.within", 7, "longer than zero"),
     "within as a number": Bad(base("      within: 2"), "policies[0].keep.within", 7, "must be a string"),
     "bad delete_after": Bad(
         base("    failed: {delete_after: 3 days}"), "policies[0].failed.delete_after", 7, "invalid duration"
+    ),
+    # YAML 1.1 reads these as numbers (012 = 10, 1:30 = 90, ...): counts are decimal digits only.
+    **{
+        f"count {text}": Bad(
+            base(replace=("daily: 7", f"daily: {text}")),
+            "policies[0].keep.daily",
+            6,
+            f"decimal digits) or 'unlimited', got '{text}'",
+        )
+        for text in ("012", "010", "08", "1:30", "0x10", "0b101", "1_0", "0o17", "+0x1")
+    },
+    "min_keep in octal": Bad(base("    safety: {min_keep: 012}"), "policies[0].safety.min_keep", 7, "valid integer"),
+    "max_deletes sexagesimal": Bad(
+        base("    safety: {max_deletes: 1:30}"), "policies[0].safety.max_deletes", 7, "valid integer"
+    ),
+    "version in octal": Bad(base(replace=("version: 1", "version: 01")), "version", 1, "Input should be 1"),
+    "count of thousands of digits": Bad(
+        base(replace=("daily: 7", "daily: " + "9" * 5000)), "policies[0].keep.daily", 6, "the number is too large"
     ),
     "negative count": Bad(base("      weekly: -1"), "policies[0].keep.weekly", 7, "cannot be negative"),
     "negative max_deletes": Bad(
@@ -317,3 +372,27 @@ def test_machine_dependent_or_empty_selections_are_refused(tmp_path: Path, fragm
         load_policy_file(file)
     message = str(info.value)
     assert "\n" not in message and path in message and "line 6" in message
+
+
+@pytest.mark.parametrize(
+    "fragment",
+    [
+        '    region: "' + "r" * 100_000 + '"',
+        '    "' + "k" * 100_000 + '": 1',
+        '    region: "' + "\x1b[31m" * 10 + '"',
+        "    timezone: " + "Z" * 100_000,
+        '    schedule: "' + "1," * 40_000 + 'x * * * *"',
+        "      within: " + "1" * 50_000 + "d",
+        "    safety: {max_deletes: " + "9" * 5000 + "}",
+    ],
+)
+def test_an_offending_value_is_cut_to_a_readable_length(fragment: str, write_policy: WritePolicy) -> None:
+    path = write_policy(base(fragment))
+
+    with pytest.raises(PolicyError) as caught:
+        load_policy_file(path)
+
+    message = str(caught.value)
+    assert len(message) < len(str(path)) + 400, message[:500]
+    assert "Exceeds the limit" not in message and "4300" not in message
+    assert "\x1b" not in message

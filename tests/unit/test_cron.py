@@ -8,14 +8,12 @@ cron would.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.combining import OrTrigger
-from apscheduler.triggers.cron import CronTrigger
 
 from ges_retention.cron import CronError, CronSchedule
 
@@ -26,9 +24,22 @@ START = datetime(2026, 11, 25, 12, 0, tzinfo=UTC_ZONE)
 
 
 def trigger(expression: str, tz: ZoneInfo) -> BaseTrigger:
-    field_sets = CronSchedule.parse(expression).trigger_fields()
-    triggers = [CronTrigger(timezone=tz, **fields) for fields in field_sets]
-    return triggers[0] if len(triggers) == 1 else OrTrigger(triggers)
+    """The trigger the daemon schedules with."""
+    return CronSchedule.parse(expression).trigger(tz)
+
+
+def fire_times_utc(expression: str, tz: ZoneInfo, start: datetime, count: int) -> list[str]:
+    """Fire times as APScheduler asks for them: `now` just after the previous fire time, in UTC."""
+    trig = trigger(expression, tz)
+    out: list[str] = []
+    previous: datetime | None = None
+    now = start
+    for _ in range(count):
+        fire = trig.get_next_fire_time(previous, now)
+        assert fire is not None
+        out.append(fire.astimezone(UTC_ZONE).strftime("%Y-%m-%d %H:%M"))
+        previous, now = fire, fire.astimezone(UTC_ZONE) + timedelta(microseconds=1)
+    return out
 
 
 def fire_times(expression: str, count: int, *, tz: ZoneInfo = UTC_ZONE, start: datetime = START) -> list[str]:
@@ -271,3 +282,93 @@ def test_invalid_expressions_raise_cron_error(expression: str) -> None:
 def test_a_schedule_must_be_a_string(value: Any) -> None:
     with pytest.raises(CronError, match="must be a string"):
         CronSchedule.parse(value)
+
+
+# --- crontab(5)'s rules beyond the fields ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "zone", "start", "expected"),
+    [
+        # Berlin falls back on 2026-10-25 at 03:00 CEST (01:00 UTC): 02:30 happens twice; cron runs the job once.
+        (
+            "30 2 * * *",
+            "Europe/Berlin",
+            datetime(2026, 10, 24, 0, 0, tzinfo=UTC_ZONE),
+            ["2026-10-24 00:30", "2026-10-25 00:30", "2026-10-26 01:30", "2026-10-27 01:30"],
+        ),
+        # New York falls back on 2026-11-01 at 02:00 EDT (06:00 UTC): 01:30 happens twice.
+        (
+            "30 1 * * *",
+            "America/New_York",
+            datetime(2026, 10, 31, 0, 0, tzinfo=UTC_ZONE),
+            ["2026-10-31 05:30", "2026-11-01 05:30", "2026-11-02 06:30", "2026-11-03 06:30"],
+        ),
+        # A job at two fixed times of the repeated hour runs each once.
+        (
+            "0,30 2 * * *",
+            "Europe/Berlin",
+            datetime(2026, 10, 25, 0, 0, tzinfo=UTC_ZONE),
+            ["2026-10-25 00:00", "2026-10-25 00:30", "2026-10-26 01:00", "2026-10-26 01:30"],
+        ),
+        # Wildcard jobs follow elapsed time, as cron's do: hourly fires in both 02:00s.
+        (
+            "0 * * * *",
+            "Europe/Berlin",
+            datetime(2026, 10, 24, 23, 30, tzinfo=UTC_ZONE),
+            ["2026-10-25 00:00", "2026-10-25 01:00", "2026-10-25 02:00", "2026-10-25 03:00"],
+        ),
+        (
+            "*/30 2 * * *",
+            "Europe/Berlin",
+            datetime(2026, 10, 24, 23, 30, tzinfo=UTC_ZONE),
+            ["2026-10-25 00:00", "2026-10-25 00:30", "2026-10-25 01:00", "2026-10-25 01:30"],
+        ),
+        # The skipped hour in spring is unchanged: 02:30 does not exist, the job runs once, at 03:30 CEST.
+        (
+            "30 2 * * *",
+            "Europe/Berlin",
+            datetime(2026, 3, 28, 0, 0, tzinfo=UTC_ZONE),
+            ["2026-03-28 01:30", "2026-03-29 01:30", "2026-03-30 00:30"],
+        ),
+    ],
+)
+def test_a_fixed_time_in_the_repeated_hour_fires_once(
+    expression: str, zone: str, start: datetime, expected: list[str]
+) -> None:
+    assert fire_times_utc(expression, ZoneInfo(zone), start, len(expected)) == expected
+
+
+def test_the_daemon_trigger_keeps_the_jitter_after_skipping_the_repeated_time() -> None:
+    trig = CronSchedule.parse("30 2 * * *").trigger(BERLIN, jitter_s=300)
+    first = trig.get_next_fire_time(None, datetime(2026, 10, 25, 0, 35, tzinfo=UTC_ZONE))
+    assert first is not None
+    # Not the repeated 02:30 (01:30 UTC) of that day: the next day's 02:30 CET, within the jitter.
+    base = datetime(2026, 10, 26, 1, 30, tzinfo=UTC_ZONE)
+    assert base <= first <= base + timedelta(seconds=300)
+
+
+@pytest.mark.parametrize("expression", ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *", "0 0 30,31 feb *"])
+def test_a_schedule_that_never_fires_is_refused(expression: str) -> None:
+    with pytest.raises(CronError, match="never fires"):
+        CronSchedule.parse(expression)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "0 0 29 2 *",  # leap days: within 5 years
+        "0 0 31 2 mon",  # either field: every Monday of February
+        "0 0 */10 2 mon",  # `*/10` starts with `*`: both must match, and 1 February is a Monday in some year
+        "0 0 13 * fri",
+    ],
+)
+def test_a_rare_schedule_is_accepted(expression: str) -> None:
+    CronSchedule.parse(expression)
+
+
+def test_first_fire_day_is_computed_from_the_given_day() -> None:
+    schedule = CronSchedule.parse("0 0 29 2 *")
+    assert schedule.first_fire_day(date(2026, 3, 1)) == date(2028, 2, 29)
+    assert schedule.first_fire_day(date(2026, 3, 1), horizon_days=365) is None
+    assert CronSchedule.parse("0 0 31 1 mon").first_fire_day(date(2026, 1, 1)) == date(2026, 1, 5)

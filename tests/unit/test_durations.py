@@ -26,6 +26,12 @@ BERLIN = ZoneInfo("Europe/Berlin")
         ("  3d  ", Duration(days=3)),
         ("0y1d", Duration(days=1)),
         ("100000h", Duration(hours=100_000)),
+        # Minutes and seconds (contract round 2): `min`, not `m`, which would read like months.
+        ("90min", Duration(minutes=90)),
+        ("30s", Duration(seconds=30)),
+        ("1h30min", Duration(hours=1, minutes=30)),
+        ("1d2h3min4s", Duration(days=1, hours=2, minutes=3, seconds=4)),
+        ("1mo1min", Duration(months=1, minutes=1)),
     ],
 )
 def test_parse(text: str, expected: Duration) -> None:
@@ -34,7 +40,15 @@ def test_parse(text: str, expected: Duration) -> None:
 
 @pytest.mark.parametrize(
     ("text", "shown"),
-    [("2d", "2d"), ("1y6mo", "1y6mo"), ("0y1d", "1d"), ("2w3d", "2w3d"), ("36h", "36h")],
+    [
+        ("2d", "2d"),
+        ("1y6mo", "1y6mo"),
+        ("0y1d", "1d"),
+        ("2w3d", "2w3d"),
+        ("36h", "36h"),
+        ("90min", "90min"),
+        ("1h0min30s", "1h30s"),
+    ],
 )
 def test_str_is_the_canonical_spelling(text: str, shown: str) -> None:
     assert str(Duration.parse(text)) == shown
@@ -62,6 +76,12 @@ def test_str_is_the_canonical_spelling(text: str, shown: str) -> None:
         "1m",  # months are `mo`: a bare `m` would be ambiguous with minutes
         "\u0663d",  # ARABIC-INDIC DIGIT THREE: only ASCII digits
         "2d\n1d",
+        "30s1min",  # largest first
+        "1min1h",
+        "0min0s",
+        "90mins",
+        "90 min",
+        "1" * 40 + "s",
     ],
 )
 def test_invalid_durations_are_rejected(text: str) -> None:
@@ -93,6 +113,9 @@ def test_a_duration_must_be_a_string(value: Any) -> None:
         ("1d", "2026-10-26T12:00", "Europe/Berlin", "2026-10-25T12:00"),  # 25 real hours
         # Month arithmetic in the zone, not in UTC: 1 April 00:30 CEST is 31 March 22:30 UTC.
         ("1mo", "2026-04-01T00:30", "Europe/Berlin", "2026-03-01T00:30"),
+        ("90min", "2026-11-25T12:00", "UTC", "2026-11-25T10:30"),
+        ("30s", "2026-11-25T12:00", "UTC", "2026-11-25T11:59:30"),
+        ("1h30min", "2026-11-25T12:00", "UTC", "2026-11-25T10:30"),
     ],
 )
 def test_before_is_calendar_arithmetic_on_the_wall_clock(duration: str, instant: str, tz: str, expected: str) -> None:

@@ -270,3 +270,46 @@ def test_a_file_of_exactly_one_mib_is_read(write_policy: WritePolicy) -> None:
     content = head + "#" * (1024 * 1024 - len(head) - 1) + "\n"
     assert len(content.encode()) == 1024 * 1024
     assert load_policy_file(write_policy(content)).names() == ["a"]
+
+
+def test_an_unknown_backup_method_word_loads_with_a_warning(write_policy: WritePolicy) -> None:
+    path = write_policy(
+        """\
+        version: 1
+        defaults:
+          select: {backup_methods: [auto, snapshot]}
+        policies:
+          - name: a
+            project_id: abc
+            keep: {last: 1}
+          - name: b
+            project_id: abc
+            select:
+              backup_methods: [manual, import, incremental_v2]
+            keep: {last: 1}
+        """
+    )
+    loaded = load_policy_file(path)
+
+    assert loaded.policies[0].select.backup_methods == ["auto", "snapshot"]
+    assert [(w.event, w.key_path, w.line, w.policy) for w in loaded.warnings] == [
+        ("backup_method_unknown", "defaults.select.backup_methods[1]", 3, None),
+        ("backup_method_unknown", "policies[1].select.backup_methods[2]", 11, "b"),
+    ]
+    assert "'snapshot' is not one GES documents (auto, manual, import)" in str(loaded.warnings[0])
+
+
+def test_known_backup_methods_load_without_warnings(write_policy: WritePolicy) -> None:
+    path = write_policy(
+        "version: 1\npolicies:\n  - {name: a, project_id: abc, keep: {last: 1},"
+        " select: {backup_methods: [auto, manual, import]}}\n"
+    )
+    assert load_policy_file(path).warnings == ()
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90min", 5400), ("30s", 30), ("1h30min", 5400)])
+def test_durations_in_minutes_and_seconds_load(write_policy: WritePolicy, text: str, seconds: int) -> None:
+    path = write_policy(f"version: 1\npolicies:\n  - {{name: a, project_id: abc, keep: {{within: {text}}}}}\n")
+    within = load_policy_file(path).policies[0].keep.within
+    assert within is not None and str(within) == text
+    assert within.minutes * 60 + within.seconds + within.hours * 3600 == seconds

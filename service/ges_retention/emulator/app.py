@@ -76,6 +76,7 @@ from ges_retention.emulator.errors import (
 )
 from ges_retention.emulator.stats import Stats
 from ges_retention.emulator.store import DeleteResult, Store, format_api_time, random_uuid
+from ges_retention.ges.signing import SignedRequest
 
 __all__ = [
     "DEFAULT_AK",
@@ -190,16 +191,16 @@ class _Emulator:
             if self.pending:
                 self.finish_due_backups()
             raw_path, _, raw_query = request.raw_path.partition("?")
+            signed = SignedRequest.of(
+                request.method,
+                raw_path,
+                parse_qsl(raw_query, keep_blank_values=True),
+                request.headers,
+                await request.read(),
+                host=request.host,
+            )
             authenticate(
-                config=self.config,
-                tokens=self.tokens,
-                project_id=project_id,
-                method=request.method,
-                raw_path=raw_path,
-                query=parse_qsl(raw_query, keep_blank_values=True),
-                headers=request.headers,
-                body=await request.read(),
-                now=self.clock(),
+                config=self.config, tokens=self.tokens, project_id=project_id, request=signed, now=self.clock()
             )
             self._rate_limit(project_id)
         await self._fault(operation)

@@ -1,8 +1,9 @@
 """Authentication as the cloud's API gateway does it: IAM tokens and AK/SK `SDK-HMAC-SHA256` signatures.
 
 Signatures are verified by recomputing them with `ges_retention.ges.signing` (the same pure functions the service
-signs with; the official SDK referee test keeps both honest) over what arrived on the wire: the raw path, the query
-pairs, the headers named in `SignedHeaders` and the body.
+signs with; the official SDK referee test keeps both honest) over what arrived on the wire, as one `SignedRequest`: the
+raw path, the query pairs, the headers named in `SignedHeaders` and the body. The scheme name is matched without regard
+to case (RFC 7235).
 
 Answers: no or unknown credential, bad signature, `X-Sdk-Date` more than 15 minutes off: 401 `APIGW.0301`; expired
 token: 401 `APIGW.0307`; a credential valid for another project (or an `X-Project-Id` naming another one): 403.
@@ -13,13 +14,12 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ges_retention.emulator.config import EmulatorConfig, IamUser
 from ges_retention.emulator.errors import auth_failed, forbidden, token_expired
-from ges_retention.ges.signing import canonical_request, parse_authorization, signature
+from ges_retention.ges.signing import SignedRequest, canonical_request, parse_authorization, signature
 
 __all__ = ["MAX_CLOCK_SKEW_S", "IssuedToken", "TokenRegistry", "authenticate", "iso_z"]
 
@@ -65,14 +65,11 @@ def authenticate(
     config: EmulatorConfig,
     tokens: TokenRegistry,
     project_id: str,
-    method: str,
-    raw_path: str,
-    query: Iterable[tuple[str, str]],
-    headers: Mapping[str, str],
-    body: bytes,
+    request: SignedRequest,
     now: float,
 ) -> None:
-    """Raise the gateway's `ApiError` unless the request may act on `project_id`. `headers` is case-insensitive."""
+    """Raise the gateway's `ApiError` unless `request` may act on `project_id`. Its `headers` are case-insensitive."""
+    headers = request.headers
     token = headers.get("X-Auth-Token")
     if token is not None:
         _check_token(config, tokens, token, project_id, now)
@@ -80,7 +77,7 @@ def authenticate(
     authorization = headers.get("Authorization")
     if authorization is None:
         raise auth_failed("no X-Auth-Token and no Authorization header")
-    _check_signature(config, project_id, method, raw_path, query, headers, body, authorization, now)
+    _check_signature(config, project_id, request, authorization, now)
 
 
 def _check_token(config: EmulatorConfig, tokens: TokenRegistry, token: str, project_id: str, now: float) -> None:
@@ -110,14 +107,11 @@ def _sdk_date_epoch(value: str) -> float | None:
 def _check_signature(
     config: EmulatorConfig,
     project_id: str,
-    method: str,
-    raw_path: str,
-    query: Iterable[tuple[str, str]],
-    headers: Mapping[str, str],
-    body: bytes,
+    request: SignedRequest,
     authorization: str,
     now: float,
 ) -> None:
+    headers = request.headers
     parsed = parse_authorization(authorization)
     if parsed is None:
         raise auth_failed("the Authorization header is not an SDK-HMAC-SHA256 signature")
@@ -139,7 +133,7 @@ def _check_signature(
         raise auth_failed("X-Sdk-Date must look like 20260101T120000Z")
     if abs(now - sent_at) > MAX_CLOCK_SKEW_S:
         raise auth_failed("the X-Sdk-Date is more than 15 minutes away from the server's time")
-    canonical, recomputed_names = canonical_request(method, raw_path, query, signed_headers, body)
+    canonical, recomputed_names = canonical_request(request.with_headers(signed_headers))
     if recomputed_names != signed_names:
         raise auth_failed("SignedHeaders must be lower-case, sorted and separated by ';'")
     expected = signature(key.sk, sdk_date, canonical)

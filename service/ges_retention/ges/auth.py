@@ -26,6 +26,7 @@ from yarl import URL
 
 from ges_retention.ges import signing
 from ges_retention.ges.errors import AuthError, error_from_response, error_from_transport
+from ges_retention.ges.signing import SignedRequest
 
 __all__ = ["AkSkAuth", "AuthProvider", "PasswordAuth", "Secret", "TokenAuth"]
 
@@ -73,13 +74,13 @@ def _secret(value: str | Secret) -> Secret:
 class AuthProvider(Protocol):
     """What the client needs from credentials.
 
-    `headers()` is awaited for every attempt, just before it is paced and sent: it returns the headers to add
-    (`headers` holds the request's own, which a signer must cover). `invalidate(sent)` is called when an answer to a
+    `headers()` is awaited for every attempt, just before it is paced and sent: it returns the headers to add to
+    `request` (whose own headers a signer must cover). `invalidate(sent)` is called when an answer to a
     request that carried `sent` was 401: it returns True when fresh credentials may now exist (the client then
     retries that request once), False when retrying cannot help.
     """
 
-    async def headers(self, method: str, url: URL, headers: Mapping[str, str], body: bytes) -> Mapping[str, str]: ...
+    async def headers(self, request: SignedRequest) -> Mapping[str, str]: ...
 
     async def invalidate(self, sent: Mapping[str, str]) -> bool: ...
 
@@ -96,7 +97,7 @@ class TokenAuth:
         # Built once (a dict per request would be waste on the hot path) and read-only, as it is shared.
         self._headers: Mapping[str, str] = MappingProxyType({"X-Auth-Token": self._token.reveal()})
 
-    async def headers(self, method: str, url: URL, headers: Mapping[str, str], body: bytes) -> Mapping[str, str]:
+    async def headers(self, request: SignedRequest) -> Mapping[str, str]:
         return self._headers
 
     async def invalidate(self, sent: Mapping[str, str]) -> bool:
@@ -144,31 +145,23 @@ class AkSkAuth:
             self._date_cache = (second, text)
         return text
 
-    def sign(
-        self, method: str, url: URL, headers: Mapping[str, str], body: bytes, *, sdk_date: str | None = None
-    ) -> dict[str, str]:
-        """The headers to add to a request so that it is signed (synchronous: signing does no I/O)."""
+    def sign(self, request: SignedRequest, *, sdk_date: str | None = None) -> dict[str, str]:
+        """The headers to add to `request` so that it is signed (synchronous: signing does no I/O)."""
         added = {
-            "Host": url.host_port_subcomponent or "",
+            "Host": request.host,
             "X-Sdk-Date": sdk_date if sdk_date is not None else self._sdk_date(),
             "X-Project-Id": self.project_id,
         }
         if self._security_token is not None:
             added["X-Security-Token"] = self._security_token.reveal()
-        to_sign = {**headers, **added}
+        to_sign = request.with_headers({**request.headers, **added})
         added["Authorization"] = signing.authorization_header(
-            ak=self._ak.reveal(),
-            sk=self._sk.reveal(),
-            method=method,
-            path=url.raw_path,
-            query=url.query.items(),
-            headers=to_sign,
-            body=body,
+            ak=self._ak.reveal(), sk=self._sk.reveal(), request=to_sign
         )
         return added
 
-    async def headers(self, method: str, url: URL, headers: Mapping[str, str], body: bytes) -> Mapping[str, str]:
-        return self.sign(method, url, headers, body)
+    async def headers(self, request: SignedRequest) -> Mapping[str, str]:
+        return self.sign(request)
 
     async def invalidate(self, sent: Mapping[str, str]) -> bool:
         return False
@@ -212,8 +205,8 @@ class PasswordAuth:
     machine's clock and IAM's does not matter; `clock` is a monotonic clock (seconds).
 
     Logins are single-flight: every request that needs a token while a login is under way awaits that one login, and
-    shares its outcome (a failed login fails each of them; their retries start a new one). Logins go through the
-    shared `aiohttp` session, given here or bound by the client (`bind_session`).
+    shares its outcome (a failed login fails each of them; their retries start a new one). Logins go through
+    `session`, the process's shared `aiohttp` session (the same one the client sends with), given at construction.
     """
 
     __slots__ = (
@@ -244,8 +237,8 @@ class PasswordAuth:
         password: str | Secret,
         project_id: str,
         *,
+        session: aiohttp.ClientSession,
         clock: Clock = time.monotonic,
-        session: aiohttp.ClientSession | None = None,
         timeout_s: float = 30.0,
         refresh_margin_s: float = 600.0,
         refresh_fraction: float = 0.1,
@@ -272,12 +265,7 @@ class PasswordAuth:
         self._flight: asyncio.Future[Secret] | None = None
         self.logins = 0  # logins started, for tests and metrics
 
-    def bind_session(self, session: aiohttp.ClientSession) -> None:
-        """Use the client's session for logins, unless one was given at construction."""
-        if self._session is None:
-            self._session = session
-
-    async def headers(self, method: str, url: URL, headers: Mapping[str, str], body: bytes) -> Mapping[str, str]:
+    async def headers(self, request: SignedRequest) -> Mapping[str, str]:
         return {"X-Auth-Token": await self.token()}
 
     async def token(self) -> str:
@@ -321,8 +309,6 @@ class PasswordAuth:
 
     async def _login(self) -> Secret:
         session = self._session
-        if session is None:
-            raise RuntimeError("PasswordAuth has no session: pass one or call bind_session()")
         self.logins += 1
         started = self._clock()
         try:
