@@ -194,3 +194,25 @@ def _run(run_id: str, policy: str, at: object) -> object:
     from ges_retention.state import RunRecord
 
     return RunRecord(run_id, "schedule", (policy,), "host-a", at)  # type: ignore[arg-type]
+
+
+def test_state_errors_carry_the_exit_codes_the_command_line_uses() -> None:
+    from ges_retention.errors import GesRetentionError
+    from ges_retention.exit_codes import ExitCode
+    from ges_retention.state import (
+        DaemonLockHeld,
+        InvalidStateInput,
+        RunLockTimeout,
+        StateAuthFailed,
+        StateSchemaTooNew,
+        StateUnavailable,
+    )
+
+    assert StateAuthFailed("x", location="l").exit_code == ExitCode.INVALID
+    assert StateSchemaTooNew("x", location="l", found=3, supported=2).exit_code == ExitCode.INVALID
+    assert StateUnavailable("x", location="l").exit_code == ExitCode.FAILED
+    assert RunLockTimeout("x", location="l", name="p", holder="h:1").exit_code == ExitCode.FAILED
+    assert DaemonLockHeld("x", location="l", name="daemon", holder="h:1").exit_code == ExitCode.INVALID
+    with pytest.raises(InvalidStateInput) as caught:
+        validate_backup_id("a/b")
+    assert isinstance(caught.value, GesRetentionError) and caught.value.exit_code == ExitCode.INVALID

@@ -7,6 +7,7 @@ Records are in `records.py`, errors (and which exit code each means) in `errors.
 
 from ges_retention.state.errors import (
     DaemonLockHeld,
+    InvalidStateInput,
     LockHeld,
     RunLockTimeout,
     StateAuthFailed,
@@ -61,6 +62,7 @@ __all__ = [
     "HoldSkip",
     "IntentBatch",
     "IntentTicket",
+    "InvalidStateInput",
     "LockHeld",
     "OpenMode",
     "Outcome",

@@ -3,7 +3,8 @@
 Each function is a `Script` (`state/sql.py`): a generator that yields SQL requests and gets their results back, so
 the same logic runs on PostgreSQL (driven request by request over asyncpg) and on SQLite (driven whole on the writer
 thread: one thread hop per transaction, which is what keeps an intent batch cheap). None commits by itself. The
-partial unique index `deletions_active` guarantees at most one `pending`/`deleting` row per (policy, endpoint, project_id, backup_id).
+partial unique index `deletions_active` guarantees at most one `pending`/`deleting` row per
+(policy, endpoint, project_id, backup_id).
 """
 
 # SQL text here is assembled only from constants (column lists, `?` placeholder runs); every value is a parameter.

@@ -16,14 +16,23 @@
     └── LockHeld                    somebody else holds a lock; `holder` names it (host:pid) when known
         ├── RunLockTimeout          a run lock stayed held for the whole wait: a one-shot `run` exits 1
         └── DaemonLockHeld          a second daemon on the same SQLite file: exit 2
+    InvalidStateInput               (a ValueError) a malformed backup id, hold reason or hold end: exit 2 / HTTP 400
+
+All derive from `GesRetentionError` (`ges_retention/errors.py`), whose `exit_code` the command line uses.
 
 Messages never contain a password: every one names `location`, which is the redacted form.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from ges_retention.errors import GesRetentionError
+from ges_retention.exit_codes import ExitCode
+
 __all__ = [
     "DaemonLockHeld",
+    "InvalidStateInput",
     "LockHeld",
     "RunLockTimeout",
     "StateAuthFailed",
@@ -39,7 +48,9 @@ __all__ = [
 ]
 
 
-class StateError(Exception):
+class StateError(GesRetentionError):
+    exit_code: ClassVar[ExitCode] = ExitCode.INVALID
+
     def __init__(self, message: str, *, location: str, operation: str | None = None) -> None:
         super().__init__(message)
         self.location = location
@@ -87,8 +98,12 @@ class StateReadOnly(StateMisconfigured):
 class StateUnavailable(StateError):
     """Exit 1 / `state_unavailable`: the state cannot be reached or written now; it may work later."""
 
+    exit_code: ClassVar[ExitCode] = ExitCode.FAILED
+
 
 class LockHeld(StateError):
+    exit_code: ClassVar[ExitCode] = ExitCode.FAILED
+
     def __init__(self, message: str, *, location: str, name: str, holder: str | None) -> None:
         super().__init__(message, location=location)
         self.name = name
@@ -100,4 +115,8 @@ class RunLockTimeout(LockHeld):
 
 
 class DaemonLockHeld(LockHeld):
-    pass
+    exit_code: ClassVar[ExitCode] = ExitCode.INVALID
+
+
+class InvalidStateInput(GesRetentionError, ValueError):
+    """Exit 2 (HTTP 400): input to the journal that can never be right, e.g. `hold` of a malformed backup id."""

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ges_retention.state import deletions
-from ges_retention.state.errors import StateUnavailable
+from ges_retention.state.errors import InvalidStateInput, StateUnavailable
 from ges_retention.state.gate_records import GateRecords
 from ges_retention.state.locks import RunLock
 from ges_retention.state.records import (
@@ -224,7 +224,7 @@ class SqlStore(GateRecords):
         validate_hold_reason(reason)
         at = self._now(now)
         if until is not None and until.tzinfo is None:
-            raise ValueError("a hold's end must have a timezone (UTC when none is written)")
+            raise InvalidStateInput("a hold's end must have a timezone (UTC when none is written)")
         hold = Hold(backup_id=backup_id, reason=reason, until=until, placed_at=at, placed_by=by)
         async with self.writing("put_hold") as tx:
             await tx.lock_holds(exclusive=True)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, get_args
 
+from ges_retention.state.errors import InvalidStateInput
+
 __all__ = [
     "ACTIVE_STATES",
     "OUTCOME_STATES",
@@ -58,22 +60,22 @@ HOLD_REASON_MAX = 200
 
 
 def validate_backup_id(value: str) -> str:
-    """`value` if it can be a GES backup id, else `ValueError` (the CLI maps it to exit 2, HTTP to 400)."""
+    """`value` if it can be a GES backup id, else `InvalidStateInput` (a ValueError: exit 2, HTTP 400)."""
     if not isinstance(value, str) or _BACKUP_ID.fullmatch(value) is None or not value.strip("."):
         shown = repr(value)
         shown = shown if len(shown) <= 80 else shown[:77] + "..."
-        raise ValueError(f"backup id {shown} is malformed: 1-128 characters of A-Z a-z 0-9 . _ ~ -")
+        raise InvalidStateInput(f"backup id {shown} is malformed: 1-128 characters of A-Z a-z 0-9 . _ ~ -")
     return value
 
 
 def validate_hold_reason(value: str) -> str:
     """A hold's reason: 1-200 printable characters (no control characters, not only blanks)."""
     if not isinstance(value, str) or not value.strip():
-        raise ValueError("a hold needs a reason: 1-200 printable characters")
+        raise InvalidStateInput("a hold needs a reason: 1-200 printable characters")
     if len(value) > HOLD_REASON_MAX:
-        raise ValueError(f"a hold's reason is at most {HOLD_REASON_MAX} characters, got {len(value)}")
+        raise InvalidStateInput(f"a hold's reason is at most {HOLD_REASON_MAX} characters, got {len(value)}")
     if not value.isprintable():
-        raise ValueError("a hold's reason must be printable characters only (no newlines or control characters)")
+        raise InvalidStateInput("a hold's reason must be printable characters only (no newlines or control characters)")
     return value
 
 
