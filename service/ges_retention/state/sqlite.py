@@ -302,11 +302,25 @@ class SqliteStore(SqlStore):
             return self.holder if policy in self._memory_locks else None
         async with self._read("run_lock_holder") as tx:
             rows = await tx.fetch("SELECT holder FROM run_locks WHERE policy = ?", (policy,))
-        fd = self._flock(_run_lock_name(policy))
-        if fd is not None:  # free: a row left by a dead holder names nobody
-            self._unflock(fd)
+        if not self._lock_busy(_run_lock_name(policy)):  # free: a row left by a dead holder names nobody
             return None
         return str(rows[0][0]) if rows else None
+
+    def _lock_busy(self, name: str) -> bool:
+        """Whether another open file holds the lock `name`; creates nothing (a read-only store may ask too)."""
+        try:
+            fd = os.open(self._lock_file(name), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise classify(exc, location=self.info.location, operation="lock", path=self.path) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops the probe's own lock
+        return False
 
     async def acquire_daemon_lock(self) -> DaemonLock:
         self._check_lockable("daemon lock")
