@@ -3,43 +3,14 @@ PostgreSQL 15 server started once per session (`pg_server.py`). No skip: a serve
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from state_helpers import FakeClock, OpenFn
 
 from ges_retention.state import StateLocation, Store, open_store, resolve_state_location
 from pg_server import PgServer
-
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@dataclass
-class FakeClock:
-    """Wall clock, monotonic clock and sleep in one: sleeping advances both, nothing waits for real."""
-
-    now: datetime = T0
-    mono: float = 1000.0
-    sleeps: list[float] = field(default_factory=list)
-    on_sleep: Callable[[], Awaitable[None]] | None = None
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-        self.mono += seconds
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.advance(seconds)
-        if self.on_sleep is not None:
-            await self.on_sleep()
 
 
 @pytest.fixture(scope="session")
@@ -69,9 +40,6 @@ async def location(backend: str, tmp_path: Path, request: pytest.FixtureRequest)
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-OpenFn = Callable[..., Awaitable[Store]]
 
 
 @pytest.fixture

@@ -6,9 +6,8 @@ from __future__ import annotations
 import inspect
 
 import pytest
-from test_store_deletions import SCOPE, item, start
+from state_helpers import SCOPE, T0, OpenFn, item, start
 
-from conftest import T0, OpenFn
 from ges_retention.state import Outcome, RunRecord, StateReadOnly, StateUnavailable, Store
 from ges_retention.state.store import Store as StoreProtocol
 from state_faults import WRITES, FailingWrites

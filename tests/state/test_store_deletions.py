@@ -5,37 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from state_helpers import OTHER_ENDPOINT, SCOPE, T0, FakeClock, item, start
 
-from conftest import T0, FakeClock
 from ges_retention.state import (
-    BackupFacts,
     Outcome,
-    PlannedDeletion,
-    RunRecord,
-    Scope,
     Store,
 )
-
-SCOPE = Scope(policy="nightly", endpoint="https://ges.example", project_id="p1")
-OTHER_ENDPOINT = Scope(policy="nightly", endpoint="http://127.0.0.1:9999", project_id="p1")
-
-
-def item(backup_id: str, *reasons: str, size_mb: float | None = 12.5) -> PlannedDeletion:
-    facts = BackupFacts(
-        backup_id=backup_id,
-        name=f"name-{backup_id}",
-        graph_id="g1",
-        graph_name="graph-one",
-        method="auto",
-        started_at=T0 - timedelta(days=40),
-        size_mb=size_mb,
-    )
-    return PlannedDeletion(facts, reasons or ("older than 30d",))
-
-
-async def start(store: Store, run_id: str, *policies: str, at: timedelta = timedelta()) -> None:
-    await store.start_run(RunRecord(run_id, "schedule", policies or ("nightly",), "host-a", T0 + at))
-
 
 # ------------------------------------------------------------------------------------------------------------ runs
 

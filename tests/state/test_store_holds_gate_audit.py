@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from test_store_deletions import SCOPE, item, start
+from state_helpers import SCOPE, T0, item, start
 
-from conftest import T0
 from ges_retention.state import Outcome, Scope, Store, validate_backup_id, validate_hold_reason
 
 # ------------------------------------------------------------------------------------------------------------ holds

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from state_helpers import FakeClock, OpenFn
 
-from conftest import FakeClock, OpenFn
 from ges_retention.state import DaemonLockHeld, RunLockTimeout
 
 

@@ -8,9 +8,8 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
-from test_store_deletions import SCOPE, item, start
+from state_helpers import SCOPE, T0, FakeClock, item, start
 
-from conftest import T0, FakeClock
 from ges_retention.state import (
     CURRENT_VERSION,
     RunRecord,

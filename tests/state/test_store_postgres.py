@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
+from state_helpers import FakeClock
 
-from conftest import FakeClock
 from ges_retention.state import (
     StateAuthFailed,
     StateError,

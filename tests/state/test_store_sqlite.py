@@ -17,9 +17,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_store_deletions import SCOPE, item, start
+from state_helpers import SCOPE, T0, FakeClock, item, start
 
-from conftest import T0, FakeClock
 from ges_retention.state import (
     DaemonLockHeld,
     StateLocationInvalid,
