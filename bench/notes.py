@@ -87,12 +87,21 @@ def _planning(result: dict[str, Any]) -> str:
     )
 
 
+def _emulator_seeding(result: dict[str, Any]) -> str:
+    f = result["figures"]
+    return (
+        f"emulator_seeding: {f['backups']} backups across {f['graphs']} graphs seeded in {f['seed_s']} s, "
+        f"last page {f['last_page_ms']} ms, peak RSS {f['peak_rss_mb']} MB."
+    )
+
+
 _NOTES = {
     "rate_limit": _rate_limit,
     "unthrottled": _unthrottled,
     "zero_latency": _zero_latency,
     "listing": _listing,
     "planning": _planning,
+    "emulator_seeding": _emulator_seeding,
 }
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bench.emulator_seeding import run_emulator_seeding
 from bench.listing import run_listing
 from bench.planning import run_planning_scenario
 from bench.rate_limit import run_rate_limit
@@ -61,6 +62,13 @@ SCENARIOS: dict[str, Scenario] = {
             run_planning_scenario,
             full={"graphs": 10_000, "per_graph": 100},
             quick={"graphs": 1_000, "per_graph": 100},
+        ),
+        Scenario(
+            "emulator_seeding",
+            "7. the emulator seeds 100,000 backups across 1,000 graphs: <= 5 s",
+            run_emulator_seeding,
+            full={"graphs": 1000, "per_graph": 100},
+            quick={"graphs": 200, "per_graph": 100},
         ),
     )
 }

@@ -18,6 +18,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import bench.report  # noqa: E402
+from bench.emulator_seeding import run_emulator_seeding  # noqa: E402
 from bench.listing import run_listing  # noqa: E402
 from bench.planning import run_planning_scenario  # noqa: E402
 from bench.rate_limit import run_rate_limit  # noqa: E402
@@ -104,3 +105,11 @@ def test_planning_plans_and_reports_the_json_cost() -> None:
     assert figures["runs"]["from_json"]["backups"] == 800
     assert figures["planned_deletions"] > 0
     assert figures["plan_s"] >= 0 and figures["peak_rss_mb"] > 0
+
+
+def test_emulator_seeding_stores_what_it_seeds() -> None:
+    result = run_emulator_seeding(graphs=20, per_graph=10)
+    _check_shape(result)
+    assert result["figures"]["backups"] == result["figures"]["stored"] == result["figures"]["listed_total"] == 200
+    assert result["figures"]["graphs"] == 20
+    assert _target(result, "stored")["met"]

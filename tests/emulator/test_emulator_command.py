@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from ges_retention.emulator.command import add_arguments, build_config
+from ges_retention.emulator.command import add_arguments, build_config, is_loopback, refusal
 from ges_retention.emulator.config import DEFAULT_AK, DEFAULT_PROJECT_ID, DEFAULT_SK, DEFAULT_TOKEN, FaultRates
 
 START_KEYS = ["event", "url", "project_id", "ak", "sk", "token"]
@@ -118,6 +118,7 @@ def test_flags_defaults_and_help() -> None:
         "--ak",
         "--sk",
         "--token",
+        "--allow-remote",
     ):
         assert flag in text
     assert DEFAULT_AK in text and DEFAULT_SK in text and DEFAULT_TOKEN in text and "8000" in text
@@ -142,3 +143,43 @@ def test_bad_flags_are_refused(argv: list[str], capsys: pytest.CaptureFixture[st
         _parse(*argv)
     assert exit_info.value.code == 2
     assert "error" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "reason"),
+    [
+        (["--host", "0.0.0.0"], "--allow-remote"),
+        (["--host", "192.0.2.10"], "--allow-remote"),
+        (["--host", "emulator.example.test"], "--allow-remote"),
+        (["--seed-graphs", "100000"], "at most 10000 graphs"),
+        (["--seed-graphs", "1000", "--seed-backups", "100000"], "at most 1000000 backups"),
+        (["--seed-backups", "9999999999999"], "per graph"),
+    ],
+)
+def test_refused_flags_exit_2_with_one_line_before_anything_starts(flags: list[str], reason: str) -> None:
+    # No hang on huge seed sizes, nothing listening beyond loopback: the refusal comes before seeding or binding.
+    done = subprocess.run(
+        [sys.executable, "-m", "ges_retention.emulator", "--port", "0", *flags],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("ges-retention emulator: error: ")
+    assert reason in lines[0]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost", "LOCALHOST"])
+def test_loopback_hosts_need_no_allow_remote(host: str) -> None:
+    assert is_loopback(host)
+    assert refusal(_parse("--host", host)) is None
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.0.0.1", "example.test", ""])
+def test_allow_remote_lets_any_host_listen(host: str) -> None:
+    assert not is_loopback(host)
+    assert refusal(_parse("--host", host)) is not None
+    assert refusal(_parse("--host", host, "--allow-remote")) is None

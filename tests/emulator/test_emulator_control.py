@@ -100,6 +100,8 @@ async def test_seeding_through_the_control_api_is_deterministic(session: aiohttp
         {"graphs": 1, "backups_per_graph": 1, "seed": "x"},
         {"graphs": 1, "backups_per_graph": 1, "extra": 1},
         {"graphs": 100_000, "backups_per_graph": 1000},
+        {"graphs": 2000, "backups_per_graph": 1000},  # 2,000,000 backups: over the 1,000,000 bound
+        {"graphs": 10**15, "backups_per_graph": 10**15},
     ],
 )
 async def test_bad_seed_requests(emulator: RunningEmulator, session: aiohttp.ClientSession, body: Any) -> None:

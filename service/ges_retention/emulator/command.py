@@ -6,13 +6,16 @@ Once listening it prints exactly one JSON line on stdout, so that scripts can po
      "token": "..."}
 
 These are the emulator's own throwaway credentials (the defaults are shown by `--help`). Anything else it has to
-say goes to stderr as JSON lines. Exit code 0 on SIGINT/SIGTERM; 1 if it cannot listen.
+say goes to stderr as JSON lines. Exit code 0 on SIGINT/SIGTERM; 1 if it cannot listen; 2, with one line on stderr
+and before anything is made, for a host beyond loopback without `--allow-remote` (the control API has no
+authentication: anyone who reaches it can change the data and the knobs) or seed sizes beyond the bounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import signal
 import sys
@@ -36,6 +39,7 @@ from ges_retention.emulator.config import (
     FaultRates,
     IamUser,
 )
+from ges_retention.emulator.seeding import MAX_SEED_BACKUPS, check_seed_sizes
 from ges_retention.emulator.store import Store
 
 __all__ = ["DEFAULT_PORT", "add_arguments", "build_config", "run"]
@@ -96,9 +100,24 @@ def _non_empty(text: str) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of `ges-retention emulator` (the contract's command table), with their defaults in the help."""
     add = parser.add_argument
-    add("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    add(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s); beyond loopback only with --allow-remote",
+    )
+    add(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host beyond loopback: the control API (/_emulator/) has no authentication",
+    )
     add("--port", type=_port, default=DEFAULT_PORT, help="port to listen on; 0 picks a free one (default: %(default)s)")
-    add("--seed-graphs", type=_count, default=5, metavar="N", help="graphs to seed (default: %(default)s)")
+    add(
+        "--seed-graphs",
+        type=_count,
+        default=5,
+        metavar="N",
+        help=f"graphs to seed (default: %(default)s; at most {MAX_SEED_BACKUPS:,} backups in all)",
+    )
     add(
         "--seed-backups",
         type=_count,
@@ -168,8 +187,36 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
     )
 
 
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback address (127.0.0.0/8, ::1): what may listen without `--allow-remote`."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve anywhere
+
+
+def refusal(args: argparse.Namespace) -> str | None:
+    """Why these flags must not start an emulator, or None."""
+    if not is_loopback(args.host) and not getattr(args, "allow_remote", False):
+        return (
+            f"--host {args.host[:100]} is beyond loopback and the control API has no authentication; "
+            "add --allow-remote to listen there anyway"
+        )
+    try:
+        check_seed_sizes(args.seed_graphs, args.seed_backups)
+    except ValueError as exc:
+        return f"--seed-graphs/--seed-backups: {exc}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
-    """Serve until SIGINT/SIGTERM; 0 then, 1 if the emulator cannot listen."""
+    """Serve until SIGINT/SIGTERM; 0 then, 1 if the emulator cannot listen, 2 for flags it refuses."""
+    refused = refusal(args)
+    if refused is not None:
+        print(f"ges-retention emulator: error: {refused}", file=sys.stderr, flush=True)
+        return 2
     try:
         return asyncio.run(_serve(args))
     except KeyboardInterrupt:  # a SIGINT before the handlers were installed

@@ -10,7 +10,7 @@ JSON shape (GET/PUT `/_emulator/config`; a PUT may send any subset of the keys, 
      "tokens": {"emulator-token": "0a1b..."},
      "iam_users": [{"domain": "emulator", "name": "retention", "password": "..."}],
      "token_lifetime_s": 86400, "latency_ms": 0, "latency_jitter_ms": 0, "rate_limit_per_s": 0,
-     "faults": {"delete_backup": {"error_500": 0.1, "error_503": 0, "drop": 0, "hang": 0}},
+     "faults": {"delete_backup": {"error_500": 0.1, "error_503": 0, "drop": 0, "hang": 0, "repeat": 0}},
      "hang_s": 60, "backup_duration_s": 0, "seed": 0}
 """
 
@@ -83,6 +83,8 @@ class FaultRates:
     error_503: float = 0.0
     drop: float = 0.0  # the connection is closed without an answer, before the operation happens
     hang: float = 0.0  # no answer for `hang_s` (past any sane client timeout), then the normal answer
+    # Listings only, drawn apart from the others: the page at offset 0 whatever the offset (a server repeating itself).
+    repeat: float = 0.0
 
     @property
     def total(self) -> float:
@@ -137,7 +139,13 @@ class EmulatorConfig:
             "latency_jitter_ms": self.latency_jitter_ms,
             "rate_limit_per_s": self.rate_limit_per_s,
             "faults": {
-                op: {"error_500": r.error_500, "error_503": r.error_503, "drop": r.drop, "hang": r.hang}
+                op: {
+                    "error_500": r.error_500,
+                    "error_503": r.error_503,
+                    "drop": r.drop,
+                    "hang": r.hang,
+                    "repeat": r.repeat,
+                }
                 for op, r in self.faults.items()
             },
             "hang_s": self.hang_s,
@@ -261,7 +269,7 @@ def _faults(key: str, value: Any) -> dict[str, FaultRates]:
             raise ConfigError(f"{key}: unknown operation {op!r}; known: {', '.join(OPERATIONS)}")
         if not isinstance(rates, Mapping):
             raise ConfigError(f"{key}.{op} must be an object")
-        names = {"error_500", "error_503", "drop", "hang"}
+        names = {"error_500", "error_503", "drop", "hang", "repeat"}
         if set(rates) - names:
             raise ConfigError(f"{key}.{op}: unknown fault kinds {sorted(set(rates) - names)}; known: {sorted(names)}")
         parsed = FaultRates(**{k: _number(f"{key}.{op}.{k}", v, maximum=1.0) for k, v in rates.items()})

@@ -1,10 +1,10 @@
-"""The emulated GES data: projects, graphs and backups, plus realistic seeding.
+"""The emulated GES data: projects, graphs and backups (realistic records come from `seeding`).
 
 Backups are kept as full API-shaped JSON dicts (every field of the backup object in ges-api.md), so the routes can
 serialize them as they are. Each project keeps its backups in one list of sort keys `(-start_timestamp, id)`, which is
 the listing order: **newest first, ties by id**; that order is total, so paging with offset/limit is stable as long as
 nothing is added or deleted between pages. One such list per graph serves the per-graph listing. Deleting bisects;
-seeding sorts once, so 100,000 backups seed in well under a second or two.
+seeding sorts once (`make bench` measures it: the `emulator_seeding` scenario).
 
 Graphs are listed newest created first (ties by id), the same rule as backups.
 
@@ -16,12 +16,22 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from bisect import bisect_left, insort
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeAlias
+
+from ges_retention.emulator.seeding import (
+    DAY_MS,
+    check_seed_sizes,
+    format_api_time,
+    graph_record,
+    name_stamp,
+    random_uuid,
+    seeded_backups,
+    seeded_graph,
+)
 
 __all__ = [
     "DAY_MS",
@@ -32,34 +42,9 @@ __all__ = [
     "random_uuid",
 ]
 
-DAY_MS = 86_400_000
-_HOUR_MS = 3_600_000
 
 # (-start_timestamp, id): ascending order of these keys is newest first, ties by id.
 _Key: TypeAlias = tuple[int, str]
-
-# Realistic graph names: `<environment>-<domain>`, domains first so that the first graphs are all production ones.
-_ENVIRONMENTS = ("prod", "staging", "dev", "qa", "perf", "dr")
-_DOMAINS = (
-    "orders",
-    "payments",
-    "users",
-    "fraud",
-    "recommendations",
-    "inventory",
-    "shipping",
-    "social",
-    "knowledge",
-    "risk",
-    "catalog",
-    "billing",
-    "identity",
-    "supply-chain",
-    "telemetry",
-    "search",
-)
-_VERSIONS = ("2.2.21", "2.3.6", "2.3.10", "2.3.14")
-_SIZE_TYPES = ("0", "1", "2", "3", "4")
 
 
 class DeleteResult(Enum):
@@ -88,71 +73,11 @@ class _Project:
     by_graph: dict[str, list[_Key]] = field(default_factory=dict)
 
 
-def format_api_time(ms: int) -> str:
-    """The API's zone-less UTC time string for an epoch-ms timestamp: `2021-06-08T13:55:13`."""
-    t = time.gmtime(ms // 1000)
-    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
-
-
-def _name_stamp(ms: int) -> str:
-    t = time.gmtime(ms // 1000)
-    return f"{t.tm_year:04d}{t.tm_mon:02d}{t.tm_mday:02d}{t.tm_hour:02d}{t.tm_min:02d}{t.tm_sec:02d}"
-
-
-def random_uuid(rng: random.Random) -> str:
-    """A version-4 UUID drawn from `rng`: ids that look real and repeat with the seed."""
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-
-
-def _graph_name(index: int) -> str:
-    domain = _DOMAINS[index % len(_DOMAINS)]
-    env = _ENVIRONMENTS[(index // len(_DOMAINS)) % len(_ENVIRONMENTS)]
-    round_ = index // (len(_DOMAINS) * len(_ENVIRONMENTS))
-    return f"{env}-{domain}" if round_ == 0 else f"{env}-{domain}-{round_ + 1:02d}"
-
-
 def _backup_key(record: Mapping[str, Any]) -> _Key:
     ts = record.get("start_timestamp")
     # Raw fixtures may carry a broken timestamp on purpose; they sort as the oldest.
     start = ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
     return (-start, str(record["id"]))
-
-
-def _graph_record(graph_id: str, name: str, *, status: str, created_ms: int, **extra: Any) -> dict[str, Any]:
-    created = format_api_time(created_ms)
-    record: dict[str, Any] = {
-        "id": graph_id,
-        "name": name,
-        "created_by": "retention",
-        "is_multi_az": "false",
-        "region_code": "cn-north-4",
-        "az_code": "cn-north-4a",
-        "data_store_version": "2.3.10",
-        "sys_tags": [],
-        "status": status,
-        "action_progress": "",
-        "graph_size_type_index": "1",
-        "vpc_id": "c3b5b5b4-9c59-4bd0-a3f5-5b1e3a2b6f10",
-        "subnet_id": "5b6a2f1c-7c0e-4d5e-9a4b-0c1d2e3f4a5b",
-        "security_group_id": "0e1d2c3b-4a59-4687-9a8b-7c6d5e4f3a2b",
-        "replication": 3,
-        "created": created,
-        "updated": created,
-        "private_ip": "192.168.0.10",
-        "public_ip": "",
-        "arch": "x86_64",
-        "encrypted": False,
-        "enable_rbac": False,
-        "enable_full_text_index": False,
-        "enable_hyg": False,
-        "crypt_algorithm": "generalCipher",
-        "enable_https": False,
-        "tags": [],
-        "product_type": "InMemory",
-        "vertex_id_type": {"id_type": "fixedLength", "id_length": 128},
-    }
-    record.update(extra)
-    return record
 
 
 class Store:
@@ -202,7 +127,7 @@ class Store:
         if gid in project.graphs:
             raise ValueError(f"graph {gid!r} already exists in project {project_id!r}")
         when = created_ms if created_ms is not None else int(time.time() * 1000)
-        record = _graph_record(gid, name, status=status, created_ms=when, **extra)
+        record = graph_record(gid, name, status=status, created_ms=when, **extra)
         self._insert_graph(project, record, when)
         return dict(record)
 
@@ -295,7 +220,7 @@ class Store:
         end = None if status == "backing_up" else start + duration * 1000
         stored: dict[str, Any] = {
             "id": random_uuid(self._fixture_rng),
-            "name": f"{graph_name}-{_name_stamp(start)}",
+            "name": f"{graph_name}-{name_stamp(start)}",
             "backup_method": "manual",
             "graph_id": graph_id,
             "graph_name": graph_name,
@@ -402,8 +327,7 @@ class Store:
         Deterministic: the same calls on a fresh store give identical data. The random stream is derived from
         (seed, project, graphs already created there), so seeding twice adds new, distinct graphs.
         """
-        if graphs < 0 or backups_per_graph < 0:
-            raise ValueError("graphs and backups_per_graph must be >= 0")
+        check_seed_sizes(graphs, backups_per_graph)
         project = self._project(project_id)
         rng = random.Random(f"{seed}:{project_id}:{project.graphs_created}")
         graph_ids: list[str] = []
@@ -411,7 +335,7 @@ class Store:
         for _ in range(graphs):
             graph = self._seed_graph(project, rng, backups_per_graph, now_ms)
             graph_ids.append(graph["id"])
-            records = _seed_backups(rng, graph, backups_per_graph, now_ms)
+            records = seeded_backups(rng, graph, backups_per_graph, now_ms)
             graph_keys: list[_Key] = []
             for record in records:
                 while record["id"] in project.backups:  # 128 random bits: only a paranoid check
@@ -428,21 +352,10 @@ class Store:
         return SeedResult(project_id=project_id, graph_ids=graph_ids, backups=len(new_keys))
 
     def _seed_graph(self, project: _Project, rng: random.Random, days: int, now_ms: int) -> dict[str, Any]:
-        name = _graph_name(project.graphs_created)
-        graph_id = random_uuid(rng)
-        while graph_id in project.graphs or graph_id in project.by_graph:
-            graph_id = random_uuid(rng)
-        created_ms = now_ms - (days + rng.randint(1, 120)) * DAY_MS - rng.randint(0, DAY_MS - 1)
-        record = _graph_record(
-            graph_id,
-            name,
-            status="200",
-            created_ms=created_ms,
-            data_store_version=rng.choice(_VERSIONS),
-            graph_size_type_index=rng.choice(_SIZE_TYPES),
-            arch="aarch64" if rng.random() < 0.2 else "x86_64",
-            encrypted=rng.random() < 0.1,
-        )
+        def taken(graph_id: str) -> bool:
+            return graph_id in project.graphs or graph_id in project.by_graph
+
+        record, created_ms = seeded_graph(rng, project.graphs_created, days, now_ms, taken)
         self._insert_graph(project, record, created_ms)
         return record
 
@@ -451,69 +364,3 @@ def _remove_key(keys: list[_Key], key: _Key) -> None:
     i = bisect_left(keys, key)
     if i < len(keys) and keys[i] == key:
         del keys[i]
-
-
-def _seed_backups(rng: random.Random, graph: Mapping[str, Any], count: int, now_ms: int) -> list[dict[str, Any]]:
-    """`count` backups of one graph, newest first."""
-    if count == 0:
-        return []
-    base_size = rng.randint(1, 4000)  # MB, the graph's size today; older backups were smaller
-    daily_at = rng.randrange(DAY_MS) // 1000 * 1000  # the automatic backup's time of day, whole seconds
-    newest_slot = now_ms - now_ms % DAY_MS + daily_at
-    if newest_slot > now_ms:
-        newest_slot -= DAY_MS
-    records: list[dict[str, Any]] = []
-    day = 0
-    if rng.random() < 0.1:
-        # The backup running right now: started a few minutes ago, nothing about its end is known yet. It must
-        # stay the newest, so today's automatic slot is skipped when it would start after it.
-        start = now_ms // 1000 * 1000 - rng.randint(10, 900) * 1000
-        records.append(_seed_record(rng, graph, start, "auto", "backing_up", base_size))
-        if newest_slot + 120_000 >= start:
-            day = 1
-    while len(records) < count:
-        slot = newest_slot - day * DAY_MS
-        day += 1
-        if rng.random() < 0.1:
-            # A manual backup some hours before that day's automatic one, made by hand before a change.
-            method, start = "manual", slot - rng.randint(1, 20) * _HOUR_MS - rng.randint(0, 3599) * 1000
-        else:
-            method, start = "auto", slot + rng.randint(0, 120) * 1000
-            start = min(start, now_ms)
-        status = "failed" if rng.random() < 1 / 30 else "success"
-        size = max(1, int(base_size * (1 - 0.002 * day)))
-        records.append(_seed_record(rng, graph, start, method, status, size))
-    return records
-
-
-def _seed_record(
-    rng: random.Random, graph: Mapping[str, Any], start: int, method: str, status: str, size: int
-) -> dict[str, Any]:
-    if status == "backing_up":
-        end: int | None = None
-        duration, size = 0, 0
-    elif status == "failed":
-        duration, size = rng.randint(3, 300), 0
-        end = start + duration * 1000
-    else:
-        duration = max(5, size // rng.randint(20, 80) + rng.randint(5, 60))
-        end = start + duration * 1000
-    return {
-        "id": random_uuid(rng),
-        "name": f"{graph['name']}-{_name_stamp(start)}",
-        "backup_method": method,
-        "graph_id": graph["id"],
-        "graph_name": graph["name"],
-        "graph_status": "200",
-        "graph_size_type_index": graph["graph_size_type_index"],
-        "data_store_version": graph["data_store_version"],
-        "arch": graph["arch"],
-        "status": status,
-        "start_timestamp": start,
-        "start_time": format_api_time(start),
-        "end_timestamp": end,
-        "end_time": format_api_time(end) if end is not None else None,
-        "size": size,
-        "duration": duration,
-        "encrypted": graph["encrypted"],
-    }

@@ -209,7 +209,7 @@ class BackupBusyError(BadRequestError):
 class ListingError(GesError):
     """A listing cannot be trusted: a page of the wrong shape, or paging that does not end.
 
-    `reason` is one of `invalid_page`, `endless`.
+    `reason` is one of `invalid_page`, `endless`, `repeating` (a page of ids already seen before the count).
     """
 
     def __init__(self, message: str = "", *, reason: str, offset: int | None = None, **context: Any) -> None:
