@@ -21,8 +21,6 @@ from ges_retention.exit_codes import ExitCode
 from ges_retention.inputs import parse_now, read_backup_export
 from ges_retention.policy import Policy, PolicyFileDocument
 from ges_retention.policy_loading import load_policy_file
-from ges_retention.report import PolicyReport, render_json, render_table
-from ges_retention.retention import plan_file
 from ges_retention.settings import Settings, SettingsError, load_settings
 
 # `parse_now`, `read_backup_export` and `UsageError` are re-exported for the command modules that used them from here.
@@ -127,27 +125,19 @@ def policy_schema() -> dict[str, Any]:
 
 
 def _cmd_plan(args: argparse.Namespace, settings: Settings | None) -> int:
+    from ges_retention.commands import plan_command
+
     policy_file = load_policy_file(args.policy_file)
     selected = policy_file.select(args.policy)
     now = parse_now(args.now)
-    if args.from_file is not None:
-        backups = read_backup_export(args.from_file)
-        plans = plan_file(policy_file.policies, selected, lambda _project: backups, now)
-        reports = [PolicyReport(p.policy, p.project_id, p) for p in plans]
-        code = ExitCode.SAFETY_STOP if any(p.safety_stop for p in plans) else ExitCode.OK
-    else:
-        from ges_retention.runner import live_plan
-
-        if settings is None:
-            raise SettingsError("settings are required to list backups from the API")
-        reports, code = live_plan(policy_file, selected, settings, now)
-    render = render_json if args.format == "json" else render_table
-    sys.stdout.write(render(reports, now))
-    return code
+    export = read_backup_export(args.from_file) if args.from_file is not None else None
+    if export is None and settings is None:
+        raise SettingsError("settings are required to list backups from the API")
+    return plan_command(policy_file, selected, now, settings=settings, export=export, fmt=args.format)
 
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from ges_retention.runner import run_command
+    from ges_retention.commands import run_command
 
     policy_file = load_policy_file(args.policy_file)
     selected = policy_file.select(args.policy)

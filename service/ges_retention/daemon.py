@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import ipaddress
 import signal
-import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,8 +33,10 @@ from ges_retention.exit_codes import ExitCode
 from ges_retention.metrics import CONTENT_TYPE, Metrics
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyError, PolicyFile, load_policy_file
-from ges_retention.runner import Runner, Service, Trigger, check_endpoints
+from ges_retention.runner import Runner
+from ges_retention.service import Service, check_endpoints
 from ges_retention.settings import Settings, SettingsError
+from ges_retention.summary import Trigger, new_run_id
 
 __all__ = ["Daemon", "build_trigger", "jitter_s", "run_daemon"]
 
@@ -198,7 +199,7 @@ class Daemon:
         unknown = [n for n in wanted if n not in self.policy_file.names()]
         if unknown:
             raise UnknownPolicy(", ".join(unknown))
-        run_id = uuid.uuid4().hex[:16]
+        run_id = new_run_id()
         self._start_run(wanted, trigger, run_id=run_id)
         return run_id
 
@@ -233,7 +234,7 @@ class Daemon:
         return task
 
     async def _run(self, policy_file: PolicyFile, selected: list[Policy], trigger: Trigger, run_id: str | None) -> None:
-        run_id = run_id or uuid.uuid4().hex[:16]
+        run_id = run_id or new_run_id()
         try:
             await self.runner.run(policy_file, selected, trigger=trigger, run_id=run_id)
         except asyncio.CancelledError:
@@ -359,15 +360,9 @@ def run_daemon(path: Path, settings: Settings) -> int:
 async def _daemon_main(path: Path, settings: Settings) -> int:
     metrics = Metrics()
     loop = asyncio.get_running_loop()
-    async with Service(settings, metrics=metrics) as runner:
-        service_observer = runner.observer
-        daemon = Daemon(
-            path,
-            settings,
-            runner,
-            metrics=metrics,
-            authenticated=lambda: service_observer.authenticated if service_observer else None,
-        )
+    service = Service(settings, metrics=metrics)
+    async with service as runner:
+        daemon = Daemon(path, settings, runner, metrics=metrics, authenticated=service.readiness.authenticated)
         stop = asyncio.Event()
 
         def on_stop(signum: int) -> None:

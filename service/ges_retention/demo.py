@@ -19,8 +19,8 @@ from ges_retention.emulator.config import DEFAULT_AK, DEFAULT_SK, AccessKey, Emu
 from ges_retention.emulator.store import Store
 from ges_retention.logs import configure_logging
 from ges_retention.policy_loading import PolicyError, PolicyFile, load_policy_file
-from ges_retention.report import PolicyReport, render_table
-from ges_retention.runner import Service
+from ges_retention.report import render_summary_text, render_table
+from ges_retention.service import Service
 from ges_retention.settings import Settings
 
 __all__ = ["DEMO_GRAPHS", "find_example_policy", "run_demo", "seed_demo_project"]
@@ -138,15 +138,11 @@ async def _demo(policy_file: PolicyFile, base: Settings | None) -> int:
             settings = _demo_settings(emulator.url, key.ak)
             selected = [p for p in policy_file.policies if p.project_id == project_id]
             async with Service(settings) as runner:
-                listings = await runner.list_projects(
-                    selected, asyncio.get_running_loop().time() + settings.run_deadline_s
-                )
-                results = runner.plan_policies(policy_file, selected, listings, now, dry_run=True)
-                reports = [PolicyReport(r.name, r.project_id, r.plan, r.listing_error) for r in results]
-                out.write(render_table(reports, now, collapse=4))
+                planned = await runner.list_and_plan(policy_file, selected, dry_run=True, now=now)
+                out.write(render_table(planned.results, now, collapse=4))
                 out.write("\nRunning the policies against the emulator...\n")
                 summary = await runner.run(policy_file, selected, trigger="cli")
-            out.write(summary.render_text())
+            out.write(render_summary_text(summary))
         left = sum(len(store.backups(p)) for p in projects)
         out.write(
             f"\nBackups before: {total_before}, after: {left} "

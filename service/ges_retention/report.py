@@ -1,20 +1,25 @@
-"""Rendering plans: a table for people, one JSON document for scripts (the contract's plan document).
+"""Rendering plans and run summaries: tables and text for people, JSON documents for scripts.
 
-The JSON document is deterministic: the same plans and `generated_at` give byte-identical output, so plans can be
-diffed and reviewed.
+The plan document is deterministic: the same plans and `generated_at` give byte-identical output, so plans can be
+diffed and reviewed. Names come from the API: in text they are printed with control characters escaped, so that a
+name holding ANSI escapes or line breaks cannot forge or hide rows.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ges_retention.retention import Decision, Plan
+from ges_retention.retention import Decision
+from ges_retention.summary import PolicyResult, RunSummary
 
-__all__ = ["PolicyReport", "iso_utc", "plan_document", "render_json", "render_table"]
+__all__ = ["iso_utc", "plain", "plan_document", "render_json", "render_summary_text", "render_table"]
+
+# C0, DEL and C1 controls (ESC starts ANSI sequences, CR/LF forge lines), plus the bidi overrides that reorder text.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+_CONTROL.update({c: f"\\u{c:04x}" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))})
 
 
 def iso_utc(when: datetime) -> str:
@@ -26,14 +31,9 @@ def iso_utc(when: datetime) -> str:
     return text + "Z"
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyReport:
-    """A policy's plan, or the reason there is none (its project's listing failed)."""
-
-    name: str
-    project_id: str
-    plan: Plan | None
-    error: str | None = None
+def plain(text: str) -> str:
+    """`text` with every control character escaped (`\\x1b`), for a terminal."""
+    return text.translate(_CONTROL)
 
 
 def _decision_json(decision: Decision) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def _decision_json(decision: Decision) -> dict[str, Any]:
     }
 
 
-def plan_document(reports: Sequence[PolicyReport], generated_at: datetime) -> dict[str, Any]:
+def plan_document(reports: Sequence[PolicyResult], generated_at: datetime) -> dict[str, Any]:
     policies = []
     for report in reports:
         entry: dict[str, Any] = {
@@ -60,13 +60,13 @@ def plan_document(reports: Sequence[PolicyReport], generated_at: datetime) -> di
             "safety_stop": bool(report.plan and report.plan.safety_stop),
             "decisions": [_decision_json(d) for d in report.plan.decisions] if report.plan else [],
         }
-        if report.error is not None:
-            entry["error"] = report.error
+        if report.listing_error is not None:
+            entry["error"] = report.listing_error
         policies.append(entry)
     return {"generated_at": iso_utc(generated_at), "policies": policies}
 
 
-def render_json(reports: Sequence[PolicyReport], generated_at: datetime) -> str:
+def render_json(reports: Sequence[PolicyResult], generated_at: datetime) -> str:
     return json.dumps(plan_document(reports, generated_at), indent=2, ensure_ascii=False) + "\n"
 
 
@@ -77,12 +77,12 @@ def _row(decision: Decision) -> tuple[str, ...]:
     backup = decision.backup
     return (
         decision.action.upper() if decision.action == "delete" else decision.action,
-        backup.graph_name or backup.graph_id,
-        backup.name or backup.id,
-        backup.backup_method or "-",
-        backup.status,
+        plain(backup.graph_name or backup.graph_id),
+        plain(backup.name or backup.id),
+        plain(backup.backup_method or "-"),
+        plain(backup.status),
         backup.start.strftime("%Y-%m-%d %H:%M"),
-        ", ".join(decision.reasons),
+        plain(", ".join(decision.reasons)),
     )
 
 
@@ -104,14 +104,14 @@ def _collapse(rows: list[tuple[str, ...]], min_run: int) -> list[tuple[str, ...]
     return out
 
 
-def render_table(reports: Sequence[PolicyReport], generated_at: datetime, *, collapse: int = 0) -> str:
+def render_table(reports: Sequence[PolicyResult], generated_at: datetime, *, collapse: int = 0) -> str:
     """One row per decision; with `collapse=N`, runs of N or more deletions of a graph are summarised in one row."""
     lines = [f"Plan at {iso_utc(generated_at)}"]
     for report in reports:
         lines.append("")
         header = f"policy {report.name} (project {report.project_id})"
         if report.plan is None:
-            lines.append(f"{header}: NOT PLANNED: {report.error}")
+            lines.append(f"{header}: NOT PLANNED: {plain(report.listing_error or '')}")
             continue
         plan = report.plan
         rows = [_row(d) for d in plan.decisions]
@@ -128,4 +128,29 @@ def render_table(reports: Sequence[PolicyReport], generated_at: datetime, *, col
                 f"  !! SAFETY STOP: {planned} deletions exceed safety.max_deletes={plan.max_deletes}; "
                 "this policy will delete nothing"
             )
+    return "\n".join(lines) + "\n"
+
+
+def render_summary_text(summary: RunSummary) -> str:
+    """The run summary `run` prints by default: one line for the run, one per policy."""
+    lines = [
+        f"run {summary.run_id}: {summary.outcome}"
+        + (" (dry run)" if summary.dry_run else "")
+        + f" in {summary.duration_s:.1f}s: listed {summary.listed}, kept {summary.kept}, "
+        f"planned {summary.total('planned')}, deleted {summary.total('deleted')}, "
+        f"already deleted {summary.total('already_deleted')}, failed {summary.total('failed')}, "
+        f"not started {summary.total('not_started')}"
+    ]
+    for p in summary.policies:
+        detail = f"  {p.name}: {p.outcome}" + (" (dry run)" if p.dry_run and not summary.dry_run else "")
+        detail += f": planned {p.planned}, deleted {p.deleted}, already deleted {p.already_deleted}, failed {p.failed}"
+        if p.not_started:
+            detail += f", not started {p.not_started}"
+        if p.listing_error:
+            detail += f" (listing failed: {plain(p.listing_error)})"
+        if p.plan is not None and p.plan.safety_stop:
+            detail += f" (safety stop: {p.planned} > max_deletes {p.plan.max_deletes})"
+        lines.append(detail)
+    if summary.skipped_projects:
+        lines.append(f"  projects skipped (listing failed): {', '.join(summary.skipped_projects)}")
     return "\n".join(lines) + "\n"

@@ -26,7 +26,7 @@ from ges_retention.emulator.config import DEFAULT_AK, DEFAULT_SK, AccessKey, Emu
 from ges_retention.emulator.store import Store
 from ges_retention.metrics import Metrics
 from ges_retention.policy_loading import parse_policy_text
-from ges_retention.runner import Service
+from ges_retention.service import Service
 from ges_retention.settings import Settings
 
 PROJECT = "0a1b2c3d4e5f"
@@ -92,9 +92,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
         metrics = Metrics()
         service = Service(settings, metrics=metrics)
         async with service as runner:
-            daemon = Daemon(
-                path, settings, runner, metrics=metrics, authenticated=lambda: service.observer.authenticated
-            )
+            daemon = Daemon(path, settings, runner, metrics=metrics, authenticated=service.readiness.authenticated)
             daemon.watch_interval_s = 0.02
             await daemon.start()
             try:

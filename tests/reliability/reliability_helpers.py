@@ -22,11 +22,11 @@ from e2e_helpers import wait_for
 
 from ges_retention.backup import Backup
 from ges_retention.emulator.app import EMULATOR_KEY, RunningEmulator
-from ges_retention.ges.client import GesClient, open_session
 from ges_retention.policy_loading import parse_policy_text
 from ges_retention.retention import plan_file
-from ges_retention.runner import Runner, RunSummary, client_config
+from ges_retention.service import Service
 from ges_retention.settings import Settings
+from ges_retention.summary import RunSummary
 from subprocess_env import clean_env
 
 __all__ = [
@@ -274,14 +274,9 @@ async def run_in_process(
     }
     values.update(overrides)
     settings = Settings(_env_file=None, **values)
-    config = client_config(settings)
-    session = open_session(config)
-    try:
-        runner = Runner(GesClient(session, config), settings, settings.credentials(), clock=lambda: now)
+    async with Service(settings, clock=lambda: now) as runner:
         policy_file = parse_policy_text(policy_text)
         return await runner.run(policy_file, policy_file.policies)
-    finally:
-        await session.close()
 
 
 # --- a tiny GES server that serves whatever a test gives it and records the raw requests --------------------------

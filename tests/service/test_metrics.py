@@ -1,5 +1,5 @@
 """The metrics registry: build info, the process and platform collectors, no `_created` series, per-policy forgetting,
-the request-duration histogram fed by the runner's request observer."""
+the request-duration histogram fed by the service's request observer."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ges_retention import __version__
 from ges_retention.metrics import REQUEST_BUCKETS_S, Metrics
-from ges_retention.runner import _Observer
+from ges_retention.service import Readiness, _RequestObserver
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,7 +72,7 @@ def test_forget_policy_drops_only_that_policys_series() -> None:
 
 def test_the_runners_request_observer_feeds_the_request_duration_histogram() -> None:
     metrics = Metrics()
-    observer = _Observer(metrics)
+    observer = _RequestObserver(metrics, Readiness())
     observer.on_response("list_backups", 200, 0.2)
     observer.on_response("list_backups", 500, 7.0)
     observer.on_response("delete_backup", 204, 0.01)

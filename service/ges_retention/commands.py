@@ -1,0 +1,122 @@
+"""The `plan` and `run` commands: one asyncio run each, with `run`'s signal handling; the result on stdout.
+
+`cli.py` parses and validates the arguments and calls these. Both commands list and plan through the one pipeline
+(`Runner.list_and_plan`), and both take their exit code from `summary.exit_code`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+
+import structlog
+
+from ges_retention.backup import Backup
+from ges_retention.exit_codes import ExitCode
+from ges_retention.policy import Policy
+from ges_retention.policy_loading import PolicyFile
+from ges_retention.report import render_json, render_summary_text, render_table
+from ges_retention.runner import ProjectListing, plan_listings
+from ges_retention.service import Service, check_endpoints
+from ges_retention.settings import Settings
+from ges_retention.summary import PolicyResult, RunSummary, exit_code
+
+__all__ = ["plan_command", "run_command"]
+
+log = structlog.get_logger("ges_retention.runner")
+
+
+def plan_command(
+    policy_file: PolicyFile,
+    selected: Sequence[Policy],
+    now: datetime,
+    *,
+    settings: Settings | None,
+    export: list[Backup] | None,
+    fmt: str,
+) -> int:
+    """`ges-retention plan`: plan an exported listing (`export`), else list from the API; delete nothing."""
+    if export is not None:
+        listings = {p.project_id: ProjectListing(export) for p in selected}
+        results = plan_listings(policy_file, selected, listings, now, dry_run=True)
+    else:
+        assert settings is not None
+        results = live_plan(policy_file, selected, settings, now)
+    render = render_json if fmt == "json" else render_table
+    sys.stdout.write(render(results, now))
+    return int(exit_code(results))
+
+
+def live_plan(
+    policy_file: PolicyFile, selected: Sequence[Policy], settings: Settings, now: datetime
+) -> list[PolicyResult]:
+    """`plan` without `--from-file`: list from the API and plan as of `now`."""
+    check_endpoints(selected, settings)
+
+    async def main() -> list[PolicyResult]:
+        async with Service(settings) as runner:
+            planned = await runner.list_and_plan(policy_file, selected, dry_run=True, now=now)
+        return planned.results
+
+    return asyncio.run(main())
+
+
+def run_command(
+    policy_file: PolicyFile,
+    selected: Sequence[Policy],
+    settings: Settings,
+    *,
+    dry_run: bool,
+    max_deletes: int | None,
+    fmt: str,
+) -> int:
+    """`ges-retention run`: one run with signal handling; prints the summary on stdout.
+
+    The first SIGTERM/SIGINT stops new deletions and lets in-flight ones finish within the grace period; a second
+    one, or the end of the grace period, cancels them."""
+    check_endpoints(selected, settings)
+    received: list[int] = []
+
+    async def main() -> RunSummary:
+        loop = asyncio.get_running_loop()
+        async with Service(settings) as runner:
+            task = asyncio.current_task()
+            assert task is not None
+
+            def on_signal(signum: int) -> None:
+                if received:  # a second signal: stop waiting for in-flight requests
+                    task.cancel()
+                    return
+                received.append(signum)
+                log.warning("shutdown_requested", signal=signal.Signals(signum).name)
+                runner.request_stop()
+                loop.call_later(settings.shutdown_grace_s, task.cancel)
+
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, on_signal, signum)
+            try:
+                return await runner.run(policy_file, selected, dry_run=dry_run, max_deletes=max_deletes, trigger="cli")
+            finally:
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(signum)
+
+    try:
+        summary = asyncio.run(main())
+    except asyncio.CancelledError:
+        print("ges-retention: interrupted: in-flight requests did not finish within the grace period", file=sys.stderr)
+        return _interrupted_code(received)
+    if received:
+        summary.interrupted = True
+    if fmt == "json":
+        sys.stdout.write(json.dumps(summary.to_json(), indent=2) + "\n")
+    else:
+        sys.stdout.write(render_summary_text(summary))
+    return int(summary.exit_code(_interrupted_code(received)))
+
+
+def _interrupted_code(received: Sequence[int]) -> ExitCode:
+    return ExitCode.INTERRUPTED_SIGINT if list(received[:1]) == [signal.SIGINT] else ExitCode.INTERRUPTED_SIGTERM

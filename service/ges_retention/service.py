@@ -1,0 +1,213 @@
+"""The composition root: settings become a client, credentials become auth providers, subscribers are wired.
+
+`Service` owns the long-lived pieces of one process (the HTTP session, the GES client, the auth providers and
+their cached tokens, the readiness fact) and hands out the `Runner` built on them. Nothing else constructs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import structlog
+
+from ges_retention.backup import Backup
+from ges_retention.events import FanOut, LoggingEvents, MetricsEvents, RunEvents
+from ges_retention.ges.auth import AkSkAuth, AuthProvider, PasswordAuth, TokenAuth
+from ges_retention.ges.client import BackupListing, ClientConfig, DeleteResult, GesClient, ProjectClient, open_session
+from ges_retention.metrics import Metrics
+from ges_retention.policy import Policy
+from ges_retention.progress import Progress
+from ges_retention.runner import Runner
+from ges_retention.settings import AkSkCredentials, Credentials, PasswordCredentials, Settings, SettingsError
+
+__all__ = [
+    "GesBackupApi",
+    "Readiness",
+    "Service",
+    "check_endpoints",
+    "client_config",
+    "make_auth",
+    "policy_endpoint",
+]
+
+log = structlog.get_logger("ges_retention.runner")
+
+
+def policy_endpoint(policy: Policy, settings: Settings) -> str:
+    """`GES_RETENTION_ENDPOINT` overrides the policy's `endpoint` and `region`."""
+    endpoint = settings.endpoint or policy.api_endpoint()
+    if endpoint is None:
+        raise SettingsError(
+            f"policy {policy.name!r} has neither 'endpoint' nor 'region', and GES_RETENTION_ENDPOINT is not set"
+        )
+    return endpoint
+
+
+def check_endpoints(policies: Iterable[Policy], settings: Settings) -> None:
+    """Every policy can reach an endpoint; raises `SettingsError` before anything is called."""
+    for policy in policies:
+        policy_endpoint(policy, settings)
+
+
+def client_config(settings: Settings) -> ClientConfig:
+    return ClientConfig(
+        concurrency=settings.concurrency,
+        rate_limit_per_s=settings.rate_limit,
+        page_size=settings.page_size,
+        max_attempts=settings.max_attempts,
+        backoff_max_s=settings.backoff_max_s,
+        request_timeout_s=settings.request_timeout_s,
+        ca_bundle=settings.ca_bundle,
+    )
+
+
+def make_auth(
+    credentials: Credentials, project_id: str, endpoint: str, settings: Settings, client: GesClient
+) -> AuthProvider:
+    if isinstance(credentials, AkSkCredentials):
+        return AkSkAuth(credentials.ak, credentials.sk, project_id, security_token=credentials.security_token)
+    if isinstance(credentials, PasswordCredentials):
+        iam = credentials.iam_endpoint or _iam_endpoint_for(endpoint)
+        return PasswordAuth(
+            iam,
+            credentials.domain,
+            credentials.user,
+            credentials.password,
+            project_id,
+            session=client.session,
+            timeout_s=settings.request_timeout_s,
+        )
+    return TokenAuth(credentials.token)
+
+
+def _iam_endpoint_for(endpoint: str) -> str:
+    # https://ges.{region}.myhuaweicloud.com -> https://iam.{region}.myhuaweicloud.com
+    host = urlsplit(endpoint).hostname or ""
+    if host.startswith("ges."):
+        return f"https://iam.{host[4:]}"
+    return "https://iam.myhuaweicloud.com"
+
+
+class Readiness:
+    """The owner of "the last API call was authenticated" (None until an answer says either way) for `/readyz`."""
+
+    __slots__ = ("_authenticated",)
+
+    def __init__(self) -> None:
+        self._authenticated: bool | None = None
+
+    def authenticated(self) -> bool | None:
+        return self._authenticated
+
+    def note_answer(self, status: int) -> None:
+        if status in (401, 403):
+            self._authenticated = False
+
+    def note_auth_ok(self) -> None:
+        self._authenticated = True
+
+
+class _RequestObserver:
+    """The client's request observer: logs retries and throttling, counts requests, tells readiness."""
+
+    __slots__ = ("metrics", "readiness")
+
+    def __init__(self, metrics: Metrics | None, readiness: Readiness) -> None:
+        self.metrics = metrics
+        self.readiness = readiness
+
+    def on_response(self, operation: str, status: int, duration_s: float) -> None:
+        if self.metrics is not None:
+            self.metrics.requests.labels(operation, str(status)).inc()
+            self.metrics.request_duration.labels(operation).observe(duration_s)
+        self.readiness.note_answer(status)
+
+    def on_retry(self, operation: str, attempt: int, error: BaseException, retry_in_s: float) -> None:
+        log.info(
+            "request_retry", operation=operation, attempt=attempt, error=str(error), retry_in_s=round(retry_in_s, 3)
+        )
+
+    def on_throttled(self, operation: str, status: int, retry_in_s: float) -> None:
+        if self.metrics is not None:
+            self.metrics.throttled.inc()
+        log.warning("request_throttled", operation=operation, status=status, retry_in_s=round(retry_in_s, 3))
+
+    def on_auth_ok(self) -> None:
+        self.readiness.note_auth_ok()
+
+
+class GesBackupApi:
+    """The runner's `BackupApi` over GES: one auth provider per (endpoint, project), kept with its cached token."""
+
+    __slots__ = ("_auth", "client", "credentials", "settings")
+
+    def __init__(self, client: GesClient, settings: Settings, credentials: Credentials) -> None:
+        self.client = client
+        self.settings = settings
+        self.credentials = credentials
+        self._auth: dict[tuple[str, str], AuthProvider] = {}
+
+    def _project(self, endpoint: str, project_id: str) -> ProjectClient:
+        key = (endpoint, project_id)
+        auth = self._auth.get(key)
+        if auth is None:
+            auth = self._auth[key] = make_auth(self.credentials, project_id, endpoint, self.settings, self.client)
+        return self.client.project(endpoint, project_id, auth)
+
+    async def list_backups(self, endpoint: str, project_id: str, *, deadline: float) -> BackupListing:
+        return await self._project(endpoint, project_id).list_backups(deadline=deadline, parse=Backup.from_api)
+
+    async def delete_backup(
+        self, endpoint: str, project_id: str, graph_id: str, backup_id: str, *, deadline: float
+    ) -> DeleteResult:
+        return await self._project(endpoint, project_id).delete_backup(graph_id, backup_id, deadline=deadline)
+
+
+class Service:
+    """The long-lived pieces of one process: the HTTP session, the client, the runner, readiness."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.credentials = settings.credentials()
+        self.metrics = metrics
+        self.readiness = Readiness()
+        self.observer = _RequestObserver(metrics, self.readiness)
+        self._session: aiohttp.ClientSession | None = None
+        self.runner: Runner | None = None
+
+    def run_events(self) -> RunEvents:
+        """A run's subscribers: logs, metrics (in the daemon), progress (fresh per run: it keeps the run's pace)."""
+        subscribers: list[RunEvents] = [LoggingEvents()]
+        if self.metrics is not None:
+            subscribers.append(MetricsEvents(self.metrics))
+        subscribers.append(Progress())
+        return FanOut(*subscribers)
+
+    async def __aenter__(self) -> Runner:
+        config = client_config(self.settings)
+        self._session = open_session(config)
+        client = GesClient(self._session, config, observer=self.observer)
+        self.runner = Runner(
+            GesBackupApi(client, self.settings, self.credentials),
+            endpoint_of=lambda policy: policy_endpoint(policy, self.settings),
+            concurrency=self.settings.concurrency,
+            run_deadline_s=self.settings.run_deadline_s,
+            events=self.run_events,
+            clock=self.clock,
+        )
+        return self.runner
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,182 @@
+"""What a run did: `PolicyResult` per policy, `RunSummary` per run, the outcome rules and the run's exit code.
+
+Pure data and rules: no I/O, no logging. The runner fills these in; `report` renders them; the run events carry
+them to their subscribers. The exit code of `run` and of `plan` is decided here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ges_retention.exit_codes import ExitCode, combine
+from ges_retention.retention import Plan
+
+__all__ = [
+    "COUNTS",
+    "DeletionOutcome",
+    "Outcome",
+    "PolicyResult",
+    "RunSummary",
+    "Trigger",
+    "exit_code",
+    "new_run_id",
+    "policy_outcome",
+    "run_outcome",
+]
+
+Outcome = Literal["ok", "partial", "failed", "safety_stop", "dry_run", "interrupted"]
+Trigger = Literal["cli", "schedule", "file", "signal", "http"]
+DeletionOutcome = Literal["deleted", "already_deleted", "failed", "not_started"]
+# What a policy's run counts: `planned` = deleted + already_deleted + failed + not_started (when not held back).
+COUNTS = ("planned", "deleted", "already_deleted", "failed", "not_started")
+# The outcomes whose backup ids `run --format json` lists per policy (`pending` stays empty until the journal).
+ID_LISTS = ("deleted", "already_deleted", "failed", "pending", "not_started")
+
+
+def new_run_id() -> str:
+    """The id bound to every log line of a run (and returned by `POST /v1/runs`)."""
+    return uuid.uuid4().hex[:16]
+
+
+@dataclass(slots=True)
+class PolicyResult:
+    """One policy's part of a run: its plan (or why there is none) and what became of each planned deletion."""
+
+    name: str
+    project_id: str
+    endpoint: str = ""
+    plan: Plan | None = None
+    listing_error: str | None = None
+    dry_run: bool = False
+    outcome: Outcome = "ok"
+    ids: dict[str, list[str]] = field(default_factory=lambda: {name: [] for name in ID_LISTS})
+
+    def record(self, outcome: DeletionOutcome, backup_id: str) -> None:
+        self.ids[outcome].append(backup_id)
+
+    @property
+    def planned(self) -> int:
+        """Every deletion the plan decided, whether or not a safety stop holds them back."""
+        return len(self.plan.planned) if self.plan is not None else 0
+
+    @property
+    def kept(self) -> int:
+        return len(self.plan.decisions) - self.planned if self.plan is not None else 0
+
+    @property
+    def safety_stop(self) -> bool:
+        return self.plan is not None and self.plan.safety_stop
+
+    @property
+    def deleted(self) -> int:
+        return len(self.ids["deleted"])
+
+    @property
+    def already_deleted(self) -> int:
+        return len(self.ids["already_deleted"])
+
+    @property
+    def failed(self) -> int:
+        return len(self.ids["failed"])
+
+    @property
+    def not_started(self) -> int:
+        return len(self.ids["not_started"])
+
+    def counts(self) -> dict[str, int]:
+        return {name: int(getattr(self, name)) for name in COUNTS}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "policy": self.name,
+            "project_id": self.project_id,
+            **self.counts(),
+            "dry_run": self.dry_run,
+            "safety_stop": self.safety_stop,
+            "listing_error": self.listing_error,
+            "outcome": self.outcome,
+            "ids": {name: list(ids) for name, ids in self.ids.items()},
+        }
+
+
+@dataclass(slots=True)
+class RunSummary:
+    run_id: str
+    trigger: Trigger
+    dry_run: bool
+    policies: list[PolicyResult] = field(default_factory=list)
+    listed: int = 0
+    skipped_projects: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+    interrupted: bool = False
+    outcome: Outcome = "ok"
+
+    def total(self, name: str) -> int:
+        return sum(int(getattr(p, name)) for p in self.policies)
+
+    def counts(self) -> dict[str, int]:
+        """The run's totals, as `run_finished` and the JSON summary give them."""
+        return {"listed": self.listed, "kept": self.kept, **{name: self.total(name) for name in COUNTS}}
+
+    @property
+    def kept(self) -> int:
+        return self.total("kept")
+
+    def exit_code(self, interrupted_code: ExitCode = ExitCode.INTERRUPTED_SIGTERM) -> ExitCode:
+        return exit_code(self.policies, interrupted_code if self.interrupted else None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "outcome": self.outcome,
+            "dry_run": self.dry_run,
+            **self.counts(),
+            "skipped_projects": self.skipped_projects,
+            "duration_s": round(self.duration_s, 3),
+            "policies": [p.to_json() for p in self.policies],
+        }
+
+
+def exit_code(results: Iterable[PolicyResult], interrupted: ExitCode | None = None) -> ExitCode:
+    """The exit code of `run` and `plan`: 1 when a listing or a deletion failed or did not start, 3 for a safety
+    stop, the signal's code when interrupted; combined by the contract's precedence."""
+    codes = [ExitCode.OK]
+    if interrupted is not None:
+        codes.append(interrupted)
+    for result in results:
+        if result.listing_error is not None or result.failed or result.not_started:
+            codes.append(ExitCode.FAILED)
+        if result.safety_stop:
+            codes.append(ExitCode.SAFETY_STOP)
+    return combine(codes)
+
+
+def policy_outcome(result: PolicyResult, interrupted: bool) -> Outcome:
+    if result.listing_error is not None:
+        return "failed"
+    if result.safety_stop:
+        return "safety_stop"
+    if result.dry_run:
+        return "dry_run"
+    if result.not_started and interrupted:
+        return "interrupted"
+    if result.failed or result.not_started:
+        done = result.deleted + result.already_deleted
+        return "failed" if done == 0 else "partial"
+    return "ok"
+
+
+def run_outcome(policies: Sequence[PolicyResult], interrupted: bool) -> Outcome:
+    outcomes = {p.outcome for p in policies}
+    if interrupted:
+        return "interrupted"
+    if outcomes & {"failed", "partial"}:
+        return "failed" if outcomes <= {"failed"} else "partial"
+    if "safety_stop" in outcomes:
+        return "safety_stop"
+    if outcomes and outcomes <= {"dry_run"}:
+        return "dry_run"
+    return "ok"
