@@ -23,6 +23,7 @@ from ges_retention.state import (
     DaemonLockHeld,
     StateLocationInvalid,
     StateMissing,
+    StatePermissionDenied,
     StateUnavailable,
     Store,
     open_store,
@@ -272,3 +273,31 @@ async def test_a_second_process_is_refused_the_daemon_lock_and_a_killed_holder_f
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_failed_commit_is_rolled_back_and_the_store_stays_usable(tmp_path: Path, clock: FakeClock) -> None:
+    store = await _open(tmp_path / "state.db", clock)
+    await start(store, "r1")
+    call = store.call  # type: ignore[attr-defined]
+
+    def deny_commit_once(conn: sqlite3.Connection) -> None:
+        denied: list[str] = []
+
+        def authorizer(action: int, arg1: str | None, *_: object) -> int:
+            if action == sqlite3.SQLITE_TRANSACTION and arg1 == "COMMIT" and not denied:
+                denied.append(arg1)
+                return sqlite3.SQLITE_DENY
+            return sqlite3.SQLITE_OK
+
+        conn.set_authorizer(authorizer)
+
+    await call(deny_commit_once)
+    with pytest.raises(StatePermissionDenied):  # SQLITE_AUTH: what a commit refused looks like
+        await store.write_intents("r1", SCOPE, [item("b1")], now=T0)
+    assert await store.active_deletions(SCOPE) == []  # nothing of the failed transaction remains
+    batch = await store.write_intents("r1", SCOPE, [item("b2")], now=T0)  # and the next one works
+    assert [t.backup_id for t in batch.committed] == ["b2"]
+    await store.put_hold("b3", "r", now=T0)  # the multi-statement path too
+    assert await store.get_hold("b3") is not None
+    await call(lambda conn: conn.set_authorizer(None))
+    await store.close()

@@ -70,6 +70,22 @@ def _drive_sync(conn: sqlite3.Connection, script: Script[T]) -> T:
         return stop.value  # type: ignore[no-any-return]
 
 
+def _end(conn: sqlite3.Connection, *, commit: bool) -> None:
+    """COMMIT or ROLLBACK; a COMMIT that fails is rolled back, so the connection never stays inside a transaction
+    (the next BEGIN would fail, and every later write with it)."""
+    if not conn.in_transaction:
+        return
+    if commit:
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    else:
+        conn.execute("ROLLBACK")
+
+
 class _SqliteTx:
     __slots__ = ("_begin", "_open", "_store")
 
@@ -136,7 +152,7 @@ class _SqliteTx:
         if not self._open:  # a read, or nothing ran: no transaction to end
             return
         self._open = False
-        await self._store.call(lambda conn: conn.execute("COMMIT" if commit else "ROLLBACK"))
+        await self._store.call(lambda conn: _end(conn, commit=commit))
 
 
 class SqliteStore(SqlStore):
@@ -197,10 +213,9 @@ class SqliteStore(SqlStore):
             try:
                 result = _drive_sync(conn, script)
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                _end(conn, commit=False)
                 raise
-            conn.execute("COMMIT")
+            _end(conn, commit=True)
             return result
 
         async with self._tx_lock:
