@@ -17,7 +17,7 @@ help:
 	@echo "make bench  - benchmarks; results in bench/results/latest.json"
 	@echo "make promtool - promtool check + unit tests of deploy/prometheus/alerts.yaml"
 	@echo "make lock   - regenerate requirements.lock (uv, hashes) from pyproject.toml"
-	@echo "make man    - regenerate docs/ges-retention.1 from the argument parser"
+	@echo "make man    - write the man page docs/ges-retention.1 from the argument parser"
 	@echo "make deploy-generated - regenerate the Prometheus Operator objects from deploy/prometheus/alerts.yaml"
 
 $(BIN)/python:
@@ -72,7 +72,9 @@ deploy-generated: $(STAMP)
 	$(BIN)/python tools/prometheus_operator.py
 
 man: $(STAMP)
+	mkdir -p docs
 	$(BIN)/python -m ges_retention.manpage > docs/ges-retention.1
+	@echo "docs/ges-retention.1: man -l docs/ges-retention.1"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage build *.egg-info service/*.egg-info

@@ -1,25 +1,30 @@
 """The command line: a thin face. Parse arguments, load settings, configure logs, `asyncio.run`, map exit codes.
 
 stdout carries only the command's result; logs and errors go to stderr. An error is one clear line (with a traceback
-only under `--debug`). Exit codes: 0 ok, 1 some listing or deletion failed, 2 invalid input, 3 safety stop,
-130/143 interrupted.
+only under `--debug`): a JSON `command_failed` event when the log format is `json`, like every other stderr line.
+Exit codes: 0 ok, 1 some listing or deletion failed, 2 invalid input, 3 safety stop, 130/143 interrupted.
+
+`--log-format`, `--log-level` and `--debug` work before or after the command; the first two override the settings.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ges_retention import __version__
+from ges_retention import __version__, cli_help, completion
 from ges_retention.errors import GesRetentionError, UsageError
 from ges_retention.exit_codes import ExitCode
 from ges_retention.inputs import parse_now, read_backup_export
-from ges_retention.policy import Policy, PolicyFileDocument
+from ges_retention.logs import LOG_FORMATS, LOG_LEVELS, error_line
+from ges_retention.policy import PolicyFileDocument
 from ges_retention.policy_loading import load_policy_file
 from ges_retention.settings import Settings, SettingsError, load_settings
 
@@ -27,23 +32,38 @@ from ges_retention.settings import Settings, SettingsError, load_settings
 __all__ = ["UsageError", "main", "parse_now", "read_backup_export"]
 
 
+class _BadUsage(UsageError):
+    """argparse refused the command line; `main` writes it in the log format (exit 2, argparse's own code too)."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(f"{parser.prog}: {message}")
+        self.parser = parser
+        self.message = message
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        # argparse's own exit code for bad usage is 2, which is also ours for invalid input.
-        self.exit(ExitCode.INVALID, f"{self.prog}: error: {message}\n")
+        raise _BadUsage(self, message)
+
+
+def _add_global_flags(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument("--debug", action="store_true", default=default, help="show tracebacks on errors")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default=default, help="override GES_RETENTION_LOG_FORMAT")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default=default, help="override GES_RETENTION_LOG_LEVEL")
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ges-retention", description="Retention for Huawei Cloud GES graph backups.")
     parser.add_argument("--version", action="version", version=f"ges-retention {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    # `--debug` works before or after the command; SUPPRESS keeps a subcommand from resetting it.
+    _add_global_flags(parser, None)
+    # The global flags work before or after the command; SUPPRESS keeps a subcommand from resetting them.
     common = _Parser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
+    _add_global_flags(common, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("validate", parents=[common], help="check a policy file")
+    p = sub.add_parser("validate", parents=[common], help="check a policy file: every problem, next fire times")
     p.add_argument("policy_file")
+    p.add_argument("--format", choices=("text", "json"), default="text")
 
     p = sub.add_parser("plan", parents=[common], help="decide what would be kept and deleted; deletes nothing")
     p.add_argument("policy_file")
@@ -69,6 +89,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", parents=[common], help="run the example policy against a seeded in-process emulator")
     sub.add_parser("schema", parents=[common], help="print the JSON Schema of the policy file")
+    completion.add_parser(sub, parents=[common])
+    cli_help.add_epilogs(parser)
     return parser
 
 
@@ -82,34 +104,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _describe(policy: Policy) -> str:
-    keep = policy.keep
-    rules = [
-        f"{rule} {getattr(keep, rule)}"
-        for rule in ("last", "hourly", "daily", "weekly", "monthly", "yearly")
-        if getattr(keep, rule)
-    ]
-    if keep.within is not None:
-        rules.append(f"within {keep.within}")
-    if keep.names or keep.ids:
-        rules.append(f"{len(keep.names) + len(keep.ids)} pin(s)")
-    schedule = f"schedule '{policy.schedule}' ({policy.timezone})" if policy.schedule else "on demand"
-    parts = [
-        f"{policy.name}: project {policy.project_id}",
-        schedule,
-        "keep " + ", ".join(rules),
-        f"min_keep {policy.safety.min_keep}, max_deletes {policy.safety.max_deletes}",
-    ]
-    if policy.dry_run:
-        parts.append("dry-run")
-    return "; ".join(parts)
-
-
 def _cmd_validate(args: argparse.Namespace) -> int:
-    policy_file = load_policy_file(args.policy_file)
-    for policy in policy_file.policies:
-        print(_describe(policy))
-    return ExitCode.OK
+    from ges_retention.validate import validate_command
+
+    def report(message: str) -> None:
+        _print_error(args, message, ExitCode.INVALID, with_traceback=args.debug)
+
+    return validate_command(args.policy_file, fmt=args.format, now=datetime.now(UTC), report_error=report)
 
 
 def _cmd_schema(_args: argparse.Namespace) -> int:
@@ -158,22 +159,30 @@ def _cmd_demo(_args: argparse.Namespace, settings: Settings | None) -> int:
     return run_demo(settings)
 
 
-def _configure_logs(settings: Settings | None) -> None:
+def _configure_logs(args: argparse.Namespace, settings: Settings | None) -> None:
     from ges_retention.logs import configure_logging, register_secrets
 
-    if settings is None:
-        configure_logging()
-        return
-    register_secrets(settings.secret_values())
-    configure_logging(settings.log_format, settings.log_level)
+    if settings is not None:
+        register_secrets(settings.secret_values())
+    fmt = args.log_format or (settings.log_format if settings else _env_choice("LOG_FORMAT", LOG_FORMATS, "json"))
+    level = args.log_level or (settings.log_level if settings else _env_choice("LOG_LEVEL", LOG_LEVELS, "info"))
+    args.log_format = fmt  # what the final error line follows from now on
+    configure_logging(fmt, level)
+
+
+def _env_choice(name: str, choices: Sequence[str], default: str) -> str:
+    """A setting read directly, for when the settings as a whole are invalid or not needed."""
+    value = os.environ.get(f"GES_RETENTION_{name}", "").strip().lower()
+    return value if value in choices else default
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command == "schema":
         return _cmd_schema(args)
-    if command == "validate":
-        return _cmd_validate(args)
+    if command == "completion":
+        print(completion.script(_build_parser(), args.shell), end="")
+        return ExitCode.OK
     if command == "emulator":
         from ges_retention.emulator import command as emulator_command
 
@@ -187,7 +196,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         if needs_api or command == "demo":
             raise
         settings = None
-    _configure_logs(settings)
+    _configure_logs(args, settings)
+    if command == "validate":
+        return _cmd_validate(args)
     if needs_api:
         assert settings is not None
         settings.credentials()  # exactly one complete scheme, before any request
@@ -201,26 +212,50 @@ def _dispatch(args: argparse.Namespace) -> int:
     return _cmd_daemon(args, settings)
 
 
+def _print_error(args: argparse.Namespace, message: str, code: int, *, with_traceback: bool = False) -> None:
+    fmt = args.log_format or _env_choice("LOG_FORMAT", LOG_FORMATS, "json")
+    trace = traceback.format_exc() if with_traceback else None
+    if trace is not None and fmt == "console":
+        sys.stderr.write(trace)
+        trace = None
+    print(error_line(message, fmt=fmt, exit_code=code, traceback_text=trace), file=sys.stderr)
+
+
+def _print_usage_error(argv: Sequence[str], exc: _BadUsage) -> None:
+    args = argparse.Namespace(log_format=_flag_value(argv, "--log-format", LOG_FORMATS))
+    if (args.log_format or _env_choice("LOG_FORMAT", LOG_FORMATS, "json")) == "console":
+        exc.parser.print_usage(sys.stderr)
+    _print_error(args, str(exc), ExitCode.INVALID)
+
+
+def _flag_value(argv: Sequence[str], flag: str, choices: Sequence[str]) -> str | None:
+    """The value of `flag` in an argument list argparse could not parse, if it is a valid one."""
+    for i, word in enumerate(argv):
+        value = argv[i + 1] if word == flag and i + 1 < len(argv) else word.removeprefix(f"{flag}=")
+        if (word == flag or word.startswith(f"{flag}=")) and value in choices:
+            return value
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(words)
+    except _BadUsage as exc:
+        _print_usage_error(words, exc)
+        return ExitCode.INVALID
     try:
         return int(_dispatch(args))
     except GesRetentionError as exc:
         # Policy, settings, usage, cron, duration and record errors: one line, the error type's exit code.
-        if args.debug:
-            traceback.print_exc()
-        print(f"ges-retention: error: {exc}", file=sys.stderr)
+        _print_error(args, str(exc), exc.exit_code, with_traceback=args.debug)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED_SIGINT
     except BrokenPipeError:
         return ExitCode.OK
     except Exception as exc:
-        if args.debug:
-            traceback.print_exc()
-        else:
-            from ges_retention.logs import scrub
-
-            print(f"ges-retention: error: unexpected {type(exc).__name__}: {scrub(str(exc))}", file=sys.stderr)
+        message = f"unexpected {type(exc).__name__}: {exc}"
+        _print_error(args, message, ExitCode.FAILED, with_traceback=args.debug)
         return ExitCode.FAILED

@@ -20,7 +20,7 @@ from ges_retention.exit_codes import ExitCode
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile
 from ges_retention.report import render_json, render_summary_text, render_table
-from ges_retention.runner import ProjectListing, plan_listings
+from ges_retention.runner import plan_listings, trusted_backups
 from ges_retention.service import Service, check_endpoints
 from ges_retention.settings import Settings
 from ges_retention.summary import PolicyResult, RunSummary, exit_code
@@ -41,7 +41,8 @@ def plan_command(
 ) -> int:
     """`ges-retention plan`: plan an exported listing (`export`), else list from the API; delete nothing."""
     if export is not None:
-        listings = {p.project_id: ProjectListing(export) for p in selected}
+        listing = trusted_backups(export)
+        listings = {p.project_id: listing for p in selected}
         results = plan_listings(policy_file, selected, listings, now, dry_run=True)
     else:
         assert settings is not None

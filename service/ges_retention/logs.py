@@ -1,7 +1,13 @@
 """structlog configuration: JSON lines (or console lines) on stderr, with secrets redacted.
 
-Log events always go to stderr; stdout carries only command results. Every line has `timestamp` (ISO 8601 UTC),
-`level` and `event`, and the run's context (`run_id`, `policy`, `project_id`, ...) bound through contextvars.
+Log events always go to stderr; stdout carries only command results. Every line starts with `timestamp` (ISO 8601
+UTC), `level` and `event`, and carries the run's context (`run_id`, `policy`, `project_id`, ...) bound through
+contextvars.
+
+The standard `logging` of every library (APScheduler, aiohttp, asyncio) is rendered by the same processors through a
+root handler, so that in `json` format every stderr line is JSON: a library's message becomes the `event`, its logger
+the `logger` key. Libraries speak at `warning` and above unless the level is `debug` (aiohttp would otherwise log every
+scrape of `/metrics`).
 
 Redaction is a processor, a pure function of the event dict: it blanks values under keys that name a credential, the
 secret part of signature headers, and any occurrence of a secret this process registered (`register_secrets`), so a
@@ -11,16 +17,32 @@ secret that slips into an error message is still never written.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 import sys
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["REDACTED", "configure_logging", "redact_event", "register_secrets", "scrub"]
+__all__ = [
+    "LOG_FORMATS",
+    "LOG_LEVELS",
+    "REDACTED",
+    "configure_logging",
+    "error_line",
+    "redact_event",
+    "register_secrets",
+    "reset_logging",
+    "scrub",
+]
+
+LOG_FORMATS = ("json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_FIRST_KEYS = ("timestamp", "level", "event")
 
 REDACTED = "[redacted]"
 
@@ -91,6 +113,13 @@ def _exception_to_string(_logger: WrappedLogger, _method: str, event_dict: Event
     return structlog.processors.format_exc_info(_logger, _method, event_dict)
 
 
+def _first_keys_first(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """`timestamp`, `level`, `event` lead every line, whatever order the event was built in."""
+    ordered = {key: event_dict.pop(key) for key in _FIRST_KEYS if key in event_dict}
+    ordered.update(event_dict)
+    return ordered
+
+
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
@@ -101,18 +130,90 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
-def configure_logging(fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> None:
-    """Configure structlog once per process; every line goes to `stream` (stderr by default)."""
-    out = stream or sys.stderr
-    renderer: Processor
+def _renderer(fmt: str) -> Processor:
     if fmt == "console":
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
-    else:
-        renderer = structlog.processors.JSONRenderer(sort_keys=False, default=str)
+        return structlog.dev.ConsoleRenderer(colors=False)
+    return structlog.processors.JSONRenderer(sort_keys=False, default=str)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler on the stream given, or on whatever `sys.stderr` is when a record is written."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        super().__init__(stream)
+        self._fixed = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = self._fixed or sys.stderr
+        super().emit(record)
+
+
+_handler: logging.Handler | None = None
+_root_level_before: int | None = None
+
+
+def _route_standard_logging(fmt: str, level: int, stream: TextIO | None) -> None:
+    global _handler, _root_level_before
+    reset_logging()
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *_shared_processors()],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _first_keys_first,
+            _renderer(fmt),
+        ],
+    )
+    handler = _StderrHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    _root_level_before = root.level
+    root.addHandler(handler)
+    root.setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))
+    _handler = handler
+
+
+def reset_logging() -> None:
+    """Undo what `configure_logging` did to the standard `logging` (tests; a second configuration)."""
+    global _handler, _root_level_before
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+        _handler = None
+    if _root_level_before is not None:
+        root.setLevel(_root_level_before)
+        _root_level_before = None
+
+
+def configure_logging(fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> None:
+    """Configure structlog and the standard `logging`: every line goes to `stream` (stderr by default)."""
+    out = stream or sys.stderr
+    threshold = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
-        processors=[*_shared_processors(), renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        processors=[*_shared_processors(), _first_keys_first, _renderer(fmt)],
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
         logger_factory=structlog.WriteLoggerFactory(file=out),
         # Not cached: tests swap processors with structlog.testing.capture_logs.
         cache_logger_on_first_use=False,
     )
+    _route_standard_logging(fmt, threshold, stream)
+
+
+def error_line(message: str, *, fmt: str, exit_code: int, traceback_text: str | None = None) -> str:
+    """The command line's final error line: a JSON event (`command_failed`) in `json` format, else plain words.
+
+    Written without structlog, so that it is right even when the error came before logging could be configured.
+    """
+    message = scrub(message)
+    if fmt == "console":
+        return f"ges-retention: error: {message}"
+    timestamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    event: dict[str, Any] = {
+        "timestamp": timestamp,
+        "level": "error",
+        "event": "command_failed",
+        "error": message,
+        "exit_code": exit_code,
+    }
+    if traceback_text is not None:
+        event["exception"] = scrub(traceback_text)
+    return json.dumps(event, ensure_ascii=False, default=str)

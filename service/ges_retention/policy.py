@@ -174,6 +174,12 @@ class Select(_Model):
     names: Globs = Field(default_factory=lambda: ["*"], min_length=1)
 
     def matches_graph(self, graph_id: str, graph_name: str) -> bool:
+        """By exact graph id, or by name glob. A graph whose name is unknown (`""`: no record of it carries one)
+        fails closed both ways: only `"*"` selects it, and any `exclude_graphs` entry excludes it."""
+        if not graph_name:
+            if graph_id not in self.graphs and "*" not in self.graphs:
+                return False
+            return not self.exclude_graphs
         if not _graph_matches(self.graphs, graph_id, graph_name):
             return False
         return not (self.exclude_graphs and _graph_matches(self.exclude_graphs, graph_id, graph_name))

@@ -23,7 +23,7 @@ import yaml
 from pydantic import ValidationError
 
 from ges_retention.errors import GesRetentionError, shorten
-from ges_retention.policy import KNOWN_BACKUP_METHODS, Policy, PolicyFileDocument, Select, merge_policy
+from ges_retention.policy import KNOWN_BACKUP_METHODS, Policy, PolicyFileDocument, Select, merge_policy, never_runs
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -306,14 +306,24 @@ def _validate(document: dict[str, Any], lines: dict[Loc, int], source: str, dige
                 problems.append(problem)
     if problems:
         raise PolicyError(source, problems)
-    return PolicyFile(source=source, policies=tuple(policies), digest=digest, warnings=tuple(_warnings(parsed, lines)))
+    return PolicyFile(
+        source=source, policies=tuple(policies), digest=digest, warnings=tuple(_warnings(parsed, policies, lines))
+    )
 
 
 # --- warnings -----------------------------------------------------------------------------------------------
 
 
-def _warnings(parsed: PolicyFileDocument, lines: dict[Loc, int]) -> list[FileWarning]:
+def _warnings(parsed: PolicyFileDocument, policies: Sequence[Policy], lines: dict[Loc, int]) -> list[FileWarning]:
     found: list[FileWarning] = []
+    for index, policy in enumerate(policies):
+        if never_runs(policy):
+            # Round-1 users triggered such policies by editing the file; since round 2 nothing runs them by itself.
+            message = (
+                "enabled, with neither 'schedule' nor 'run_on_change': only 'run', SIGUSR1 or POST /v1/runs run it"
+            )
+            loc: Loc = ("policies", index)
+            found.append(FileWarning("policy_never_runs", loc, message, _line_for(lines, loc), policy.name))
     selects: list[tuple[Loc, Select | None, str | None]] = [
         (("defaults", "select"), parsed.defaults.select if parsed.defaults else None, None)
     ]
@@ -321,7 +331,7 @@ def _warnings(parsed: PolicyFileDocument, lines: dict[Loc, int]) -> list[FileWar
     for prefix, select, name in selects:
         for j, method in enumerate(select.backup_methods or [] if select else []):
             if method not in KNOWN_BACKUP_METHODS:
-                loc: Loc = (*prefix, "backup_methods", j)
+                loc = (*prefix, "backup_methods", j)
                 message = (
                     f"backup method {method!r} is not one GES documents ({', '.join(KNOWN_BACKUP_METHODS)}); "
                     "accepted in case GES added it: check the spelling"

@@ -22,13 +22,15 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Literal
+from typing import Final, Literal
 
 from ges_retention.backup import Backup
 from ges_retention.policy import BUCKET_RULES, UNLIMITED, Policy
 
 __all__ = [
+    "BUCKETS",
     "FUTURE_TOLERANCE_MS",
+    "Bucket",
     "Decision",
     "Plan",
     "PlanWarning",
@@ -41,6 +43,32 @@ __all__ = [
 FUTURE_TOLERANCE_MS = 5 * 60 * 1000
 
 Action = Literal["keep", "delete"]
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """A bucket rule: which bucket a local time falls in, and how that bucket is written in a reason."""
+
+    key: Callable[[datetime], tuple[int, ...]]
+    label: Callable[..., str]  # called with the key's parts
+
+
+def _iso_week(local: datetime) -> tuple[int, ...]:
+    iso = local.isocalendar()
+    return (iso.year, iso.week)
+
+
+# THE table of bucket rules, in the contract's reason order. A new rule is a row here and a count in `Keep` (the
+# import-time check below fails loudly if the two disagree); nothing else names the rules.
+BUCKETS: Final[Mapping[str, Bucket]] = {
+    "hourly": Bucket(lambda t: (t.year, t.month, t.day, t.hour), "{:04d}-{:02d}-{:02d} {:02d}".format),
+    "daily": Bucket(lambda t: (t.year, t.month, t.day), "{:04d}-{:02d}-{:02d}".format),
+    "weekly": Bucket(_iso_week, "{:04d}-W{:02d}".format),
+    "monthly": Bucket(lambda t: (t.year, t.month), "{:04d}-{:02d}".format),
+    "yearly": Bucket(lambda t: (t.year,), "{:04d}".format),
+}
+if tuple(BUCKETS) != BUCKET_RULES:
+    raise ImportError(f"retention.BUCKETS {tuple(BUCKETS)} and the Keep counts {BUCKET_RULES} must name the same rules")
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,31 +215,6 @@ def _apply_overlap(
 # --- one group ---------------------------------------------------------------------------------------------
 
 
-def _bucket_key(rule: str, local: datetime) -> tuple[int, ...]:
-    if rule == "hourly":
-        return (local.year, local.month, local.day, local.hour)
-    if rule == "daily":
-        return (local.year, local.month, local.day)
-    if rule == "weekly":
-        iso = local.isocalendar()
-        return (iso.year, iso.week)
-    if rule == "monthly":
-        return (local.year, local.month)
-    return (local.year,)
-
-
-def _bucket_label(rule: str, key: tuple[int, ...]) -> str:
-    if rule == "hourly":
-        return "{:04d}-{:02d}-{:02d} {:02d}".format(*key)
-    if rule == "daily":
-        return "{:04d}-{:02d}-{:02d}".format(*key)
-    if rule == "weekly":
-        return "{:04d}-W{:02d}".format(*key)
-    if rule == "monthly":
-        return "{:04d}-{:02d}".format(*key)
-    return f"{key[0]:04d}"
-
-
 def _pin_reasons(backup: Backup, policy: Policy) -> list[str]:
     keep = policy.keep
     reasons = []
@@ -267,22 +270,22 @@ def _plan_successes(successes: list[Backup], policy: Policy, now: datetime, tz: 
         for i in range(limit):
             reasons[i].append(f"last {i + 1}/{last}")
 
-    rules = [(rule, getattr(keep, rule)) for rule in BUCKET_RULES]
-    rules = [(rule, count) for rule, count in rules if count == UNLIMITED or count > 0]
+    rules = [(rule, bucket, getattr(keep, rule)) for rule, bucket in BUCKETS.items()]
+    rules = [(rule, bucket, count) for rule, bucket, count in rules if count == UNLIMITED or count > 0]
     if rules:
         locals_ = [datetime.fromtimestamp(b.start_ms / 1000, tz) for b in successes]
-        for rule, count in rules:
+        for rule, bucket, count in rules:
             spent = 0
             last_key: tuple[int, ...] | None = None
             kept_oldest = False
             for i, local in enumerate(locals_):
                 if count != UNLIMITED and spent >= count:
                     break
-                key = _bucket_key(rule, local)
+                key = bucket.key(local)
                 if key != last_key:
                     spent += 1
                     last_key = key
-                    reasons[i].append(f"{rule} {spent}/{count} ({_bucket_label(rule, key)})")
+                    reasons[i].append(f"{rule} {spent}/{count} ({bucket.label(*key)})")
                     kept_oldest = i == len(successes) - 1
             slots_left = count == UNLIMITED or spent < count
             if slots_left and not kept_oldest:

@@ -2,7 +2,8 @@
 
 This is the only place where plans meet the network, through a `BackupApi` (GES in production, a dict in the unit
 tests). The guards, in the order they act:
-1. a project whose listing failed, is incomplete or contradicts itself deletes nothing (`listing_failed`);
+1. a project whose listing failed, is incomplete or contradicts itself (two copies of an id that differ, one graph
+   id under two names) deletes nothing (`listing_failed`); a graph's name is resolved from any record of it;
 2. a backup selected by two policies of the file is kept (`plan_file` resolves overlap);
 3. a policy whose plan exceeds `max_deletes` deletes nothing (`safety_stop`);
 4. dry-run (the file's or the command's) deletes nothing;
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -37,6 +38,7 @@ __all__ = [
     "ProjectListing",
     "Runner",
     "plan_listings",
+    "trusted_backups",
     "trusted_listing",
 ]
 
@@ -83,7 +85,26 @@ def trusted_listing(listing: BackupListing) -> ProjectListing:
         conflict = _untrusted_conflict(backups, listing.conflicting_records)
         if conflict is not None:
             return ProjectListing(None, "conflicting_record", conflict)
-    return ProjectListing(backups, conflicting_ids=tuple(listing.conflicting_ids))
+    return trusted_backups(backups, listing.conflicting_records, conflicting_ids=tuple(listing.conflicting_ids))
+
+
+def trusted_backups(
+    backups: list[Backup], later_copies: Sequence[Backup] = (), *, conflicting_ids: tuple[str, ...] = ()
+) -> ProjectListing:
+    """The backups with each graph's name resolved from any record of it (so that a record without `graph_name` is
+    selected and excluded like its graph), or the reason they cannot be trusted: one graph id under two names."""
+    names: dict[str, str] = {}
+    for backup in (*backups, *later_copies):
+        if not backup.graph_name:
+            continue
+        known = names.setdefault(backup.graph_id, backup.graph_name)
+        if known != backup.graph_name:
+            error = f"graph {backup.graph_id!r} is listed under two names, {known!r} and {backup.graph_name!r}"
+            return ProjectListing(None, "conflicting_graph_name", error)
+    named = [
+        replace(b, graph_name=names[b.graph_id]) if not b.graph_name and b.graph_id in names else b for b in backups
+    ]
+    return ProjectListing(named, conflicting_ids=conflicting_ids)
 
 
 def _untrusted_conflict(first_copies: Sequence[Backup], later_copies: Sequence[Backup]) -> str | None:

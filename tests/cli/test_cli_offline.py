@@ -236,7 +236,12 @@ def test_bad_file_in_a_subprocess_has_no_traceback(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert result.stderr.startswith("ges-retention: error: ") and "bad.yaml" in result.stderr
+    # The default log format is json: the final error line is a JSON event like every other stderr line.
+    [line] = result.stderr.splitlines()
+    event = json.loads(line)
+    assert list(event)[:3] == ["timestamp", "level", "event"]
+    assert (event["level"], event["event"], event["exit_code"]) == ("error", "command_failed", 2)
+    assert "bad.yaml" in event["error"]
 
 
 @pytest.mark.parametrize("argv", [["--debug", "validate"], ["validate", "--debug"]])
@@ -244,9 +249,12 @@ def test_debug_adds_the_traceback_before_or_after_the_command(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
     missing = str(tmp_path / "missing.yaml")
-    assert main([*argv, missing]) == 2
+    assert main([*argv, missing, "--log-format", "console"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("ges-retention: error: ")
+    assert main([*argv, missing]) == 2
+    [line] = capsys.readouterr().err.splitlines()  # json: the traceback is a key of the one line
+    assert "Traceback" in json.loads(line)["exception"]
     assert main(["validate", missing]) == 2
     assert "Traceback" not in capsys.readouterr().err
 
@@ -259,9 +267,10 @@ def test_now_at_the_edge_of_time_is_exit_2_with_a_clear_line(
 ) -> None:
     policy, export = files
     assert main(["plan", str(policy), "--from-file", str(export), "--now", now]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("ges-retention: error: --now") and "out of range" in err
-    assert "unexpected" not in err and "Overflow" not in err and len(err.strip().splitlines()) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    error = json.loads(line)["error"]
+    assert error.startswith("--now") and "out of range" in error
+    assert "unexpected" not in error and "Overflow" not in error
 
 
 def _body(records: list[dict[str, object]] | None, count: int) -> str:

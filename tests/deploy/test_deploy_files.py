@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import yaml
+from promql import promql_metric_names
 
 from ges_retention.cron import CronSchedule
 from ges_retention.metrics import Metrics
@@ -870,23 +871,6 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 # --- Prometheus alert rules ------------------------------------------------------------------------------------------
-
-_PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless"}
-_PROMQL_KEYWORDS |= {"offset", "bool", "inf", "nan", "atan2"}
-
-
-def promql_metric_names(expr: str) -> set[str]:
-    """The metric names an expression selects: identifiers that are not functions, keywords or label names."""
-    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', '""', expr)
-    text = re.sub(r"\{[^}]*\}", " ", text)
-    text = re.sub(r"\[[^\]]*\]", " ", text)
-    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
-    names = set()
-    for match in re.finditer(r"(?<![\w.:])([A-Za-z_:][\w:]*)(\s*\()?", text):
-        word, call = match.groups()
-        if not call and word.lower() not in _PROMQL_KEYWORDS:
-            names.add(word)
-    return names
 
 
 def _alert_rules() -> list[dict[str, Any]]:

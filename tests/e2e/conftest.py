@@ -7,12 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from e2e_helpers import POLICY, PROJECT
+from e2e_helpers import POLICY
 
-from ges_retention.demo import seed_demo_project
-from ges_retention.emulator.app import RunningEmulator, running_emulator
-from ges_retention.emulator.config import DEFAULT_AK, DEFAULT_SK, AccessKey, EmulatorConfig
-from ges_retention.emulator.store import Store
+from ges_retention.emulator.app import RunningEmulator
+from support.emulators import seeded_emulator
 
 
 @pytest.fixture
@@ -22,10 +20,7 @@ def now() -> datetime:
 
 @pytest.fixture
 async def emulator(now: datetime) -> AsyncIterator[RunningEmulator]:
-    store = Store()
-    seed_demo_project(store, PROJECT, now)
-    config = EmulatorConfig(project_ids=[PROJECT], access_keys=[AccessKey(DEFAULT_AK, DEFAULT_SK, PROJECT)])
-    async with running_emulator(store=store, config=config) as emu:
+    async with seeded_emulator(now) as emu:
         yield emu
 
 

@@ -7,17 +7,8 @@ session, in a "reliability figures" section.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-# The end-to-end helpers (CLI subprocesses, waiting on conditions) are reused from tests/e2e.
-_E2E = str(Path(__file__).resolve().parent.parent / "e2e")
-if _E2E not in sys.path:
-    sys.path.insert(0, _E2E)
-
-from reliability_helpers import FIGURES, NOTES  # noqa: E402
+from reliability_helpers import FIGURES, NOTES
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

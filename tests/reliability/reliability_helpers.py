@@ -10,16 +10,15 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from e2e_helpers import wait_for
 
+import support.processes
 from ges_retention.backup import Backup
 from ges_retention.emulator.app import EMULATOR_KEY, RunningEmulator
 from ges_retention.policy_loading import parse_policy_text
@@ -28,6 +27,8 @@ from ges_retention.service import Service
 from ges_retention.settings import Settings
 from ges_retention.summary import RunSummary
 from subprocess_env import clean_env
+from support.processes import CliResult, finish, start_cli
+from support.waiting import wait_for
 
 __all__ = [
     "FIGURES",
@@ -135,43 +136,11 @@ def issued_tokens(emulator: RunningEmulator) -> list[str]:
 base_env = clean_env
 
 
-@dataclass
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
-    _events: list[dict[str, Any]] | None = field(default=None, repr=False)
-
-    def events(self, name: str | None = None) -> list[dict[str, Any]]:
-        if self._events is None:
-            self._events = [json.loads(line) for line in self.stderr.splitlines() if line.startswith("{")]
-        return [e for e in self._events if name is None or e.get("event") == name]
-
-
-async def start_cli(args: list[str], env: Mapping[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "ges_retention",
-        *args,
-        env=dict(env),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
 async def finish_cli(
     proc: asyncio.subprocess.Process, *, timeout_s: float = 120.0, extra_secrets: Callable[[], Iterable[str]] = tuple
 ) -> CliResult:
     """Wait (bounded) for a CLI subprocess; scan every line it wrote for secrets."""
-    try:
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout_s)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    result = CliResult(proc.returncode, stdout.decode(), stderr.decode())
+    result = await finish(proc, timeout_s)
     lines = [*result.stdout.splitlines(), *result.stderr.splitlines()]
     assert_no_secrets(lines, extra=extra_secrets(), where="the output of a ges-retention process")
     record("subprocesses run")
@@ -189,54 +158,13 @@ async def run_cli(
     return await finish_cli(await start_cli(args, env), timeout_s=timeout_s, extra_secrets=extra_secrets)
 
 
-class DaemonProcess:
-    """A `ges-retention daemon` subprocess; its stderr lines are collected (and scanned) as they come."""
+class DaemonProcess(support.processes.DaemonProcess):
+    """A `ges-retention daemon` subprocess (`support.processes`) whose every output line is scanned at the stop."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.lines: list[str] = []
-        self.events: list[dict[str, Any]] = []
-        self._reader = asyncio.get_running_loop().create_task(self._read())
-
-    @classmethod
-    async def start(cls, policy_path: str, env: Mapping[str, str]) -> DaemonProcess:
-        return cls(await start_cli(["daemon", policy_path], env))
-
-    async def _read(self) -> None:
-        assert self.proc.stderr is not None
-        async for raw in self.proc.stderr:
-            line = raw.decode().rstrip("\n")
-            self.lines.append(line)
-            if line.startswith("{"):
-                self.events.append(json.loads(line))
-
-    def named(self, name: str, **match: Any) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["event"] == name and all(e.get(k) == v for k, v in match.items())]
-
-    async def wait_event(self, name: str, count: int = 1, timeout_s: float = 20.0, **match: Any) -> dict[str, Any]:
-        def seen() -> bool:
-            if self._reader.done() and len(self.named(name, **match)) < count:
-                raise AssertionError(f"the daemon exited before {name!r}: {self.lines[-5:]}")
-            return len(self.named(name, **match)) >= count
-
-        await wait_for(seen, timeout_s)
-        return self.named(name, **match)[count - 1]
-
-    async def stop(self, extra_secrets: Iterable[str] = ()) -> int:
+    async def stop(self, extra_secrets: Iterable[str] = ()) -> int:  # type: ignore[override]
         """SIGTERM, wait (bounded) for the exit code, scan every line the daemon wrote."""
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(30):
-                code = await self.proc.wait()
-                await self._reader
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-            raise
-        assert self.proc.stdout is not None
-        out = (await self.proc.stdout.read()).decode().splitlines()
-        assert_no_secrets([*out, *self.lines], extra=extra_secrets, where="the output of the daemon")
+        code = await super().stop(signal.SIGTERM)
+        assert_no_secrets([*self.stdout_lines, *self.lines], extra=extra_secrets, where="the output of the daemon")
         record("subprocesses run")
         return code
 

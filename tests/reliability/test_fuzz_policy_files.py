@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -334,11 +335,15 @@ def validate_behaves(data: bytes, tally: Tally) -> None:
     if code == 2:
         tally.invalid += 1
         assert stdout == ""
-        assert stderr.endswith("\n") and stderr.count("\n") == 1, f"not one line: {stderr!r}"
-        assert stderr.startswith(f"ges-retention: error: {path}: "), stderr
+        # One JSON error line per problem (the default log format is json), each naming the file.
+        assert stderr.endswith("\n") and stderr.strip(), f"no error line: {stderr!r}"
+        for line in stderr.splitlines():
+            event = json.loads(line)
+            assert event["event"] == "command_failed" and event["error"].startswith(f"{path}: "), line
     else:
         tally.valid += 1
-        assert stderr == ""
+        # Only warnings (`policy_never_runs`, `backup_method_unknown`), as JSON lines.
+        assert all(json.loads(line)["level"] == "warning" for line in stderr.splitlines()), stderr
         policies = parse_policy_text(data).policies
         lines = stdout.splitlines()
         assert len(lines) == len(policies)

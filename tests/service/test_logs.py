@@ -74,3 +74,90 @@ def test_exception_text_is_redacted_in_the_written_line() -> None:
         structlog.get_logger().exception("run_crashed")
     assert SECRET not in stream.getvalue()
     assert "run_crashed" in stream.getvalue()
+
+
+# --- other libraries' lines go through the same pipeline (issue 12 #3) ----------------------------------------------
+
+
+def _json_lines(text: str) -> list[dict[str, object]]:
+    events = []
+    for line in text.splitlines():
+        event = json.loads(line)  # every line: a plain-text line here breaks every log pipeline
+        assert list(event)[:3] == ["timestamp", "level", "event"], line
+        events.append(event)
+    return events
+
+
+async def test_apscheduler_skipping_a_job_is_a_json_line_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    configure_logging("json", "info")  # stderr, as the daemon does
+    log = structlog.get_logger()
+    running, release, skipped = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def job() -> None:
+        running.set()
+        await release.wait()
+
+    def on_max_instances(_event: JobEvent) -> None:
+        skipped.set()
+
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.add_listener(on_max_instances, EVENT_JOB_MAX_INSTANCES)
+    scheduler.start()
+    try:
+        log.info("daemon_started", path="policy.yaml")
+        scheduler.add_job(job, "interval", hours=1, id="prod", max_instances=1, next_run_time=datetime.now(UTC))
+        await asyncio.wait_for(running.wait(), timeout=10)
+        # Due again while the first run holds its only instance: APScheduler skips it and says so.
+        scheduler.modify_job("prod", next_run_time=datetime.now(UTC))
+        scheduler.wakeup()
+        await asyncio.wait_for(skipped.wait(), timeout=10)
+        log.info("run_skipped", policy="prod", reason="already_running")
+    finally:
+        release.set()
+        scheduler.shutdown(wait=False)
+        await asyncio.sleep(0)  # let the released job finish on this loop
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    events = _json_lines(captured.err)
+    skip = [e for e in events if "maximum number of running instances reached" in str(e["event"])]
+    assert len(skip) == 1 and skip[0]["level"] == "warning" and skip[0]["logger"] == "apscheduler.scheduler"
+    assert {"daemon_started", "run_skipped"} <= {str(e["event"]) for e in events}
+
+
+def test_library_lines_follow_the_level_and_carry_the_run_context(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    configure_logging("json", "info")
+    with structlog.contextvars.bound_contextvars(run_id="r1"):
+        logging.getLogger("aiohttp.access").info("GET /metrics 200")  # library info: not written at `info`
+        logging.getLogger("asyncio").error("Task exception was never retrieved %s", SECRET)
+    register_secrets([SECRET])
+    logging.getLogger("aiohttp.client").warning("secret in a message: %s", SECRET)
+
+    events = _json_lines(capsys.readouterr().err)
+    assert [(e["level"], e["logger"]) for e in events] == [("error", "asyncio"), ("warning", "aiohttp.client")]
+    assert events[0]["run_id"] == "r1"
+    assert SECRET not in json.dumps(events[1])
+
+
+def test_library_lines_in_console_format_and_at_debug(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    configure_logging("console", "debug")
+    logging.getLogger("aiohttp.access").info("GET /metrics 200")
+    err = capsys.readouterr().err
+    assert "GET /metrics 200" in err and "aiohttp.access" in err and not err.lstrip().startswith("{")
+
+
+def test_a_json_line_starts_with_timestamp_level_event() -> None:
+    stream = io.StringIO()
+    configure_logging("json", "info", stream=stream)
+    structlog.get_logger().info("backup_deleted", backup_id="b1", attempts=1)
+    assert list(json.loads(stream.getvalue()))[:4] == ["timestamp", "level", "event", "backup_id"]

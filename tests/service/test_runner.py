@@ -364,3 +364,73 @@ async def test_deletion_lines_carry_the_backup_context() -> None:
         "prod", "prod-a-4", "id-prod-a", 500
     )  # fmt: skip
     assert failed["attempts"] == 5 and failed["run_id"]
+
+
+# --- graph names (GES facts: resolved per graph id, fail closed) ------------------------------------------------
+
+
+def unnamed(items: list[Backup]) -> list[Backup]:
+    return [changed(b, graph_name="") for b in items]
+
+
+async def test_a_record_without_a_graph_name_is_excluded_like_its_graph() -> None:
+    # staging-a's newest record carries the name; the older ones do not. Before names were resolved per graph id,
+    # the unnamed records escaped `exclude_graphs` and the "everything but staging" policy deleted them.
+    staging = backups("staging-a", 4)
+    api = MemoryApi({P1: [*backups("prod-a", 3), staging[0], *unnamed(staging[1:])]})
+    policy_file = parse_policy_text(
+        f"""\
+version: 1
+policies:
+  - name: all-but-staging
+    project_id: {P1}
+    select: {{exclude_graphs: ["staging-*"]}}
+    keep: {{last: 1}}
+    safety: {{min_keep: 0}}
+"""
+    )
+    summary = await run(api, policy_file)
+    assert sorted(api.deleted) == ["prod-a-1", "prod-a-2"]
+    assert summary.outcome == "ok"
+
+
+async def test_one_graph_id_under_two_names_makes_the_listing_untrusted() -> None:
+    prod = backups("prod-a", 5)
+    api = MemoryApi({P1: [*prod[:4], changed(prod[4], graph_name="staging-a"), *backups("staging-b", 3)]})
+    with capture_events() as logs:
+        summary = await run(api)
+    assert api.deleted == []
+    assert summary.skipped_projects == [P1] and summary.exit_code() == ExitCode.FAILED
+    failed = next(e for e in logs if e["event"] == "listing_failed")
+    assert failed["error_code"] == "conflicting_graph_name" and "'id-prod-a'" in failed["error"]
+
+
+@pytest.mark.parametrize(
+    ("select", "selected"),
+    [
+        ("{}", True),  # the default, graphs: ["*"]
+        ('{graphs: ["*"]}', True),
+        ('{graphs: ["id-mystery"]}', True),  # by its exact id
+        ('{graphs: ["**"]}', False),  # any other name glob does not select an unknown name
+        ('{graphs: ["*", "prod-*"]}', True),
+        ('{graphs: ["?*"]}', False),
+        ('{exclude_graphs: ["prod-*"]}', False),  # every exclude glob excludes an unknown name
+        ('{graphs: ["id-mystery"], exclude_graphs: ["nothing-like-it"]}', False),
+    ],
+)
+async def test_a_graph_whose_name_is_unknown_fails_closed_both_ways(select: str, selected: bool) -> None:
+    mystery = [changed(b, graph_id="id-mystery", graph_name="") for b in backups("m", 3)]
+    api = MemoryApi({P1: mystery})
+    policy_file = parse_policy_text(
+        f"""\
+version: 1
+policies:
+  - name: p
+    project_id: {P1}
+    select: {select}
+    keep: {{last: 1}}
+    safety: {{min_keep: 0}}
+"""
+    )
+    await run(api, policy_file)
+    assert sorted(api.deleted) == (["m-1", "m-2"] if selected else [])

@@ -1,5 +1,5 @@
 """Fixtures of the journal's contract suite: every `backend` test runs on SQLite (a file in a temp dir) and on a real
-PostgreSQL 15 server started once per session (`pg_server.py`). No skip: a server that cannot start fails the tests."""
+PostgreSQL 15 server started once per session (`tests/support/postgres.py`). No skip: a server that cannot start fails the tests."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from state_helpers import FakeClock, OpenFn
 
 from ges_retention.state import StateLocation, Store, open_store, resolve_state_location
-from pg_server import PgServer
+from support.postgres import PgServer
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The Nth-write fault seam other areas use (`tests/state_faults.py`) fails exactly where it says, writes nothing
+"""The Nth-write fault seam other areas use (`tests/support/state_faults.py`) fails exactly where it says, writes nothing
 from the failing call, and covers every writing method of the `Store` protocol."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from state_helpers import SCOPE, T0, OpenFn, item, start
 
 from ges_retention.state import Outcome, RunRecord, StateReadOnly, StateUnavailable, Store
 from ges_retention.state.store import Store as StoreProtocol
-from state_faults import WRITES, FailingWrites
+from support.state_faults import WRITES, FailingWrites
 
 
 async def test_the_nth_write_and_every_later_one_fail_and_reads_still_work(store: Store) -> None:

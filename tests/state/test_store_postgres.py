@@ -16,7 +16,7 @@ from ges_retention.state import (
     resolve_state_location,
 )
 from ges_retention.state.postgres import LOCK_APPLICATION, to_dollar
-from pg_server import PASSWORD, PgServer, free_port
+from support.postgres import PASSWORD, PgServer, free_port
 
 
 async def test_a_wrong_password_is_an_authentication_error_without_the_password(pg_server: PgServer) -> None:

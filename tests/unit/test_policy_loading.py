@@ -292,16 +292,17 @@ def test_an_unknown_backup_method_word_loads_with_a_warning(write_policy: WriteP
     loaded = load_policy_file(path)
 
     assert loaded.policies[0].select.backup_methods == ["auto", "snapshot"]
-    assert [(w.event, w.key_path, w.line, w.policy) for w in loaded.warnings] == [
+    methods = [w for w in loaded.warnings if w.event == "backup_method_unknown"]
+    assert [(w.event, w.key_path, w.line, w.policy) for w in methods] == [
         ("backup_method_unknown", "defaults.select.backup_methods[1]", 3, None),
         ("backup_method_unknown", "policies[1].select.backup_methods[2]", 11, "b"),
     ]
-    assert "'snapshot' is not one GES documents (auto, manual, import)" in str(loaded.warnings[0])
+    assert "'snapshot' is not one GES documents (auto, manual, import)" in str(methods[0])
 
 
 def test_known_backup_methods_load_without_warnings(write_policy: WritePolicy) -> None:
     path = write_policy(
-        "version: 1\npolicies:\n  - {name: a, project_id: abc, keep: {last: 1},"
+        "version: 1\npolicies:\n  - {name: a, project_id: abc, keep: {last: 1}, schedule: '@daily',"
         " select: {backup_methods: [auto, manual, import]}}\n"
     )
     assert load_policy_file(path).warnings == ()
@@ -313,3 +314,26 @@ def test_durations_in_minutes_and_seconds_load(write_policy: WritePolicy, text: 
     within = load_policy_file(path).policies[0].keep.within
     assert within is not None and str(within) == text
     assert within.minutes * 60 + within.seconds + within.hours * 3600 == seconds
+
+
+def test_an_enabled_policy_that_nothing_triggers_warns_policy_never_runs(write_policy: WritePolicy) -> None:
+    path = write_policy(
+        """\
+        version: 1
+        defaults: {project_id: abc, keep: {last: 1}}
+        policies:
+          - name: scheduled
+            schedule: "30 2 * * *"
+          - name: on-change
+            run_on_change: true
+          - name: paused
+            enabled: false
+          - name: by-hand
+            dry_run: true
+        """
+    )
+    warnings = load_policy_file(path).warnings
+    assert [(w.event, w.policy, w.key_path, w.line) for w in warnings] == [
+        ("policy_never_runs", "by-hand", "policies[3]", 10)
+    ]
+    assert "neither 'schedule' nor 'run_on_change'" in warnings[0].message

@@ -679,7 +679,8 @@ SELECTION = [
         ("{}", ["p1", "p2", "s1", "d1", "imp", "man"]),
         ("{graphs: ['prod-*']}", ["p1", "p2", "imp", "man"]),
         ("{graphs: ['prod-*'], exclude_graphs: [prod-scratch]}", ["p1", "imp", "man"]),
-        ("{graphs: ['*'], exclude_graphs: [id-prod-1]}", ["p2", "s1", "d1"]),
+        # d1's graph name is unknown: any exclude entry excludes it (fail closed; an id cannot be told from a name).
+        ("{graphs: ['*'], exclude_graphs: [id-prod-1]}", ["p2", "s1"]),
         ("{graphs: [id-deleted, stage-orders]}", ["s1", "d1"]),
         ("{graphs: ['id-prod-*']}", []),  # ids are matched exactly, never as globs
         ("{backup_methods: [auto, manual]}", ["p1", "p2", "s1", "d1", "man"]),
@@ -869,3 +870,25 @@ def test_overlap_also_holds_back_failed_deletions_and_counts_for_the_safety_stop
         "f": "keep: overlap: a, other",
     }
     assert result.safety_stop is False
+
+
+# --- the bucket rules are one table -----------------------------------------------------------------------------
+
+
+def test_the_bucket_table_names_the_keep_counts_and_writes_the_contract_labels() -> None:
+    from datetime import datetime as _dt
+
+    from ges_retention.policy import BUCKET_RULES, Keep
+    from ges_retention.retention import BUCKETS
+
+    assert tuple(BUCKETS) == BUCKET_RULES and set(BUCKET_RULES) <= set(Keep.model_fields)
+    # 2027-01-01 is in ISO week 53 of 2026: the weekly key is the ISO year's.
+    local = _dt(2027, 1, 1, 7, 30)
+    labels = {rule: bucket.label(*bucket.key(local)) for rule, bucket in BUCKETS.items()}
+    assert labels == {
+        "hourly": "2027-01-01 07",
+        "daily": "2027-01-01",
+        "weekly": "2026-W53",
+        "monthly": "2027-01",
+        "yearly": "2027",
+    }

@@ -17,10 +17,11 @@ JSON shape (GET/PUT `/_emulator/config`; a PUT may send any subset of the keys, 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from ges_retention.endpoints import PROJECT_ID_RE
 
 __all__ = [
     "DEFAULT_AK",
@@ -32,6 +33,7 @@ __all__ = [
     "DEFAULT_TOKEN",
     "GES_OPERATIONS",
     "OPERATIONS",
+    "PROJECT_ID_RE",
     "AccessKey",
     "ConfigError",
     "EmulatorConfig",
@@ -40,7 +42,8 @@ __all__ = [
 ]
 
 # Throwaway credentials of the emulator: printed by `ges-retention emulator`, never real secrets.
-DEFAULT_PROJECT_ID = "0a1b2c3d4e5f4a5b8c9d0e1f2a3b4c5d"
+# The examples' project (config/*.example.yaml, the README), so that following the README works as written.
+DEFAULT_PROJECT_ID = "0a1b2c3d4e5f"
 DEFAULT_AK = "EMULATORAK0000000001"
 DEFAULT_SK = "emulator-secret-key"
 DEFAULT_TOKEN = "emulator-token"  # noqa: S105 (a published test credential)
@@ -50,8 +53,6 @@ DEFAULT_IAM_PASSWORD = "emulator-password"  # noqa: S105 (a published test crede
 
 GES_OPERATIONS = ("list_graphs", "list_backups", "list_graph_backups", "delete_backup", "create_backup")
 OPERATIONS = (*GES_OPERATIONS, "iam_token")
-
-PROJECT_ID_RE = re.compile(r"[A-Za-z0-9]{1,64}")
 
 
 class ConfigError(ValueError):

@@ -24,6 +24,7 @@ from typing import NoReturn, Protocol, runtime_checkable
 import aiohttp
 from yarl import URL
 
+from ges_retention.endpoints import check_endpoint
 from ges_retention.ges import signing
 from ges_retention.ges.errors import AuthError, error_from_response, error_from_transport
 from ges_retention.ges.signing import SignedRequest
@@ -243,9 +244,8 @@ class PasswordAuth:
         refresh_margin_s: float = 600.0,
         refresh_fraction: float = 0.1,
     ) -> None:
+        check_endpoint(iam_endpoint, what="the IAM endpoint")
         base = URL(iam_endpoint)
-        if base.scheme not in ("http", "https") or not base.host:
-            raise ValueError(f"the IAM endpoint must be an http(s) URL, got {iam_endpoint!r}")
         self._password = _secret(password)
         if not domain or not user or not self._password or not project_id:
             raise ValueError("domain, user, password and project_id are all required for a password login")

@@ -29,6 +29,7 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
+from ges_retention.endpoints import PROJECT_ID_RE, check_endpoint
 from ges_retention.ges.auth import AuthProvider
 from ges_retention.ges.errors import InvalidIdentifier
 from ges_retention.ges.observe import NullObserver, RequestObserver
@@ -70,13 +71,12 @@ _GRAPH_BACKUPS = Listing(OP_LIST_GRAPH_BACKUPS, "backup_list", "backup_count")
 
 # The seed: a project id is letters and digits, at most 64. Graph and backup ids are opaque (UUIDs in practice):
 # unreserved URL characters only, so that quoting is the identity and no reading of the path can differ.
-_PROJECT_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 _RESOURCE_ID = re.compile(r"[A-Za-z0-9._~-]{1,128}")
 
 
 def path_segment(value: object, *, field: str, operation: str) -> str:
     """`value` as one percent-encoded URL path segment, or `InvalidIdentifier` (before anything is sent)."""
-    pattern = _PROJECT_ID if field == "project_id" else _RESOURCE_ID
+    pattern = PROJECT_ID_RE if field == "project_id" else _RESOURCE_ID
     if not isinstance(value, str) or pattern.fullmatch(value) is None or not value.strip("."):
         shown = repr(value)
         shown = shown if len(shown) <= 80 else shown[:77] + "..."
@@ -155,11 +155,8 @@ class ProjectClient:
     __slots__ = ("_base", "_headers", "_pacer", "_root", "_transport", "auth", "endpoint", "project_id")
 
     def __init__(self, transport: Transport, endpoint: str, project_id: str, auth: AuthProvider) -> None:
+        check_endpoint(endpoint, what="the GES endpoint")
         base = URL(endpoint)
-        if base.scheme not in ("http", "https") or not base.raw_host or base.query_string or base.fragment:
-            raise ValueError(f"the GES endpoint must be an http(s) URL without query or fragment, got {endpoint!r}")
-        if base.raw_user is not None or base.raw_password is not None:
-            raise ValueError("the GES endpoint must not carry credentials")
         segment = path_segment(project_id, field="project_id", operation="project")
         bound = getattr(auth, "project_id", None)
         if bound is not None and bound != project_id:
