@@ -1,5 +1,6 @@
 """Fixtures of the journal's contract suite: every `backend` test runs on SQLite (a file in a temp dir) and on a real
-PostgreSQL 15 server started once per session (`tests/support/postgres.py`). No skip: a server that cannot start fails the tests."""
+PostgreSQL 15 server started once per session (`tests/support/postgres.py`). No skip: a server that cannot start
+fails the tests."""
 
 from __future__ import annotations
 

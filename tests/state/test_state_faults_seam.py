@@ -1,5 +1,5 @@
-"""The Nth-write fault seam other areas use (`tests/support/state_faults.py`) fails exactly where it says, writes nothing
-from the failing call, and covers every writing method of the `Store` protocol."""
+"""The Nth-write fault seam other areas use (`tests/support/state_faults.py`) fails exactly where it says, writes
+nothing from the failing call, and covers every writing method of the `Store` protocol."""
 
 from __future__ import annotations
 

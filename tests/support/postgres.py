@@ -1,9 +1,10 @@
 """A throwaway PostgreSQL server for tests: `initdb` + `pg_ctl` on 127.0.0.1, a free port, a temp directory.
 
-Used by the session fixture `pg_server` (`tests/state/conftest.py`); any test directory can import `PgServer` the same
-way (`from support.postgres import PgServer`). `initdb` refuses to run as root, so as root the server runs as the `postgres` user (`runuser`), in a directory
-that user owns, with its own Unix socket directory. The superuser connects over that socket (trust); the test role
-`ges` logs in over TCP with a SCRAM password, so a wrong password is a real authentication failure.
+Used by the session fixture `pg_server` (`tests/state/conftest.py`); any test directory can use it the same way
+(`from support.postgres import PgServer`). `initdb` refuses to run as root, so as root the server runs as the
+`postgres` user (`runuser`), in a directory that user owns, with its own Unix socket directory. The superuser
+connects over that socket (trust); the test role `ges` logs in over TCP with a SCRAM password, so a wrong password is
+a real authentication failure.
 
 A server that cannot start is an error, never a skip: the journal's contract suite must run on PostgreSQL.
 """
