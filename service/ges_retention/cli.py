@@ -141,10 +141,32 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from ges_retention.commands import run_command
 
     policy_file = load_policy_file(args.policy_file)
-    selected = policy_file.select(args.policy)
+    selected = _enabled(policy_file.select(args.policy), named=bool(args.policy))
+    if not selected:  # every policy of the file is paused: nothing to do is a success
+        note = {
+            "run_id": None,
+            "policies": [],
+            "skipped": [{"policy": n, "reason": "paused"} for n in policy_file.names()],
+        }
+        sys.stdout.write(
+            json.dumps(note, indent=2) + "\n" if args.format == "json" else "no run: every policy is paused\n"
+        )
+        return ExitCode.OK
     return run_command(
         policy_file, selected, settings, dry_run=args.dry_run, max_deletes=args.max_deletes, fmt=args.format
     )
+
+
+def _enabled(selected: list[Policy], *, named: bool) -> list[Policy]:
+    """`enabled: false` pauses a policy: named with `--policy` it is an error, else it is skipped (`run_skipped`)."""
+    import structlog
+
+    paused = [p.name for p in selected if not p.enabled]
+    if paused and named:
+        raise UsageError(f"policy {', '.join(paused)} is paused (enabled: false); set enabled: true to run it")
+    for name in paused:
+        structlog.get_logger("ges_retention.cli").info("run_skipped", policy=name, reason="paused", trigger="cli")
+    return [p for p in selected if p.enabled]
 
 
 def _cmd_daemon(args: argparse.Namespace, settings: Settings) -> int:

@@ -48,6 +48,7 @@ class Metrics:
         "deletions",
         "last_run",
         "newest_success_age",
+        "next_run",
         "policies_loaded",
         "registry",
         "reload_errors",
@@ -109,6 +110,12 @@ class Metrics:
             Gauge,
             "ges_retention_newest_success_age_seconds",
             "Age of the newest successful backup a policy selected at its last run",
+            ("policy",),
+        )
+        self.next_run = self._policy_metric(
+            Gauge,
+            "ges_retention_next_run_timestamp_seconds",
+            "Unix time of a scheduled policy's next run (no series when it has no schedule or is paused)",
             ("policy",),
         )
         self.policies_loaded = Gauge("ges_retention_policies_loaded", "Policies in the loaded file", registry=r)

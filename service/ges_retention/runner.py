@@ -180,6 +180,8 @@ class Runner:
         # The client's deadlines are on the loop's clock: so are the run's.
         self._monotonic = monotonic or (lambda: asyncio.get_running_loop().time())
         self._stop = asyncio.Event()
+        # Runs past planning by id, their summaries counting as deletions finish: the daemon's live counts.
+        self.active: dict[str, RunSummary] = {}
 
     def request_stop(self) -> None:
         """No new deletion starts after this; in-flight ones finish."""
@@ -252,7 +254,11 @@ class Runner:
         max_deletes: int | None = None,
         trigger: Trigger = "cli",
         run_id: str | None = None,
+        should_continue: Callable[[str], bool] | None = None,
     ) -> RunSummary:
+        """One run. `should_continue(policy_name)` is asked before each DELETE: False starts no further deletion of
+        that policy (its outcome `interrupted`); the daemon says False for a policy a reload removed, paused or
+        turned to dry_run."""
         run_id = run_id or new_run_id()
         started = self._monotonic()
         deadline = started + self.run_deadline_s
@@ -266,20 +272,30 @@ class Runner:
             planned = await self.list_and_plan(policy_file, selected, dry_run=dry_run, deadline=deadline, events=events)
             results = planned.results
             summary = RunSummary(run_id, trigger, all_dry, results, planned.listed, planned.skipped_projects)
-            await self._delete_all(results, deadline, events)
+            self.active[run_id] = summary
+            stopped = await self._delete_all(results, deadline, events, should_continue or (lambda _name: True))
             summary.interrupted = self.stop_requested and any(r.not_started for r in results)
             for result in results:
-                result.outcome = policy_outcome(result, summary.interrupted)
+                result.outcome = policy_outcome(result, summary.interrupted or result.name in stopped)
                 with structlog.contextvars.bound_contextvars(policy=result.name, project_id=result.project_id):
                     events.policy_finished(result, self._monotonic() - started)
             summary.duration_s = self._monotonic() - started
-            summary.outcome = run_outcome(results, summary.interrupted)
+            summary.outcome = run_outcome(results, summary.interrupted or bool(stopped))
             events.run_finished(summary)
+        self.active.pop(run_id, None)  # (a run that raises leaves its entry: the daemon drops it)
         return summary
 
     # --- deletions -------------------------------------------------------------------------------------------
 
-    async def _delete_all(self, results: Sequence[PolicyResult], deadline: float, events: RunEvents) -> None:
+    async def _delete_all(
+        self,
+        results: Sequence[PolicyResult],
+        deadline: float,
+        events: RunEvents,
+        should_continue: Callable[[str], bool],
+    ) -> set[str]:
+        """Delete every due backup; the names of the policies `should_continue` stopped."""
+        stopped: set[str] = set()
         queue: list[tuple[PolicyResult, Decision]] = []
         for result in results:
             if result.plan is None or result.dry_run:
@@ -289,13 +305,15 @@ class Runner:
                 with _deletion_context(result, decision):
                     events.deletion_pending(result, decision)
         if not queue:
-            return
+            return stopped
         items = iter(queue)
 
         async def worker() -> None:
             for result, decision in items:
                 with _deletion_context(result, decision):
-                    if self.stop_requested or self._monotonic() >= deadline:
+                    if result.name not in stopped and not should_continue(result.name):
+                        stopped.add(result.name)
+                    if self.stop_requested or self._monotonic() >= deadline or result.name in stopped:
                         result.record("not_started", decision.backup.id)
                         events.deletion_finished(result, decision, Deletion("not_started"))
                         continue
@@ -307,6 +325,7 @@ class Runner:
         async with asyncio.TaskGroup() as group:
             for _ in range(min(self.concurrency, len(queue))):
                 group.create_task(worker())
+        return stopped
 
     async def _delete_one(self, result: PolicyResult, decision: Decision, deadline: float) -> Deletion:
         backup = decision.backup

@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     run_deadline_s: float = Field(default=3600.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0, le=3600)
+    # A changed policy file is used once two reads this far apart agree (a half-written file is never acted on).
+    reload_settle_s: float = Field(default=1.0, ge=0, le=60)
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     http: str = "127.0.0.1:9464"

@@ -1,13 +1,11 @@
-"""The daemon in-process against the emulator: jobs, reloads, on-demand runs, the HTTP listener, crash survival.
+"""The daemon in-process against the emulator: jobs, reloads, triggers, the HTTP listener, crash survival.
 
 Scheduling is checked through the jobs APScheduler holds and by firing them directly: no test waits for a cron minute.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,89 +14,25 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 from apscheduler.triggers.cron import CronTrigger
+from inprocess_harness import PROJECT, Harness, make_settings, policy_text, running_harness, wait_for_event
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from ges_retention.daemon import AlreadyRunning, Daemon, UnknownPolicy, build_trigger, jitter_s
+from ges_retention.daemon import AlreadyRunning, Daemon, UnknownPolicy
 from ges_retention.demo import seed_demo_project
-from ges_retention.emulator.app import RunningEmulator, running_emulator
+from ges_retention.emulator.app import running_emulator
 from ges_retention.emulator.config import DEFAULT_AK, DEFAULT_SK, AccessKey, EmulatorConfig
 from ges_retention.emulator.store import Store
 from ges_retention.metrics import Metrics
 from ges_retention.policy_loading import parse_policy_text
+from ges_retention.schedule import build_trigger, jitter_s
 from ges_retention.service import Service
-from ges_retention.settings import Settings
-
-PROJECT = "0a1b2c3d4e5f"
-
-
-def policy_text(*, prod_schedule: str = "30 2 * * *", staging_schedule: str | None = None, extra: str = "") -> str:
-    staging = f'    schedule: "{staging_schedule}"\n' if staging_schedule else ""
-    return f"""\
-version: 1
-policies:
-  - name: prod
-    project_id: {PROJECT}
-    schedule: "{prod_schedule}"
-    select: {{graphs: ["prod-*"]}}
-    keep: {{last: 3, daily: 7, names: ["*-golden"]}}
-    safety: {{max_deletes: 1000}}
-  - name: staging
-    project_id: {PROJECT}
-{staging}    select: {{graphs: ["staging-*"]}}
-    keep: {{last: 2}}
-    safety: {{max_deletes: 1000}}
-{extra}"""
-
-
-@dataclass
-class Harness:
-    daemon: Daemon
-    emulator: RunningEmulator
-    path: Path
-    metrics: Metrics
-
-    def graph_backups(self, prefix: str) -> list[dict[str, Any]]:
-        return [b for b in self.emulator.store.backups(PROJECT) if b["graph_name"].startswith(prefix)]
-
-    async def settle(self) -> None:
-        """Wait (bounded) until no run is in progress."""
-        async with asyncio.timeout(20):
-            while self.daemon.tasks:
-                await asyncio.gather(*list(self.daemon.tasks), return_exceptions=True)
-
-
-def make_settings(url: str, **extra: Any) -> Settings:
-    values: dict[str, Any] = {
-        "endpoint": url,
-        "ak": DEFAULT_AK,
-        "sk": DEFAULT_SK,
-        "rate_limit": 0,
-        "http": "127.0.0.1:0",
-    }
-    values.update(extra)
-    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
-    store = Store()
-    seed_demo_project(store, PROJECT, datetime.now(UTC))
-    config = EmulatorConfig(project_ids=[PROJECT], access_keys=[AccessKey(DEFAULT_AK, DEFAULT_SK, PROJECT)])
-    path = tmp_path / "policy.yaml"
-    path.write_text(policy_text())
-    async with running_emulator(store=store, config=config) as emulator:
-        settings = make_settings(emulator.url)
-        metrics = Metrics()
-        service = Service(settings, metrics=metrics)
-        async with service as runner:
-            daemon = Daemon(path, settings, runner, metrics=metrics, authenticated=service.readiness.authenticated)
-            daemon.watch_interval_s = 0.02
-            await daemon.start()
-            try:
-                yield Harness(daemon, emulator, path, metrics)
-            finally:
-                await daemon.stop()
+    async with running_harness(tmp_path) as h:
+        yield h
 
 
 # --- triggers, computed from a given time ---------------------------------------------------------------------
@@ -130,15 +64,15 @@ def test_jitter_is_a_tenth_of_the_interval_at_most_five_minutes() -> None:
 # --- jobs and runs ----------------------------------------------------------------------------------------------
 
 
-async def test_start_schedules_jobs_and_runs_on_demand_policies(harness: Harness) -> None:
+async def test_start_schedules_jobs_and_runs_no_unscheduled_policy(harness: Harness) -> None:
     jobs = {job.id: job for job in harness.daemon.scheduler.get_jobs()}
     assert set(jobs) == {"prod"}
     job = jobs["prod"]
     assert (job.max_instances, job.coalesce) == (1, True)
     await harness.settle()
-    # staging has no schedule: it ran once at load, keeping only its last 2 per graph.
-    assert len(harness.graph_backups("staging-")) == 2
-    assert len(harness.graph_backups("prod-")) > 50  # prod waits for its schedule
+    # staging has no schedule and no run_on_change: loading the file runs nothing (round 1 ran it).
+    assert harness.emulator.stats.to_json()["total_requests"] == 0
+    assert len(harness.graph_backups("staging-")) > 2
 
 
 async def test_a_job_fires_and_a_run_happens(harness: Harness) -> None:
@@ -203,17 +137,6 @@ async def test_an_invalid_edit_is_rejected_and_the_old_policies_keep_running(har
     job = harness.daemon.scheduler.get_job("prod")
     await job.func(*job.args)  # the old policy still runs
     assert len(harness.graph_backups("prod-")) < 60
-
-
-async def test_an_on_demand_policy_runs_on_save(harness: Harness) -> None:
-    await harness.settle()
-    with capture_logs() as logs:
-        harness.path.write_text(policy_text().replace("keep: {last: 2}", "keep: {last: 1}"))
-        await wait_for_event(logs, "run_finished")
-    started = next(e for e in logs if e["event"] == "run_started")
-    assert started["trigger"] == "file" and started["policies"] == ["staging"]
-    await harness.settle()
-    assert len(harness.graph_backups("staging-")) == 1
 
 
 async def test_a_crash_in_a_run_is_logged_and_the_daemon_lives_on(
@@ -300,30 +223,37 @@ async def test_post_runs_statuses(harness: Harness) -> None:
         ("0.0.0.0:9464", "t0ken-for-tests", None, 401),
         ("0.0.0.0:9464", "t0ken-for-tests", "Bearer wrong", 401),
         ("0.0.0.0:9464", "t0ken-for-tests", "Bearer t0ken-for-tests", 202),
-        ("0.0.0.0:9464", "t0ken-for-tests", "bearer t0ken-for-tests", 202),  # RFC 7235: the scheme is case-insensitive
+        ("0.0.0.0:9464", "t0ken-for-tests", "bearer t0ken-for-tests", 202),  # the scheme is case-insensitive
+        ("0.0.0.0:9464", "t0ken-for-tests", "t0ken-for-tests", 401),
         ("127.0.0.1:9464", "t0ken-for-tests", "Bearer wrong", 401),
         ("[::1]:9464", None, None, 202),
         ("localhost:9464", None, None, 202),
     ],
 )
-async def test_run_trigger_token_rules(
+async def test_token_rules_of_every_v1_endpoint(
     harness: Harness, listener: str, token: str | None, header: str | None, status: int
 ) -> None:
     """The rule depends on where the listener is bound (a setting), whoever connects; served here on loopback."""
     await harness.settle()
     harness.daemon.settings = make_settings(harness.emulator.url, http=listener, http_token=token)
-    app_runner = aiohttp.web.AppRunner(harness.daemon.build_app())
+    app_runner = aiohttp.web.AppRunner(harness.daemon.http.build_app())
     await app_runner.setup()
     site = aiohttp.web.TCPSite(app_runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
     try:
         headers = {"Authorization": header} if header else {}
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(f"http://127.0.0.1:{port}/v1/runs?policy=staging", headers=headers) as r,
-        ):
-            assert r.status == status
+        async with aiohttp.ClientSession(headers=headers) as session:
+            async with session.post(f"{base}/v1/runs?policy=staging") as r:
+                assert r.status == status
+                run_id = (await r.json()).get("run_id", "none")
+            read_status = 200 if status == 202 else status
+            async with session.get(f"{base}/v1/policies") as r:
+                assert r.status == read_status
+            async with session.get(f"{base}/v1/runs/{run_id}") as r:
+                assert r.status == read_status
+            async with session.get(f"{base}/healthz") as r:
+                assert r.status == 200  # health is never behind the token
     finally:
         await app_runner.cleanup()
         await harness.settle()
@@ -338,7 +268,7 @@ async def test_the_daemon_survives_the_emulator_being_down_and_recovers(tmp_path
     async with running_emulator(store=store, config=config) as emulator:
         url = emulator.url
     port = int(url.rsplit(":", 1)[1])
-    settings = make_settings(url, max_attempts=2, backoff_max_s=0.01)
+    settings = make_settings(url, max_attempts=2, backoff_max_s=0.01, reload_settle_s=0)
     metrics = Metrics()
     async with Service(settings, metrics=metrics) as runner:
         daemon = Daemon(path, settings, runner, metrics=metrics)
@@ -346,39 +276,16 @@ async def test_the_daemon_survives_the_emulator_being_down_and_recovers(tmp_path
         try:
             with capture_logs() as logs:
                 daemon.trigger(["prod"], "http")  # the emulator is down: connection refused
-                await Harness(daemon, emulator, path, metrics).settle()
+                await Harness(daemon, emulator, path, metrics, []).settle()
             failed = [e for e in logs if e["event"] == "listing_failed"]
             assert failed and failed[0]["project_id"] == PROJECT
             before = len(store.backups(PROJECT))
             async with running_emulator(store=store, config=config, port=port):
                 daemon.trigger(["prod"], "http")
-                await Harness(daemon, emulator, path, metrics).settle()
+                await Harness(daemon, emulator, path, metrics, []).settle()
                 assert len(store.backups(PROJECT)) < before
         finally:
             await daemon.stop()
-
-
-async def wait_for_event(logs: list[dict[str, Any]], name: str, timeout_s: float = 10.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        # capture_logs offers no hook to wait on: look at the list on the loop's turns, bounded by the timeout.
-        while not any(e.get("event") == name for e in logs):  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-
-
-async def test_a_change_while_an_on_demand_policy_runs_is_loaded_and_watching_goes_on(harness: Harness) -> None:
-    await harness.settle()
-    harness.emulator.config.latency_ms = 50
-    harness.daemon.trigger(["staging"], "http")
-    with capture_logs() as logs:
-        harness.path.write_text(policy_text().replace("keep: {last: 2}", "keep: {last: 1}"))
-        await wait_for_event(logs, "run_skipped")
-    assert [e["event"] for e in logs].count("policy_loaded") == 1
-    harness.emulator.config.latency_ms = 0
-    await harness.settle()
-    with capture_logs() as logs:
-        harness.path.write_text(policy_text(prod_schedule="0 5 * * *").replace("keep: {last: 2}", "keep: {last: 1}"))
-        await wait_for_event(logs, "policy_loaded")  # the watcher survived the skipped run
-    assert "hour='5'" in str(harness.daemon.scheduler.get_job("prod").trigger)
 
 
 async def test_run_all_now_skips_only_the_policies_already_running(harness: Harness) -> None:
@@ -386,10 +293,11 @@ async def test_run_all_now_skips_only_the_policies_already_running(harness: Harn
     harness.emulator.config.latency_ms = 30
     harness.daemon.trigger(["prod"], "http")
     with capture_logs() as logs:
-        run_id = harness.daemon.run_all_now("signal")
+        run_id, skipped_now = harness.daemon.run_all_now("signal")
     assert run_id is not None
+    assert skipped_now == [{"policy": "prod", "reason": "already_running"}]
     skipped = [e for e in logs if e["event"] == "run_skipped"]
-    assert [(e["policy"], e["trigger"]) for e in skipped] == [("prod", "signal")]
+    assert [(e["policy"], e["trigger"], e["reason"]) for e in skipped] == [("prod", "signal", "already_running")]
     assert harness.daemon.running == {"prod", "staging"}
     harness.emulator.config.latency_ms = 0
     await harness.settle()
@@ -399,6 +307,8 @@ async def test_a_removed_policy_takes_its_metric_series_with_it(harness: Harness
     await harness.settle()
     job = harness.daemon.scheduler.get_job("prod")
     await job.func(*job.args)
+    harness.daemon.trigger(["staging"], "http")
+    await harness.settle()
     before = harness.metrics.render().decode()
     assert 'policy="staging"' in before and 'policy="prod"' in before
     with capture_logs() as logs:

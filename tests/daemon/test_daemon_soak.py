@@ -70,7 +70,6 @@ async def test_back_to_back_runs_do_not_leak(emulator: RunningEmulator, tmp_path
     pid = daemon.proc.pid
     try:
         await daemon.wait_event("daemon_started")
-        await daemon.wait_event("run_finished")  # the on-demand run at start
         url = str(daemon.named("http_listening")[0]["url"])
         warmup = max(5, rounds // 10)
         await run_rounds(daemon, emulator, url, warmup, 0)

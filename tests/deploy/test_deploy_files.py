@@ -63,6 +63,7 @@ CONTRACT_METRICS = {
     "ges_retention_backups",
     "ges_retention_newest_success_age_seconds",
     "ges_retention_policies_loaded",
+    "ges_retention_next_run_timestamp_seconds",
     "ges_retention_policy_reload_errors_total",
     "ges_retention_build_info",
     "ges_retention_request_duration_seconds",
@@ -71,6 +72,17 @@ CONTRACT_METRICS = {
     "ges_retention_request_duration_seconds_count",
 }
 ALLOWED_ALERT_METRICS = CONTRACT_METRICS | {"up"}
+# The contract's round-2 metrics, which their issues add to metrics.py one by one: exported or not yet.
+ROUND_2_METRICS = {
+    "ges_retention_next_run_timestamp_seconds",
+    "ges_retention_pending_deletions",
+    "ges_retention_holds",
+    "ges_retention_policy_change_held",
+    "ges_retention_lease_held",
+    "ges_retention_deleted_megabytes_total",
+    "ges_retention_backup_quota_available",
+    "ges_retention_rate_limit",
+}
 
 
 def _settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
@@ -605,6 +617,25 @@ def test_policy_configmap_is_mounted_as_a_directory_without_subpath(kind: str) -
     assert "emptyDir" in tmp_volume
 
 
+@pytest.mark.parametrize("kind", ["Deployment", "CronJob"])
+def test_the_journal_is_on_a_persistent_volume_claim(kind: str) -> None:
+    # The image sets GES_RETENTION_STATE under a VOLUME, which Kubernetes ignores: without a mount the journal would
+    # land on the read-only root filesystem (or an emptyDir, losing holds and pending clocks with the pod).
+    state_dir = str(PurePosixPath(dockerfile_stages()[-1].env()["GES_RETENTION_STATE"]).parent)
+    pod = _pod_spec(kind)
+    container = _container(kind)
+    env = {e["name"] for e in container.get("env", [])}
+    assert "GES_RETENTION_STATE" not in env, "the image's path is the one the mount serves"
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == state_dir]
+    assert not mount.get("readOnly") and "subPath" not in mount
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    claim = _manifest("PersistentVolumeClaim")
+    assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert pod["securityContext"]["fsGroup"] == UID, "the volume must be writable by the service's group"
+    assert "pvc.yaml" in _manifest("Kustomization")["resources"]
+
+
 def test_configmap_policy_is_a_valid_policy_file_that_starts_in_dry_run() -> None:
     text = _manifest("ConfigMap")["data"][PurePosixPath(POLICY_PATH).name]
     policy_file = parse_policy_text(text, source="configmap.yaml")
@@ -938,7 +969,8 @@ def test_the_contracts_metrics_are_the_ones_the_service_exports() -> None:
                 exposed |= {name, f"{name}_bucket", f"{name}_sum", f"{name}_count"}
             else:
                 exposed.add(name)
-    assert exposed == CONTRACT_METRICS
+    assert not CONTRACT_METRICS - exposed, sorted(CONTRACT_METRICS - exposed)
+    assert exposed <= CONTRACT_METRICS | ROUND_2_METRICS, sorted(exposed - CONTRACT_METRICS - ROUND_2_METRICS)
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason=PROMTOOL_MISSING)

@@ -73,6 +73,7 @@ def _exported_metric_names() -> set[str]:
     metrics.last_run.labels("p", "ok").set(1)
     metrics.backups.labels("p", "success").set(1)
     metrics.newest_success_age.labels("p").set(1)
+    metrics.next_run.labels("p").set(1)
     metrics.policies_loaded.set(1)
     metrics.reload_errors.inc()
     return {
@@ -101,6 +102,7 @@ def test_the_dashboard_covers_what_an_operator_watches() -> None:
         "ges_retention_last_run_timestamp_seconds",  # runs and outcomes per policy
         "ges_retention_deletions_total",  # deletions and failures
         "ges_retention_newest_success_age_seconds",  # freshness
+        "ges_retention_next_run_timestamp_seconds",
         "ges_retention_throttled_total",  # throttling
         "ges_retention_request_duration_seconds_bucket",  # request latency
         "ges_retention_run_duration_seconds_bucket",

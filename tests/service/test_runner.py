@@ -434,3 +434,24 @@ policies:
     )
     await run(api, policy_file)
     assert sorted(api.deleted) == (["m-1", "m-2"] if selected else [])
+
+
+# --- the daemon's per-policy stop ------------------------------------------------------------------------------
+
+
+async def test_should_continue_false_starts_no_further_deletion_of_that_policy_only() -> None:
+    api = MemoryApi({P1: project(prod=6, staging=4)})
+    asked: list[str] = []
+
+    def should_continue(name: str) -> bool:
+        asked.append(name)
+        return not (name == "prod" and asked.count("prod") > 1)  # a reload paused prod after its first deletion
+
+    runner = make_runner(api, concurrency=1)
+    policy_file = policies()
+    summary = await runner.run(policy_file, policy_file.policies, should_continue=should_continue)
+    prod, staging = summary.policies
+    assert (prod.deleted, prod.not_started, prod.outcome) == (1, 3, "interrupted")
+    assert (staging.deleted, staging.outcome) == (3, "ok")
+    assert summary.outcome == "interrupted"
+    assert runner.active == {}  # the live summary is dropped once the run ends

@@ -1,0 +1,206 @@
+"""The daemon's local listener: health, readiness, metrics, and `/v1/` (runs, policies).
+
+Every `/v1/` endpoint, read or write, follows the same token rules: 401 when `GES_RETENTION_HTTP_TOKEN` is set and
+`Authorization: Bearer <token>` is missing or wrong (the scheme is case-insensitive, RFC 7235); 403 when the listener
+is bound beyond loopback and no token is set. Every 409 body has `error` and `reason`.
+The listener is bound before anything runs: a busy port is a `SettingsError` (exit 2), not a crash after a run began.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiohttp import web
+
+from ges_retention.metrics import CONTENT_TYPE
+from ges_retention.settings import SettingsError
+
+if TYPE_CHECKING:
+    from ges_retention.daemon import Daemon
+
+__all__ = ["HttpApi", "is_loopback"]
+
+log = structlog.get_logger("ges_retention.http_api")
+
+
+class HttpApi:
+    """The listener of one daemon; reads the daemon's state and triggers its runs, never the runner directly."""
+
+    __slots__ = ("_app_runner", "daemon", "url")
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.url: str | None = None
+        self._app_runner: web.AppRunner | None = None
+
+    def build_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_post("/v1/runs", self._post_run)
+        app.router.add_get("/v1/runs/{run_id}", self._get_run)
+        app.router.add_get("/v1/policies", self._get_policies)
+        return app
+
+    async def start(self) -> None:
+        """Bind the listener (when enabled); `SettingsError` with one line when the address cannot be bound."""
+        listener = self.daemon.settings.listener()
+        if listener is None:
+            return
+        host, port = listener
+        runner = web.AppRunner(self.build_app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            reason = exc.strerror or str(exc)
+            raise SettingsError(f"cannot listen on {host}:{port} (GES_RETENTION_HTTP): {reason}") from None
+        self._app_runner = runner
+        sockets = getattr(site._server, "sockets", None) or []
+        bound_port = sockets[0].getsockname()[1] if sockets else port
+        self.url = f"http://{host}:{bound_port}"
+        log.info("http_listening", url=self.url)
+
+    async def stop(self) -> None:
+        if self._app_runner is not None:
+            await self._app_runner.cleanup()
+            self._app_runner = None
+
+    # --- health ----------------------------------------------------------------------------------------------
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        # The task count is there for soak tests and operators: it must not grow run after run.
+        body = {"status": "ok", "tasks": len(asyncio.all_tasks()), "runs_in_progress": len(self.daemon.tasks)}
+        return web.json_response(body)
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        daemon = self.daemon
+        problems = []
+        if daemon.policy_file is None:
+            problems.append("no policies loaded")
+        if daemon.authenticated() is False:
+            problems.append("the last API call was not authenticated")
+        if problems:
+            return web.json_response({"status": "not ready", "problems": problems}, status=503)
+        return web.json_response(
+            {"status": "ready", "policies": len(daemon.policy_file.policies) if daemon.policy_file else 0}
+        )
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        self.daemon.refresh_next_runs()
+        return web.Response(body=self.daemon.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    # --- /v1/ ------------------------------------------------------------------------------------------------
+
+    def _refused(self, request: web.Request) -> web.Response | None:
+        """The token rules of every `/v1/` endpoint; None when the request may go on."""
+        settings = self.daemon.settings
+        token = settings.http_token.get_secret_value() if settings.http_token else None
+        if token is None:
+            if is_loopback(settings.listener()):
+                return None
+            return web.json_response(
+                {"error": "refused: the listener is beyond loopback and no GES_RETENTION_HTTP_TOKEN is set"},
+                status=403,
+            )
+        # Exactly `Bearer <token>` (one space; the scheme in any case): anything looser is refused.
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+            return web.json_response({"error": "missing or wrong bearer token"}, status=401)
+        return None
+
+    async def _post_run(self, request: web.Request) -> web.Response:
+        from ges_retention.daemon import AlreadyRunning, Paused, UnknownPolicy
+
+        if (refused := self._refused(request)) is not None:
+            return refused
+        names = request.query.getall("policy", [])
+        if not names:  # like SIGUSR1: every enabled policy that is not already running
+            run_id, skipped = self.daemon.run_all_now("http")
+            if run_id is None:
+                reasons = {s["reason"] for s in skipped}
+                reason = "already_running" if "already_running" in reasons else "paused"
+                error = "no policy to run: " + ", ".join(f"{s['policy']} ({s['reason']})" for s in skipped)
+                return _conflict(error if skipped else "no policy to run", reason)
+            return web.json_response({"run_id": run_id, "skipped": skipped}, status=202)
+        try:
+            run_id = self.daemon.trigger(names, "http")
+        except UnknownPolicy as exc:
+            return web.json_response({"error": f"unknown policy: {exc}"}, status=404)
+        except Paused as exc:
+            return _conflict(f"policy {exc} is paused", "paused")
+        except AlreadyRunning as exc:
+            return _conflict(f"policy {exc} is already running", "already_running")
+        return web.json_response({"run_id": run_id}, status=202)
+
+    async def _get_run(self, request: web.Request) -> web.Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        run_id = request.match_info["run_id"]
+        view = run_view(self.daemon, run_id)
+        if view is None:
+            return web.json_response({"error": f"unknown run {run_id[:64]!r} (only recent runs are kept)"}, status=404)
+        return web.json_response(view)
+
+    async def _get_policies(self, request: web.Request) -> web.Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        return web.json_response({"policies": policies_view(self.daemon)})
+
+
+def _conflict(error: str, reason: str) -> web.Response:
+    return web.json_response({"error": error, "reason": reason}, status=409)
+
+
+def run_view(daemon: Daemon, run_id: str) -> dict[str, Any] | None:
+    """`GET /v1/runs/{run_id}`: live counts while running (from the runner's summary in progress), then the final
+    summary."""
+    record = daemon.records.get(run_id)
+    if record is None:
+        return None
+    live = daemon.runner.active.get(run_id)
+    if record.status == "running" and live is not None:
+        record.live = {**live.counts(), "policies": [p.to_json() for p in live.policies]}
+    return record.to_json()
+
+
+def policies_view(daemon: Daemon) -> list[dict[str, Any]]:
+    """`GET /v1/policies`: per policy, what it is, when it runs next, whether it runs, and its last run."""
+    daemon.refresh_next_runs()
+    views = []
+    for policy in daemon.policy_file.policies if daemon.policy_file else ():
+        when = daemon.next_run(policy.name)
+        views.append(
+            {
+                "name": policy.name,
+                "enabled": policy.enabled,
+                "schedule": str(policy.schedule) if policy.schedule else None,
+                "run_on_change": policy.run_on_change,
+                "dry_run": policy.dry_run,
+                "next_run": when.astimezone(UTC).isoformat().replace("+00:00", "Z") if when else None,
+                "running": policy.name in daemon.running,
+                "queued": policy.name in daemon.queued,
+                "last_run": daemon.records.last_for(policy.name),
+            }
+        )
+    return views
+
+
+def is_loopback(listener: tuple[str, int] | None) -> bool:
+    if listener is None:
+        return True
+    host = listener[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
