@@ -95,6 +95,17 @@ def _emulator_seeding(result: dict[str, Any]) -> str:
     )
 
 
+def _simulation(result: dict[str, Any]) -> str:
+    f = result["figures"]
+    inproc = f["inproc"]
+    return (
+        f"simulate {inproc['days']} days ({inproc['runs']} runs, {inproc['backups_created']} backups): the command "
+        f"end to end {f['cli_wall_s']} s wall, {f['cli_cpu_s']} CPU-s, most of it interpreter start and imports; "
+        f"simulate() itself {inproc['simulate_s']} s ({inproc['ms_per_run']} ms per run, one plan() each), "
+        f"the SVG {inproc['svg_s']} s, the JSON {inproc['json_s']} s."
+    )
+
+
 _NOTES = {
     "rate_limit": _rate_limit,
     "unthrottled": _unthrottled,
@@ -102,6 +113,7 @@ _NOTES = {
     "listing": _listing,
     "planning": _planning,
     "emulator_seeding": _emulator_seeding,
+    "simulation": _simulation,
 }
 
 

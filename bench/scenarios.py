@@ -10,6 +10,7 @@ from bench.emulator_seeding import run_emulator_seeding
 from bench.listing import run_listing
 from bench.planning import run_planning_scenario
 from bench.rate_limit import run_rate_limit
+from bench.simulation import run_simulation_scenario
 from bench.unthrottled import run_unthrottled
 from bench.zero_latency import run_zero_latency
 
@@ -69,6 +70,13 @@ SCENARIOS: dict[str, Scenario] = {
             run_emulator_seeding,
             full={"graphs": 1000, "per_graph": 100},
             quick={"graphs": 200, "per_graph": 100},
+        ),
+        Scenario(
+            "simulation",
+            "8. simulate a full GFS policy, daily backups, 730 days, with an outage: < 3 s end to end",
+            run_simulation_scenario,
+            full={"days": 730},
+            quick={"days": 365},
         ),
     )
 }

@@ -95,6 +95,13 @@ def render(document: dict[str, Any]) -> str:
             f"{f['peak_rss_mb']} MB; building the values from API JSON: {f['build_values_from_api_json_s']} s "
             f"({f['from_api_json_us_per_backup']} us per backup).",
         ]
+    if "simulation" in s:
+        f = s["simulation"]["figures"]
+        lines += [
+            "",
+            f"simulate {f['inproc']['days']} days of a GFS policy (8): {f['cli_wall_s']} s end to end "
+            f"({f['cli_cpu_s']} CPU-s); simulate() itself {f['inproc']['simulate_s']} s.",
+        ]
     disturbed = ", ".join(f"{name} {result['disturbance']}" for name, result in s.items())
     lines += [
         "",

@@ -24,9 +24,10 @@ from ges_retention.errors import GesRetentionError, UsageError
 from ges_retention.exit_codes import ExitCode
 from ges_retention.inputs import parse_now, read_backup_export
 from ges_retention.logs import LOG_FORMATS, LOG_LEVELS, error_line
-from ges_retention.policy import PolicyFileDocument
+from ges_retention.policy import Policy, PolicyFileDocument
 from ges_retention.policy_loading import load_policy_file
 from ges_retention.settings import Settings, SettingsError, load_settings
+from ges_retention.two_phase import refuse_two_phase
 
 # `parse_now`, `read_backup_export` and `UsageError` are re-exported for the command modules that used them from here.
 __all__ = ["UsageError", "main", "parse_now", "read_backup_export"]
@@ -88,6 +89,9 @@ def _build_parser() -> argparse.ArgumentParser:
     emulator_command.add_arguments(p)
 
     sub.add_parser("demo", parents=[common], help="run the example policy against a seeded in-process emulator")
+    from ges_retention import simulate_command
+
+    simulate_command.add_arguments(sub.add_parser("simulate", parents=[common], help="forecast a policy over time"))
     sub.add_parser("schema", parents=[common], help="print the JSON Schema of the policy file")
     completion.add_parser(sub, parents=[common])
     cli_help.add_epilogs(parser)
@@ -142,6 +146,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     policy_file = load_policy_file(args.policy_file)
     selected = _enabled(policy_file.select(args.policy), named=bool(args.policy))
+    refuse_two_phase(policy_file, selected)
     if not selected:  # every policy of the file is paused: nothing to do is a success
         note = {
             "run_id": None,
@@ -209,6 +214,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ges_retention.emulator import command as emulator_command
 
         return emulator_command.run(args)
+    if command == "simulate":
+        from ges_retention import simulate_command
+
+        return simulate_command.run(args)
 
     needs_api = command in ("run", "daemon") or (command == "plan" and args.from_file is None)
     settings: Settings | None

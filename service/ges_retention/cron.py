@@ -179,6 +179,40 @@ class CronSchedule:
             ]
         return [{**common, "day": day, "day_of_week": weekday}]
 
+    def fire_times(self, start: datetime, end: datetime, tz: tzinfo) -> list[datetime]:
+        """Every fire time in [start, end), as aware UTC datetimes, ascending; fields read on the wall clock of `tz`.
+
+        The rules of `trigger`, without jitter (the simulation's view of a schedule). A fixed-time job whose wall time
+        does not exist (spring forward) fires at the instant its pre-change offset gives (02:30 -> 03:30 on the new
+        wall clock) and in a repeated hour once, at the first occurrence; a wildcard job follows elapsed time: nothing
+        in the skipped hour, both occurrences in a repeated one.
+        """
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError("start and end must be timezone-aware")
+        hours = sorted(self.hours) if self.hours is not None else range(24)
+        minutes = sorted(self.minutes) if self.minutes is not None else range(60)
+        either = self._either_day_matches()
+        wildcard = not self.is_fixed_time()
+        times: set[datetime] = set()
+        day = start.astimezone(tz).date() - timedelta(days=1)  # a shifted wall time may land on the next day
+        last = end.astimezone(tz).date()
+        while day <= last:
+            if _day_matches(self.days, self.months, self.weekdays, either, day):
+                for hour in hours:
+                    for minute in minutes:
+                        wall = datetime(day.year, day.month, day.day, hour, minute, tzinfo=tz)
+                        first = wall.astimezone(UTC)
+                        candidates = [first]
+                        if wildcard:
+                            if first.astimezone(tz).replace(tzinfo=None) != wall.replace(tzinfo=None):
+                                continue  # in the skipped hour: elapsed time never reaches it
+                            second = wall.replace(fold=1).astimezone(UTC)
+                            if second.astimezone(tz).replace(tzinfo=None) == wall.replace(tzinfo=None):
+                                candidates.append(second)  # the same wall time again: a repeated hour
+                        times.update(t for t in candidates if start <= t < end)
+            day += timedelta(days=1)
+        return sorted(times)
+
     def _a_day_field_starts_with_star(self) -> bool:
         parts = self._fields_text()
         return parts[2].startswith("*") or parts[4].startswith("*")
@@ -206,16 +240,23 @@ def _first_fire_day(
     # At most a few thousand cheap steps, cached per schedule and day: loading a file of many policies stays fast.
     day = start
     for _ in range(horizon_days):
-        if months is None or day.month in months:
-            day_ok = days is None or day.day in days
-            weekday_ok = weekdays is None or (day.isoweekday() % 7) in weekdays
-            if (day_ok or weekday_ok) if either else (day_ok and weekday_ok):
-                return day
+        if _day_matches(days, months, weekdays, either, day):
+            return day
         try:
             day += timedelta(days=1)
         except OverflowError:
             return None
     return None
+
+
+def _day_matches(
+    days: frozenset[int] | None, months: frozenset[int] | None, weekdays: frozenset[int] | None, either: bool, day: date
+) -> bool:
+    if months is not None and day.month not in months:
+        return False
+    day_ok = days is None or day.day in days
+    weekday_ok = weekdays is None or (day.isoweekday() % 7) in weekdays
+    return (day_ok or weekday_ok) if either else (day_ok and weekday_ok)
 
 
 def _is_repeated_wall_time(instant: datetime) -> bool:

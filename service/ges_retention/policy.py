@@ -134,6 +134,33 @@ DurationField = Annotated[
         }
     ),
 ]
+
+
+def _parse_confirm_after(value: Any) -> Duration | None:
+    """`0` (or `"0"`) = two-phase deletion off (None); otherwise a duration."""
+    if value is None:
+        raise ValueError("'confirm_after' must not be empty (null); use 0 to turn two-phase deletion off")
+    if (value == 0 and not isinstance(value, bool)) or value == "0":
+        return None
+    return _parse_duration(value)
+
+
+ConfirmAfter = Annotated[
+    Duration | None,
+    PlainValidator(_parse_confirm_after),
+    PlainSerializer(lambda value: 0 if value is None else str(value), return_type=int | str),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"const": 0},
+                {"type": "string", "pattern": r"^(0|(\d+y)?(\d+mo)?(\d+w)?(\d+d)?(\d+h)?(\d+min)?(\d+s)?)$"},
+            ],
+            "description": "two-phase deletion: delete a backup only once it has been planned for deletion "
+            "continuously this long; 0 = off",
+            "examples": [0, "1d", "36h"],
+        }
+    ),
+]
 Count = Annotated[
     int | str,
     PlainValidator(_parse_count),
@@ -235,6 +262,8 @@ class FailedRule(_Model):
 class Safety(_Model):
     min_keep: int = Field(default=1, ge=0)
     max_deletes: int = Field(default=100, ge=0)
+    # None = 0 = off. Real runs need the journal for it: `two_phase.refuse_two_phase` guards `run` and `daemon`.
+    confirm_after: ConfirmAfter = None
 
 
 class _PolicyFields(_Model):

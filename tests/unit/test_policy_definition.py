@@ -59,7 +59,7 @@ def test_the_effective_definition_is_canonical_json_with_every_default_and_witho
     assert json.dumps(document, sort_keys=True, separators=(",", ":")) == text
     assert "name" not in document
     assert document["enabled"] is True and document["run_on_change"] is False
-    assert document["safety"] == {"max_deletes": 50, "min_keep": 1}
+    assert document["safety"] == {"max_deletes": 50, "min_keep": 1, "confirm_after": 0}
     assert document["select"]["graphs"] == ["*"]
     assert document["timezone"] == "UTC" and document["schedule"] is None
 

@@ -1,0 +1,29 @@
+"""Smoke test of the simulation benchmark at a tiny size: the figures are there (not a measure of anything)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.notes import notes  # noqa: E402
+from bench.simulation import run_simulation_scenario  # noqa: E402
+
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the benchmarks read /proc"),
+]
+
+
+def test_simulation_runs_the_command_and_reports_its_figures() -> None:
+    result = run_simulation_scenario(days=20)
+    assert {"parameters", "figures", "targets", "targets_met", "disturbance"} <= set(result)
+    figures = result["figures"]
+    assert figures["inproc"]["runs"] == 20 and figures["inproc"]["days"] == 20
+    assert figures["cli_wall_s"] > 0 and figures["svg_bytes"] > 0 and figures["steady_state"] > 0
+    assert "simulate 20 days" in notes({"simulation": result})["simulation"]
