@@ -180,10 +180,10 @@ def _cmd_daemon(args: argparse.Namespace, settings: Settings) -> int:
     return run_daemon(Path(args.policy_file), settings)
 
 
-def _cmd_demo(_args: argparse.Namespace, settings: Settings | None) -> int:
+def _cmd_demo(args: argparse.Namespace, settings: Settings | None) -> int:
     from ges_retention.demo import run_demo
 
-    return run_demo(settings)
+    return run_demo(settings, log_format=args.log_format, log_level=args.log_level)
 
 
 def _configure_logs(args: argparse.Namespace, settings: Settings | None) -> None:
@@ -193,7 +193,7 @@ def _configure_logs(args: argparse.Namespace, settings: Settings | None) -> None
         register_secrets(settings.secret_values())
     fmt = args.log_format or (settings.log_format if settings else _env_choice("LOG_FORMAT", LOG_FORMATS, "json"))
     level = args.log_level or (settings.log_level if settings else _env_choice("LOG_LEVEL", LOG_LEVELS, "info"))
-    args.log_format = fmt  # what the final error line follows from now on
+    args.log_format_in_use = fmt  # what the final error line follows from now on
     configure_logging(fmt, level)
 
 
@@ -244,7 +244,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _print_error(args: argparse.Namespace, message: str, code: int, *, with_traceback: bool = False) -> None:
-    fmt = args.log_format or _env_choice("LOG_FORMAT", LOG_FORMATS, "json")
+    fmt = getattr(args, "log_format_in_use", None) or args.log_format or _env_choice("LOG_FORMAT", LOG_FORMATS, "json")
     trace = traceback.format_exc() if with_traceback else None
     if trace is not None and fmt == "console":
         sys.stderr.write(trace)

@@ -104,18 +104,25 @@ def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
 
 
-def run_demo(settings: Settings | None = None, *, policy_path: Path | None = None) -> int:
+def run_demo(
+    settings: Settings | None = None,
+    *,
+    policy_path: Path | None = None,
+    log_format: str | None = None,
+    log_level: str | None = None,
+) -> int:
+    """`log_format` and `log_level`: the command line's `--log-format` and `--log-level`, which win."""
     path = policy_path or find_example_policy()
     policy_file = load_policy_file(path)
-    return asyncio.run(_demo(policy_file, settings))
+    return asyncio.run(_demo(policy_file, settings, log_format, log_level))
 
 
-async def _demo(policy_file: PolicyFile, base: Settings | None) -> int:
+async def _demo(policy_file: PolicyFile, base: Settings | None, log_format: str | None, log_level: str | None) -> int:
     now = datetime.now(UTC)
     # A newcomer wants the table and the summary, not every log line: warnings only unless asked otherwise.
     configure_logging(
-        base.log_format if base and "GES_RETENTION_LOG_FORMAT" in os.environ else "console",
-        os.environ.get("GES_RETENTION_LOG_LEVEL", "warning").lower(),
+        log_format or (base.log_format if base and "GES_RETENTION_LOG_FORMAT" in os.environ else "console"),
+        log_level or os.environ.get("GES_RETENTION_LOG_LEVEL", "warning").lower(),
     )
     projects = sorted({p.project_id for p in policy_file.policies})
     store = Store()

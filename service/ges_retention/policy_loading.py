@@ -267,6 +267,8 @@ def _problems(exc: ValidationError, lines: dict[Loc, int], prefix: Loc = ()) -> 
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown key"
+        elif error["type"] in ("model_type", "dict_type", "model_attributes_type"):
+            message = "expected a mapping (key: value lines, or {key: value})"  # not "an instance of Select"
         elif error["type"] == "missing":
             message = "required key is missing"
         message = message.removeprefix("Value error, ")

@@ -175,3 +175,23 @@ def test_validate_names_every_keep_rule(tmp_path: Path, capsys: pytest.CaptureFi
     path = _write(tmp_path, f"version: 1\npolicies:\n  - {{name: a, project_id: abc, keep: {{{rule}: 2}}}}\n")
     assert main(["validate", path, "--log-level", "error"]) == 0
     assert f"keep {rule} 2;" in capsys.readouterr().out
+
+
+def test_the_demo_follows_the_log_flags(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from subprocess_env import clean_env
+
+    result = subprocess.run(
+        [sys.executable, "-m", "ges_retention", "demo", "--log-format", "json", "--log-level", "info"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    events = _json_lines(result.stderr)  # the demo's own default is console lines at warning
+    assert "run_finished" in {e["event"] for e in events}

@@ -7,19 +7,18 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ges_retention.daemon import Daemon
-from ges_retention.demo import seed_demo_project
-from ges_retention.emulator.app import RunningEmulator, running_emulator
-from ges_retention.emulator.config import DEFAULT_AK, DEFAULT_SK, AccessKey, EmulatorConfig
-from ges_retention.emulator.store import Store
+from ges_retention.emulator.app import RunningEmulator
+from ges_retention.emulator.config import DEFAULT_AK, DEFAULT_SK
 from ges_retention.metrics import Metrics
 from ges_retention.policy_loading import PolicyFile, parse_policy_text
 from ges_retention.service import Service
 from ges_retention.settings import Settings
+from support.emulators import seeded_emulator
+from support.logs import EventLog
 
 PROJECT = "0a1b2c3d4e5f"
 
@@ -85,9 +84,6 @@ async def running_harness(
     """A daemon in this process against a seeded emulator. The settle period runs through a seam: each wait of it
     runs the next hook of `settle_hooks` (if any) instead of sleeping, so a test decides what changes between the
     two reads of a settle."""
-    store = Store()
-    seed_demo_project(store, PROJECT, datetime.now(UTC))
-    config = EmulatorConfig(project_ids=[PROJECT], access_keys=[AccessKey(DEFAULT_AK, DEFAULT_SK, PROJECT)])
     if path is None:  # else the caller laid the file out (a symlink farm, say)
         path = tmp_path / "policy.yaml"
         path.write_text(policy_text() if text is None else text)
@@ -99,7 +95,7 @@ async def running_harness(
             hooks.pop(0)()
         return False
 
-    async with running_emulator(store=store, config=config) as emulator:
+    async with seeded_emulator() as emulator:
         values = make_settings(emulator.url, **settings)
         metrics = Metrics()
         service = Service(values, metrics=metrics)
@@ -121,8 +117,6 @@ async def running_harness(
                 await daemon.stop()
 
 
-async def wait_for_event(logs: list[dict[str, Any]], name: str, timeout_s: float = 10.0, *, count: int = 1) -> None:
-    async with asyncio.timeout(timeout_s):
-        # capture_logs offers no hook to wait on: look at the list on the loop's turns, bounded by the timeout.
-        while sum(e.get("event") == name for e in logs) < count:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+async def wait_for_event(logs: EventLog, name: str, timeout_s: float = 10.0, *, count: int = 1) -> None:
+    """Until `count` events `name` were captured (`support.logs.capture_events`), bounded."""
+    await logs.wait(name, count, timeout_s)

@@ -5,6 +5,7 @@ Scheduling is checked through the jobs APScheduler holds and by firing them dire
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,17 +17,24 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 from inprocess_harness import PROJECT, Harness, make_settings, policy_text, running_harness, wait_for_event
 from prometheus_client.parser import text_string_to_metric_families
-from structlog.testing import capture_logs
 
 from ges_retention.daemon import AlreadyRunning, Daemon, UnknownPolicy
-from ges_retention.demo import seed_demo_project
-from ges_retention.emulator.app import running_emulator
-from ges_retention.emulator.config import DEFAULT_AK, DEFAULT_SK, AccessKey, EmulatorConfig
-from ges_retention.emulator.store import Store
 from ges_retention.metrics import Metrics
 from ges_retention.policy_loading import parse_policy_text
 from ges_retention.schedule import build_trigger, jitter_s
 from ges_retention.service import Service
+from support.emulators import seeded_emulator, seeded_store
+from support.logs import capture_events
+
+
+async def hold_listings(harness: Harness) -> None:
+    """Runs overlap at an explicit gate, not through latency: listings wait until `unhold`."""
+    await harness.emulator.holds.hold("list_backups")
+
+
+async def listings_waiting(harness: Harness, count: int) -> None:
+    async with asyncio.timeout(10):
+        await harness.emulator.holds.wait_until_waiting("list_backups", count)
 
 
 @pytest.fixture
@@ -79,7 +87,7 @@ async def test_a_job_fires_and_a_run_happens(harness: Harness) -> None:
     await harness.settle()
     before = len(harness.graph_backups("prod-"))
     job = harness.daemon.scheduler.get_job("prod")
-    with capture_logs() as logs:
+    with capture_events() as logs:
         await job.func(*job.args)
     after = len(harness.graph_backups("prod-"))
     assert after < before
@@ -89,23 +97,24 @@ async def test_a_job_fires_and_a_run_happens(harness: Harness) -> None:
 
 async def test_no_overlap_when_a_run_outlasts_its_interval(harness: Harness) -> None:
     await harness.settle()
-    harness.emulator.config.latency_ms = 50
+    await hold_listings(harness)
     run_id = harness.daemon.trigger(["prod"], "http")
     assert run_id
+    await listings_waiting(harness, 1)  # the HTTP-triggered run is going, held at its listing
     job = harness.daemon.scheduler.get_job("prod")
-    with capture_logs() as logs:
-        await job.func(*job.args)  # fires while the HTTP-triggered run is still going
+    with capture_events() as logs:
+        await job.func(*job.args)
         with pytest.raises(AlreadyRunning):
             harness.daemon.trigger(["prod"], "http")
     assert [e["event"] for e in logs if e["event"] == "run_skipped"] == ["run_skipped"]
-    harness.emulator.config.latency_ms = 0
+    await harness.emulator.holds.unhold("list_backups")
     await harness.settle()
     assert harness.daemon.running == set()
 
 
 async def test_a_valid_edit_reschedules(harness: Harness) -> None:
     old = harness.daemon.scheduler.get_job("prod").trigger
-    with capture_logs() as logs:
+    with capture_events() as logs:
         harness.path.write_text(policy_text(prod_schedule="0 4 * * 1", staging_schedule="15 1 * * *"))
         await wait_for_event(logs, "policy_loaded")
     jobs = {job.id: job for job in harness.daemon.scheduler.get_jobs()}
@@ -116,7 +125,7 @@ async def test_a_valid_edit_reschedules(harness: Harness) -> None:
 
 async def test_removed_policy_is_unscheduled(harness: Harness) -> None:
     text = policy_text().split("  - name: staging")[0]
-    with capture_logs() as logs:
+    with capture_events() as logs:
         harness.path.write_text(text.replace('"30 2 * * *"', '"45 2 * * *"'))
         await wait_for_event(logs, "policy_loaded")
     assert [j.id for j in harness.daemon.scheduler.get_jobs()] == ["prod"]
@@ -127,7 +136,7 @@ async def test_removed_policy_is_unscheduled(harness: Harness) -> None:
 async def test_an_invalid_edit_is_rejected_and_the_old_policies_keep_running(harness: Harness) -> None:
     await harness.settle()
     old_file = harness.daemon.policy_file
-    with capture_logs() as logs:
+    with capture_events() as logs:
         harness.path.write_text(policy_text().replace("last: 3", "last: -3"))
         await wait_for_event(logs, "policy_rejected")
     rejected = next(e for e in logs if e["event"] == "policy_rejected")
@@ -149,7 +158,7 @@ async def test_a_crash_in_a_run_is_logged_and_the_daemon_lives_on(
         raise RuntimeError("unexpected")
 
     monkeypatch.setattr(harness.daemon.runner, "run", boom)
-    with capture_logs() as logs:
+    with capture_events() as logs:
         harness.daemon.trigger(["prod"], "signal")
         await harness.settle()
     crashed = [e for e in logs if e["event"] == "run_crashed"]
@@ -202,16 +211,17 @@ async def test_health_ready_and_metrics_match_what_the_emulator_saw(harness: Har
 async def test_post_runs_statuses(harness: Harness) -> None:
     await harness.settle()
     url = harness.daemon.http_url
-    harness.emulator.config.latency_ms = 30
+    await hold_listings(harness)
     async with aiohttp.ClientSession() as session:
         async with session.post(f"{url}/v1/runs?policy=nope") as r:
             assert r.status == 404
         async with session.post(f"{url}/v1/runs?policy=prod") as r:
             assert r.status == 202
             assert (await r.json())["run_id"]
+        await listings_waiting(harness, 1)
         async with session.post(f"{url}/v1/runs?policy=prod") as r:
             assert r.status == 409
-    harness.emulator.config.latency_ms = 0
+    await harness.emulator.holds.unhold("list_backups")
     await harness.settle()
 
 
@@ -260,12 +270,10 @@ async def test_token_rules_of_every_v1_endpoint(
 
 
 async def test_the_daemon_survives_the_emulator_being_down_and_recovers(tmp_path: Path) -> None:
-    store = Store()
-    seed_demo_project(store, PROJECT, datetime.now(UTC))
-    config = EmulatorConfig(project_ids=[PROJECT], access_keys=[AccessKey(DEFAULT_AK, DEFAULT_SK, PROJECT)])
+    store = seeded_store()
     path = tmp_path / "policy.yaml"
     path.write_text(policy_text(staging_schedule="0 1 * * *"))
-    async with running_emulator(store=store, config=config) as emulator:
+    async with seeded_emulator(store=store) as emulator:
         url = emulator.url
     port = int(url.rsplit(":", 1)[1])
     settings = make_settings(url, max_attempts=2, backoff_max_s=0.01, reload_settle_s=0)
@@ -274,13 +282,13 @@ async def test_the_daemon_survives_the_emulator_being_down_and_recovers(tmp_path
         daemon = Daemon(path, settings, runner, metrics=metrics)
         await daemon.start()
         try:
-            with capture_logs() as logs:
+            with capture_events() as logs:
                 daemon.trigger(["prod"], "http")  # the emulator is down: connection refused
                 await Harness(daemon, emulator, path, metrics, []).settle()
             failed = [e for e in logs if e["event"] == "listing_failed"]
             assert failed and failed[0]["project_id"] == PROJECT
             before = len(store.backups(PROJECT))
-            async with running_emulator(store=store, config=config, port=port):
+            async with seeded_emulator(store=store, port=port):
                 daemon.trigger(["prod"], "http")
                 await Harness(daemon, emulator, path, metrics, []).settle()
                 assert len(store.backups(PROJECT)) < before
@@ -290,16 +298,17 @@ async def test_the_daemon_survives_the_emulator_being_down_and_recovers(tmp_path
 
 async def test_run_all_now_skips_only_the_policies_already_running(harness: Harness) -> None:
     await harness.settle()
-    harness.emulator.config.latency_ms = 30
+    await hold_listings(harness)
     harness.daemon.trigger(["prod"], "http")
-    with capture_logs() as logs:
+    await listings_waiting(harness, 1)
+    with capture_events() as logs:
         run_id, skipped_now = harness.daemon.run_all_now("signal")
     assert run_id is not None
     assert skipped_now == [{"policy": "prod", "reason": "already_running"}]
     skipped = [e for e in logs if e["event"] == "run_skipped"]
     assert [(e["policy"], e["trigger"], e["reason"]) for e in skipped] == [("prod", "signal", "already_running")]
     assert harness.daemon.running == {"prod", "staging"}
-    harness.emulator.config.latency_ms = 0
+    await harness.emulator.holds.unhold("list_backups")
     await harness.settle()
 
 
@@ -311,7 +320,7 @@ async def test_a_removed_policy_takes_its_metric_series_with_it(harness: Harness
     await harness.settle()
     before = harness.metrics.render().decode()
     assert 'policy="staging"' in before and 'policy="prod"' in before
-    with capture_logs() as logs:
+    with capture_events() as logs:
         harness.path.write_text(policy_text().split("  - name: staging")[0])
         await wait_for_event(logs, "policy_loaded")
     after = harness.metrics.render().decode()

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from inprocess_harness import PROJECT, policy_text, running_harness, wait_for_event
-from structlog.testing import capture_logs
 
 from ges_retention import policy_watch
 from ges_retention.policy_loading import PolicyFile, parse_policy_text
+from support.logs import capture_events
 
 # staging runs on change, and comes first, so that a prefix of the file cut before its `select` is valid on its own:
 # a staging policy selecting every graph (prod's too) and keeping 1 per graph, and no prod policy at all.
@@ -46,7 +46,7 @@ async def test_a_file_completed_within_the_settle_period_is_loaded_whole_and_onl
         prod_before = len(h.graph_backups("prod-"))
         # The writer finishes the file while the daemon waits between its two reads.
         h.settle_hooks.append(lambda: h.path.write_text(FULL))
-        with capture_logs() as logs:
+        with capture_events() as logs:
             h.path.write_text(PREFIX)
             await wait_for_event(logs, "run_finished")
         await h.settle()
@@ -61,7 +61,7 @@ async def test_a_file_completed_within_the_settle_period_is_loaded_whole_and_onl
 async def test_the_transient_empty_file_of_truncate_then_write_is_no_reload_error(tmp_path: Path) -> None:
     async with running_harness(tmp_path) as h:
         h.settle_hooks.append(lambda: h.path.write_text(policy_text(prod_schedule="0 5 * * *")))
-        with capture_logs() as logs:
+        with capture_events() as logs:
             h.path.write_text("")
             await wait_for_event(logs, "policy_loaded")
         assert not [e for e in logs if e["event"] == "policy_rejected"]
@@ -73,7 +73,7 @@ async def test_a_file_that_keeps_changing_is_not_loaded_until_it_stops(tmp_path:
     async with running_harness(tmp_path) as h:
         versions = [policy_text(prod_schedule=f"0 {hour} * * *") for hour in (5, 6, 7)]
         h.settle_hooks.extend(lambda text=text: h.path.write_text(text) for text in versions[1:])  # type: ignore[misc]
-        with capture_logs() as logs:
+        with capture_events() as logs:
             h.path.write_text(versions[0])
             await wait_for_event(logs, "policy_loaded")
         assert [e["event"] for e in logs].count("policy_loaded") == 1
@@ -84,7 +84,7 @@ async def test_an_atomic_rename_loads(tmp_path: Path) -> None:
     async with running_harness(tmp_path) as h:
         staged = tmp_path / "policy.yaml.tmp"
         staged.write_text(policy_text(prod_schedule="0 5 * * *"))
-        with capture_logs() as logs:
+        with capture_events() as logs:
             os.replace(staged, h.path)
             await wait_for_event(logs, "policy_loaded")
         assert "hour='5'" in str(h.daemon.scheduler.get_job("prod").trigger)
@@ -102,7 +102,7 @@ async def test_a_kubernetes_configmap_symlink_swap_loads(tmp_path: Path) -> None
         (mount / "..2026_12_02").mkdir()
         (mount / "..2026_12_02" / "policy.yaml").write_text(policy_text(prod_schedule="0 5 * * *"))
         (mount / "..data_tmp").symlink_to("..2026_12_02")
-        with capture_logs() as logs:
+        with capture_events() as logs:
             os.replace(mount / "..data_tmp", mount / "..data")
             await wait_for_event(logs, "policy_loaded")
         assert "hour='5'" in str(h.daemon.scheduler.get_job("prod").trigger)
@@ -111,14 +111,14 @@ async def test_a_kubernetes_configmap_symlink_swap_loads(tmp_path: Path) -> None
 async def test_a_deleted_file_is_a_warning_and_the_old_policies_stay(tmp_path: Path) -> None:
     async with running_harness(tmp_path) as h:
         old = h.daemon.policy_file
-        with capture_logs() as logs:
+        with capture_events() as logs:
             h.path.unlink()
             await wait_for_event(logs, "policy_file_unreadable")
         warning = next(e for e in logs if e["event"] == "policy_file_unreadable")
         assert warning["log_level"] == "warning" and "cannot read the file" in warning["error"]
         assert h.daemon.policy_file is old
         assert h.metrics.reload_errors._value.get() == 0
-        with capture_logs() as logs:
+        with capture_events() as logs:
             h.path.write_text(policy_text(prod_schedule="0 5 * * *"))
             await wait_for_event(logs, "policy_loaded")
         assert "hour='5'" in str(h.daemon.scheduler.get_job("prod").trigger)
@@ -132,14 +132,14 @@ async def test_an_unexpected_error_in_validation_is_rejected_and_watching_goes_o
 
     async with running_harness(tmp_path, parse=parse) as h:
         old = h.daemon.policy_file
-        with capture_logs() as logs:
+        with capture_events() as logs:
             h.path.write_text(policy_text() + "# explode\n")
             await wait_for_event(logs, "policy_rejected")
         rejected = next(e for e in logs if e["event"] == "policy_rejected")
         assert "unexpected IsADirectoryError" in rejected["error"]
         assert h.daemon.policy_file is old
         assert h.metrics.reload_errors._value.get() == 1
-        with capture_logs() as logs:
+        with capture_events() as logs:
             h.path.write_text(policy_text(prod_schedule="0 5 * * *"))
             await wait_for_event(logs, "policy_loaded")
         assert "hour='5'" in str(h.daemon.scheduler.get_job("prod").trigger)
@@ -158,7 +158,7 @@ async def test_an_unexpected_error_in_the_watcher_itself_is_logged_and_watching_
             return real_read(path)
 
         monkeypatch.setattr(policy_watch, "read_file", read_file)
-        with capture_logs() as logs:
+        with capture_events() as logs:
             await wait_for_event(logs, "policy_rejected")
             h.path.write_text(policy_text(prod_schedule="0 5 * * *"))
             await wait_for_event(logs, "policy_loaded")
@@ -172,7 +172,7 @@ async def test_a_forced_reload_of_an_unchanged_file_loads_it_and_runs_nothing(tm
         await h.settle()
         requests = h.emulator.stats.to_json()["total_requests"]
         assert requests > 0  # staging ran once at start: no digest was recorded yet
-        with capture_logs() as logs:
+        with capture_events() as logs:
             h.daemon.watcher.request_reload()  # SIGHUP
             await wait_for_event(logs, "policy_loaded")
         assert not h.daemon.tasks

@@ -13,11 +13,11 @@ import aiohttp
 import pytest
 from inprocess_harness import PROJECT, Harness, policy_text, running_harness, wait_for_event
 from prometheus_client.parser import text_string_to_metric_families
-from structlog.testing import capture_logs
 
 from ges_retention.daemon import Paused
 from ges_retention.http_api import run_view
 from ges_retention.policy_watch import FileRead
+from support.logs import capture_events
 
 ON_CHANGE = "    run_on_change: true\n"  # appended to the file: it lands in staging, the last policy
 
@@ -38,7 +38,7 @@ def started(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def load(h: Harness, text: str) -> list[dict[str, Any]]:
     """Write the file, wait until the daemon loaded it and every run it started ended; the captured events."""
-    with capture_logs() as logs:
+    with capture_events() as logs:
         h.path.write_text(text)
         await wait_for_event(logs, "policy_loaded")
         await h.settle()
@@ -93,7 +93,7 @@ async def test_a_change_while_the_policy_runs_queues_exactly_one_more_run(
             return original(name)
 
         monkeypatch.setattr(h.daemon, "should_continue", during_the_run)
-        with capture_logs() as logs:
+        with capture_events() as logs:
             h.path.write_text(versions[0])
             await wait_for_event(logs, "run_finished", count=2)
             await h.settle()
@@ -117,7 +117,7 @@ async def test_a_paused_policy_is_never_run_by_any_trigger(tmp_path: Path) -> No
         await h.settle()
         prod_before = len(h.graph_backups("prod-"))
         assert h.daemon.scheduler.get_job("prod") is None  # no job: the schedule never fires
-        with capture_logs() as logs:
+        with capture_events() as logs:
             await h.daemon._scheduled_run("prod")  # a fire that raced the reload
         assert [(e["event"], e["reason"]) for e in logs] == [("run_skipped", "paused")]
         with pytest.raises(Paused):
@@ -172,7 +172,7 @@ async def test_a_reload_that_removes_pauses_or_dry_runs_a_running_policy_starts_
             return original(name)
 
         monkeypatch.setattr(h.daemon, "should_continue", reload_after_two)
-        with capture_logs() as logs:
+        with capture_events() as logs:
             h.daemon.trigger(["staging"], "http")
             await h.settle()
         finished = next(e for e in logs if e["event"] == "policy_finished")

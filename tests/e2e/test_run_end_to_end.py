@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from datetime import datetime
 from pathlib import Path
 
-from e2e_helpers import PROJECT, cli_env, expected_plan, run_cli, start_cli, wait_for
+from e2e_helpers import PROJECT, cli_env, expected_plan, run_cli, start_cli
 
 from ges_retention.emulator.app import RunningEmulator
 from ges_retention.emulator.config import FaultRates
+from support.processes import Output
 
 
 def current_ids(emulator: RunningEmulator) -> set[str]:
@@ -147,13 +149,19 @@ async def test_kill_9_then_a_clean_run_equals_one_clean_run(
     emulator: RunningEmulator, policy_path: Path, now: datetime
 ) -> None:
     _, keep = expected_plan(emulator.store, now)
-    emulator.config.latency_ms = 20
+    # The run is stopped mid-way at an explicit gate: 10 deletions let through, the next ones held, then kill -9.
+    await emulator.holds.hold("delete_backup")
     proc = await start_cli(["run", str(policy_path)], cli_env(emulator, GES_RETENTION_CONCURRENCY="2"))
-    await wait_for(lambda: len(emulator.stats.deleted_ids) >= 10)
+    output = asyncio.create_task(proc.communicate())  # read as it comes: a full pipe would stall the run
+    await emulator.holds.release("delete_backup", 10)
+    async with asyncio.timeout(30):
+        await emulator.holds.wait_until_waiting("delete_backup", 2)
+    assert len(emulator.stats.deleted_ids) == 10
     proc.kill()
     await proc.wait()
+    await output
+    await emulator.holds.unhold("delete_backup")
     assert keep < current_ids(emulator), "the killed run was in the middle"
-    emulator.config.latency_ms = 0
 
     result = await run_cli(["run", str(policy_path)], cli_env(emulator))
 
@@ -163,11 +171,19 @@ async def test_kill_9_then_a_clean_run_equals_one_clean_run(
 
 async def test_sigterm_drains_and_exits_143(emulator: RunningEmulator, policy_path: Path, now: datetime) -> None:
     delete, keep = expected_plan(emulator.store, now)
-    emulator.config.latency_ms = 30
+    # 8 deletions let through, 4 more in flight at the gate when SIGTERM arrives; they are let go once the signal
+    # was handled: they finish, and no other starts.
+    await emulator.holds.hold("delete_backup")
     proc = await start_cli(["run", str(policy_path)], cli_env(emulator, GES_RETENTION_CONCURRENCY="4"))
-    await wait_for(lambda: len(emulator.stats.deleted_ids) >= 8)
+    output = Output(proc)  # read as it comes: a full pipe would stall the run
+    await emulator.holds.release("delete_backup", 8)
+    async with asyncio.timeout(30):
+        await emulator.holds.wait_until_waiting("delete_backup", 4)
     proc.send_signal(signal.SIGTERM)
-    stdout, stderr = await proc.communicate()
+    async with asyncio.timeout(30):
+        await output.seen('"shutdown_requested"')
+    await emulator.holds.unhold("delete_backup")
+    stdout, stderr = await output.finish()
 
     assert proc.returncode == 143, stderr.decode()
     deleted = set(emulator.stats.deleted_ids)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CliResult", "DaemonProcess", "run_cli", "start_cli"]
+__all__ = ["CliResult", "DaemonProcess", "Output", "run_cli", "start_cli"]
 
 
 @dataclass
@@ -59,6 +59,42 @@ async def finish(proc: asyncio.subprocess.Process, timeout_s: float) -> CliResul
 async def run_cli(args: list[str], env: Mapping[str, str], timeout_s: float = 60) -> CliResult:
     """Run the real CLI in a subprocess while this loop keeps serving the emulator."""
     return await finish(await start_cli(args, env), timeout_s)
+
+
+class Output:
+    """A running CLI's stderr, read as it comes (so a full pipe never stalls it), with a wait for a given text."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.stderr = bytearray()
+        self._changed = asyncio.Event()
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stderr is not None
+        try:
+            async for line in self.proc.stderr:
+                self.stderr += line
+                self._changed.set()
+        finally:
+            self._changed.set()
+
+    async def seen(self, text: str) -> None:
+        """Until `text` appeared on stderr (bound it with a timeout); fails if stderr closes first."""
+        needle = text.encode()
+        while needle not in self.stderr:
+            if self._reader.done():
+                raise AssertionError(f"stderr closed before {text!r}")
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def finish(self) -> tuple[bytes, bytes]:
+        """(stdout, stderr) once the process ended."""
+        assert self.proc.stdout is not None
+        stdout = await self.proc.stdout.read()
+        await self.proc.wait()
+        await self._reader
+        return stdout, bytes(self.stderr)
 
 
 class DaemonProcess:

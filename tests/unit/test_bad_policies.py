@@ -128,7 +128,16 @@ CASES: dict[str, Bad] = {
     "graphs as a string": Bad(base("    select: {graphs: prod-*}"), "policies[0].select.graphs", 7, "valid list"),
     "pinned id as a number": Bad(base("      ids: [12345]"), "policies[0].keep.ids[0]", 7, "valid string"),
     "keep as a list": Bad(
-        base(replace=("    keep:\n      daily: 7\n", "    keep: [daily]\n")), "policies[0].keep", 5, "valid dict"
+        base(replace=("    keep:\n      daily: 7\n", "    keep: [daily]\n")),
+        "policies[0].keep",
+        5,
+        "expected a mapping",
+    ),
+    # Plain words, not pydantic's "a valid dictionary or instance of Select".
+    "select as a list": Bad(base("    select: [a]"), "policies[0].select", 7, "expected a mapping (key: value"),
+    "safety as a number": Bad(base("    safety: 5"), "policies[0].safety", 7, "expected a mapping"),
+    "defaults as a string": Bad(
+        base(replace=("version: 1\n", "version: 1\ndefaults: x\n")), "defaults", 2, "expected a mapping"
     ),
     "safety.min_keep as a bool": Bad(
         base("    safety: {min_keep: yes}"), "policies[0].safety.min_keep", 7, "valid integer"
@@ -320,6 +329,7 @@ def test_a_malformed_file_is_one_clear_line(case: Bad, write_policy: WritePolicy
         assert key_path == case.path, message
     assert line == ("" if case.line is None else str(case.line)), message
     assert case.fragment in text, message
+    assert "instance of" not in text and "Value error" not in text, message  # no Python internals
     assert caught.value.source == str(path)
     assert caught.value.problems
 
