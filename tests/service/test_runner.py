@@ -455,3 +455,22 @@ async def test_should_continue_false_starts_no_further_deletion_of_that_policy_o
     assert (staging.deleted, staging.outcome) == (3, "ok")
     assert summary.outcome == "interrupted"
     assert runner.active == {}  # the live summary is dropped once the run ends
+
+
+async def test_a_policy_told_to_stop_starts_no_further_deletion_and_the_others_go_on() -> None:
+    api = MemoryApi({P1: project(prod=6, staging=3)})
+    asked: list[str] = []
+
+    def should_continue(policy: str) -> bool:
+        asked.append(policy)
+        return not (policy == "prod" and "prod-a-3" in api.deleted)
+
+    policy_file = policies()
+    summary = await make_runner(api, concurrency=1).run(
+        policy_file, policy_file.policies, should_continue=should_continue
+    )
+    assert sorted(api.deleted) == ["prod-a-2", "prod-a-3", "staging-a-1", "staging-a-2"]
+    prod, staging = summary.policies
+    assert (prod.outcome, prod.ids["not_started"]) == ("interrupted", ["prod-a-4", "prod-a-5"])
+    assert staging.outcome == "ok"
+    assert summary.outcome == "interrupted"
