@@ -20,6 +20,7 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 IMPORT_NAMES = {
     "aiohttp": "aiohttp",
     "apscheduler": "apscheduler",
+    "asyncpg": "asyncpg",
     "prometheus-client": "prometheus_client",
     "pydantic": "pydantic",
     "pydantic-settings": "pydantic_settings",
