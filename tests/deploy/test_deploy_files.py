@@ -32,6 +32,7 @@ from ges_retention.cron import CronSchedule
 from ges_retention.metrics import Metrics
 from ges_retention.policy_loading import parse_policy_text
 from ges_retention.settings import Settings, load_settings, parse_listener
+from ges_retention.state.location import default_state_path
 from tools.promtool_test import RULES_WITHOUT_ANNOTATIONS, rules_without_annotations, run_promtool
 
 REPO = Path(__file__).resolve().parents[2]
@@ -821,6 +822,8 @@ def test_systemd_units_are_hardened(name: str) -> None:
     assert all(f.startswith("~") for f in filters[1:])
     # The journal's default path, $XDG_STATE_HOME/ges-retention/state.db, is the StateDirectory (%S = /var/lib).
     assert "XDG_STATE_HOME=%S" in _unit_values(name, "Environment")
+    state_path = default_state_path({"XDG_STATE_HOME": "/var/lib"})
+    assert state_path == Path("/var/lib") / service["StateDirectory"] / "state.db"
     # The daemon exports process_* metrics, which need /proc/stat; the one-shot run exports none.
     assert service.get("ProcSubset") == ("pid" if name == "ges-retention-run.service" else None)
 
