@@ -25,7 +25,8 @@ from datetime import UTC, datetime, tzinfo
 from typing import Final, Literal
 
 from ges_retention.backup import Backup
-from ges_retention.policy import BUCKET_RULES, UNLIMITED, Policy
+from ges_retention.durations import Duration
+from ges_retention.policy import BUCKET_RULES, UNLIMITED, Keep, Policy
 
 __all__ = [
     "BUCKETS",
@@ -263,49 +264,11 @@ def _plan_successes(successes: list[Backup], policy: Policy, now: datetime, tz: 
         return []
     keep = policy.keep
     reasons: list[list[str]] = [_pin_reasons(b, policy) for b in successes]
-
-    last = keep.last
-    if last == UNLIMITED or (isinstance(last, int) and last > 0):
-        limit = len(successes) if last == UNLIMITED else min(int(last), len(successes))
-        for i in range(limit):
-            reasons[i].append(f"last {i + 1}/{last}")
-
-    rules = [(rule, bucket, getattr(keep, rule)) for rule, bucket in BUCKETS.items()]
-    rules = [(rule, bucket, count) for rule, bucket, count in rules if count == UNLIMITED or count > 0]
-    if rules:
-        locals_ = [datetime.fromtimestamp(b.start_ms / 1000, tz) for b in successes]
-        for rule, bucket, count in rules:
-            spent = 0
-            last_key: tuple[int, ...] | None = None
-            kept_oldest = False
-            for i, local in enumerate(locals_):
-                if count != UNLIMITED and spent >= count:
-                    break
-                key = bucket.key(local)
-                if key != last_key:
-                    spent += 1
-                    last_key = key
-                    reasons[i].append(f"{rule} {spent}/{count} ({bucket.label(*key)})")
-                    kept_oldest = i == len(successes) - 1
-            slots_left = count == UNLIMITED or spent < count
-            if slots_left and not kept_oldest:
-                reasons[-1].append(f"oldest {rule}")
-    # Bucket reasons were appended rule by rule; put each backup's in the contract's order (oldest ones last).
-    for i, rs in enumerate(reasons):
-        oldest = [r for r in rs if r.startswith("oldest ")]
-        if oldest:
-            reasons[i] = [r for r in rs if not r.startswith("oldest ")] + oldest
-
+    _mark_last(reasons, keep.last)
+    _mark_buckets(reasons, successes, keep, tz)
     if keep.within is not None:
         anchor = successes[0].start if policy.anchor == "newest" else now.astimezone(UTC)
-        threshold_ms = int(keep.within.before(anchor, tz).timestamp() * 1000)
-        label = f"within {keep.within}"
-        for i, backup in enumerate(successes):
-            if backup.start_ms >= threshold_ms:
-                reasons[i].append(label)
-            else:
-                break  # newest first: everything after is older still
-
+        _mark_within(reasons, successes, keep.within, anchor, tz)
     # min_keep: the newest successes of the group are kept whatever the rules say.
     for i in range(min(policy.safety.min_keep, len(successes))):
         if not reasons[i]:
@@ -315,6 +278,64 @@ def _plan_successes(successes: list[Backup], policy: Policy, now: datetime, tz: 
         Decision(backup, "keep", tuple(rs)) if rs else Decision(backup, "delete", ("expired",))
         for backup, rs in zip(successes, reasons, strict=True)
     ]
+
+
+def _mark_last(reasons: list[list[str]], last: int | str) -> None:
+    """`keep.last`: the newest `last` successes (all of them if unlimited)."""
+    if last == UNLIMITED or (isinstance(last, int) and last > 0):
+        limit = len(reasons) if last == UNLIMITED else min(int(last), len(reasons))
+        for i in range(limit):
+            reasons[i].append(f"last {i + 1}/{last}")
+
+
+def _mark_buckets(reasons: list[list[str]], successes: list[Backup], keep: Keep, tz: tzinfo) -> None:
+    """The bucket rules (hourly, daily, ...): the newest backup of each of the newest `count` buckets."""
+    rules = [(rule, bucket, getattr(keep, rule)) for rule, bucket in BUCKETS.items()]
+    rules = [(rule, bucket, count) for rule, bucket, count in rules if count == UNLIMITED or count > 0]
+    if not rules:
+        return
+    locals_ = [datetime.fromtimestamp(b.start_ms / 1000, tz) for b in successes]
+    for rule, bucket, count in rules:
+        _mark_bucket_rule(reasons, locals_, rule, bucket, count)
+    # Bucket reasons were appended rule by rule; put each backup's in the contract's order (oldest ones last).
+    for i, rs in enumerate(reasons):
+        oldest = [r for r in rs if r.startswith("oldest ")]
+        if oldest:
+            reasons[i] = [r for r in rs if not r.startswith("oldest ")] + oldest
+
+
+def _mark_bucket_rule(
+    reasons: list[list[str]], locals_: list[datetime], rule: str, bucket: Bucket, count: int | str
+) -> None:
+    limit = None if count == UNLIMITED else int(count)
+    spent = 0
+    last_key: tuple[int, ...] | None = None
+    kept_oldest = False
+    for i, local in enumerate(locals_):
+        if limit is not None and spent >= limit:
+            break
+        key = bucket.key(local)
+        if key != last_key:
+            spent += 1
+            last_key = key
+            reasons[i].append(f"{rule} {spent}/{count} ({bucket.label(*key)})")
+            kept_oldest = i == len(locals_) - 1
+    slots_left = limit is None or spent < limit
+    if slots_left and not kept_oldest:
+        reasons[-1].append(f"oldest {rule}")
+
+
+def _mark_within(
+    reasons: list[list[str]], successes: list[Backup], within: Duration, anchor: datetime, tz: tzinfo
+) -> None:
+    """`keep.within`: every success younger than `within` before the anchor."""
+    threshold_ms = int(within.before(anchor, tz).timestamp() * 1000)
+    label = f"within {within}"
+    for i, backup in enumerate(successes):
+        if backup.start_ms >= threshold_ms:
+            reasons[i].append(label)
+        else:
+            break  # newest first: everything after is older still
 
 
 def _plan_failed(

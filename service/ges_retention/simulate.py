@@ -262,12 +262,7 @@ class _World:
 def simulate(scenario: Scenario) -> Forecast:
     """Run the scenario; see the module docstring."""
     policy = scenario.policy
-    if scenario.days < 1:
-        raise SimulationError(f"the simulation needs at least one day, got {scenario.days}")
-    if not 0.0 <= scenario.failure_rate <= 1.0:
-        raise SimulationError(f"the failure rate must be between 0 and 1, got {scenario.failure_rate}")
-    if scenario.start.tzinfo is None:
-        raise ValueError("start must be timezone-aware")
+    _check_scenario(scenario)
     tz = policy.tz
     run_schedule = policy.schedule or DEFAULT_RUN_SCHEDULE
     _check_size(scenario, run_schedule)
@@ -356,6 +351,15 @@ def simulate(scenario: Scenario) -> Forecast:
         close_day()
 
     return _forecast(scenario, world, days, runs, created, (start, end), graph, quota_day)
+
+
+def _check_scenario(scenario: Scenario) -> None:
+    if scenario.days < 1:
+        raise SimulationError(f"the simulation needs at least one day, got {scenario.days}")
+    if not 0.0 <= scenario.failure_rate <= 1.0:
+        raise SimulationError(f"the failure rate must be between 0 and 1, got {scenario.failure_rate}")
+    if scenario.start.tzinfo is None:
+        raise ValueError("start must be timezone-aware")
 
 
 def _new_backup(

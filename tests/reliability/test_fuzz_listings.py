@@ -189,46 +189,13 @@ class Pages:
         elif kind == "backup_count wrong type":
             self.counts[k] = draw(st.sampled_from(["5", 5.0, True, None, -1, [], {}]))
         elif kind in ("truncated", "not json", "invalid utf-8", "array body", "backup_list wrong type"):
-            whole = body(self.counts[k], pages[k])
-            if kind == "truncated":
-                self.bodies[k] = whole[: draw(st.integers(0, len(whole) - 1))]
-            elif kind == "not json":
-                self.bodies[k] = draw(st.sampled_from([b"<html>502 Bad Gateway</html>", b"", b"null", b"{", b"\x00"]))
-            elif kind == "invalid utf-8":
-                self.bodies[k] = b"\xff\xfe\xfd" + whole
-            elif kind == "array body":
-                self.bodies[k] = json.dumps(pages[k]).encode()
-            else:
-                bad_list = draw(st.sampled_from([{}, "[]", None, 3, {"0": {}}]))
-                self.bodies[k] = json.dumps({"backup_count": self.counts[k], "backup_list": bad_list}).encode()
+            self.bodies[k] = self._spoiled_body(draw, kind, k)
         elif kind == "backup_list missing":
             self.bodies[k] = json.dumps({"backup_count": self.counts[k], "backups": pages[k]}).encode()
         elif not filled:
             return False
         elif kind in ("invalid later copy of an id", "changed copy of an id"):
-            k = draw(st.sampled_from(filled))
-            original = draw(st.sampled_from([r for p in pages[: k + 1] for r in p if isinstance(r, dict)] or [None]))
-            if original is None or not isinstance(original.get("id"), str):
-                return False
-            twin = dict(original)
-            field = draw(st.sampled_from(["status", "start_timestamp", "graph_id", "name", "backup_method"]))
-            if kind == "changed copy of an id":  # valid, different: e.g. a backup that finished meanwhile
-                values = {
-                    "status": st.sampled_from(["success", "failed", "backing_up"]),
-                    "start_timestamp": st.integers(NOW_MS - 60 * DAY_MS, NOW_MS),
-                    "graph_id": st.sampled_from(GRAPHS),
-                    "name": st.text(max_size=8),
-                    "backup_method": st.sampled_from(["auto", "manual"]),
-                }
-                twin[field] = draw(values[field])
-                if twin == original:
-                    return False
-            elif field == "start_timestamp":
-                twin[field] = draw(BAD_TIMESTAMPS)
-            else:
-                twin[field] = draw(BAD_REQUIRED if field in ("status", "graph_id") else BAD_OPTIONAL)
-            later = draw(st.integers(k, len(pages) - 1))
-            pages[later].insert(draw(st.integers(0, len(pages[later]))), twin)
+            return self._insert_twin(draw, kind, filled)
         else:
             k = draw(st.sampled_from(filled))
             i = draw(st.integers(0, len(pages[k]) - 1))
@@ -242,6 +209,48 @@ class Pages:
             else:
                 key = draw(st.sampled_from(["id", "graph_id", "status", "name", "graph_name", "backup_method"]))
                 target[key] = draw(BAD_REQUIRED if key in ("id", "graph_id", "status") else BAD_OPTIONAL)
+        return True
+
+    def _spoiled_body(self, draw: st.DrawFn, kind: str, k: int) -> bytes:
+        """Page k's body spoiled as a whole (a defect of the body, not of a record)."""
+        whole = body(self.counts[k], self.pages[k])
+        if kind == "truncated":
+            return whole[: draw(st.integers(0, len(whole) - 1))]
+        if kind == "not json":
+            return draw(st.sampled_from([b"<html>502 Bad Gateway</html>", b"", b"null", b"{", b"\x00"]))
+        if kind == "invalid utf-8":
+            return b"\xff\xfe\xfd" + whole
+        if kind == "array body":
+            return json.dumps(self.pages[k]).encode()
+        bad_list = draw(st.sampled_from([{}, "[]", None, 3, {"0": {}}]))
+        return json.dumps({"backup_count": self.counts[k], "backup_list": bad_list}).encode()
+
+    def _insert_twin(self, draw: st.DrawFn, kind: str, filled: list[int]) -> bool:
+        """A later copy of a listed id, invalid or validly changed; False when there is no record to copy."""
+        pages = self.pages
+        k = draw(st.sampled_from(filled))
+        original = draw(st.sampled_from([r for p in pages[: k + 1] for r in p if isinstance(r, dict)] or [None]))
+        if original is None or not isinstance(original.get("id"), str):
+            return False
+        twin = dict(original)
+        field = draw(st.sampled_from(["status", "start_timestamp", "graph_id", "name", "backup_method"]))
+        if kind == "changed copy of an id":  # valid, different: e.g. a backup that finished meanwhile
+            values = {
+                "status": st.sampled_from(["success", "failed", "backing_up"]),
+                "start_timestamp": st.integers(NOW_MS - 60 * DAY_MS, NOW_MS),
+                "graph_id": st.sampled_from(GRAPHS),
+                "name": st.text(max_size=8),
+                "backup_method": st.sampled_from(["auto", "manual"]),
+            }
+            twin[field] = draw(values[field])
+            if twin == original:
+                return False
+        elif field == "start_timestamp":
+            twin[field] = draw(BAD_TIMESTAMPS)
+        else:
+            twin[field] = draw(BAD_REQUIRED if field in ("status", "graph_id") else BAD_OPTIONAL)
+        later = draw(st.integers(k, len(pages) - 1))
+        pages[later].insert(draw(st.integers(0, len(pages[later]))), twin)
         return True
 
     def served_bodies(self) -> list[bytes]:

@@ -142,19 +142,7 @@ def expected_kept(backups: list[Backup], policy: Policy) -> set[str]:
                 kept.add(member.id)
         if successes:
             for rule, count in [("last", keep.last)] + [(r, getattr(keep, r)) for r in BUCKET_RULES]:
-                if count == 0:
-                    continue
-                if rule == "last":
-                    kept.update(m.id for m in successes[: None if count == UNLIMITED else count])
-                    continue
-                newest_of: dict[tuple[int, ...], Backup] = {}
-                for member in successes:  # newest first: the first seen of a bucket is its newest
-                    newest_of.setdefault(_bucket(rule, datetime.fromtimestamp(member.start_ms / 1000, tz)), member)
-                buckets = sorted(newest_of, reverse=True)
-                chosen = buckets if count == UNLIMITED else buckets[:count]
-                kept.update(newest_of[key].id for key in chosen)
-                if count == UNLIMITED or len(buckets) < count:
-                    kept.add(successes[-1].id)
+                kept.update(_kept_by_rule(successes, rule, count, tz))
             if keep.within is not None:
                 anchor = successes[0].start if policy.anchor == "newest" else NOW
                 threshold = _ms(_minus(keep.within, anchor, tz))
@@ -168,6 +156,23 @@ def expected_kept(backups: list[Backup], policy: Policy) -> set[str]:
             old_enough = delete_after is not None and member.start_ms < _ms(_minus(delete_after, NOW, tz))
             if not (old_enough and newest_success is not None and newest_success > member.start_ms):
                 kept.add(member.id)
+    return kept
+
+
+def _kept_by_rule(successes: list[Backup], rule: str, count: Any, tz: ZoneInfo) -> set[str]:
+    """The ids one count rule (`last` or a bucket rule) keeps among a group's successes, newest first."""
+    if count == 0:
+        return set()
+    if rule == "last":
+        return {m.id for m in successes[: None if count == UNLIMITED else count]}
+    newest_of: dict[tuple[int, ...], Backup] = {}
+    for member in successes:  # newest first: the first seen of a bucket is its newest
+        newest_of.setdefault(_bucket(rule, datetime.fromtimestamp(member.start_ms / 1000, tz)), member)
+    buckets = sorted(newest_of, reverse=True)
+    chosen = buckets if count == UNLIMITED else buckets[:count]
+    kept = {newest_of[key].id for key in chosen}
+    if count == UNLIMITED or len(buckets) < count:
+        kept.add(successes[-1].id)
     return kept
 
 

@@ -311,19 +311,28 @@ def _error_fields(data: Mapping[str, Any] | None) -> tuple[str | None, str | Non
 def _api_error_class(status: int, code: str | None) -> tuple[type[ApiError], bool | None]:
     """The class for (status, code) and, where it differs from the class default, whether it is retryable."""
     # GES codes are more precise than statuses (GES answers most errors with 400), so they are looked at first.
-    if code is not None:
-        if code in GRAPH_GONE_CODES:
-            return GraphGoneError, None
-        if code == BACKUP_BUSY_CODE:
-            return BackupBusyError, None
-        if code in FORBIDDEN_CODES:
-            return Forbidden, None
-        if code in NOT_FOUND_CODES:
-            return NotFoundError, None
-        if code in THROTTLED_CODES:
-            return ThrottledError, None
-        if code in SERVER_RETRYABLE_CODES:
-            return ServerError, True
+    by_code = None if code is None else _api_error_class_for_code(code)
+    return by_code if by_code is not None else _api_error_class_for_status(status)
+
+
+def _api_error_class_for_code(code: str) -> tuple[type[ApiError], bool | None] | None:
+    """The class a GES/IAM error code names, or None when the code alone does not decide it."""
+    if code in GRAPH_GONE_CODES:
+        return GraphGoneError, None
+    if code == BACKUP_BUSY_CODE:
+        return BackupBusyError, None
+    if code in FORBIDDEN_CODES:
+        return Forbidden, None
+    if code in NOT_FOUND_CODES:
+        return NotFoundError, None
+    if code in THROTTLED_CODES:
+        return ThrottledError, None
+    if code in SERVER_RETRYABLE_CODES:
+        return ServerError, True
+    return None
+
+
+def _api_error_class_for_status(status: int) -> tuple[type[ApiError], bool | None]:
     if status == 429:
         return ThrottledError, None
     if status >= 500 or status == 408:
