@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 from pathlib import Path
@@ -74,14 +75,25 @@ async def test_sigterm_mid_run_drains_and_exits_0(emulator: RunningEmulator, tmp
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
     daemon = await start_daemon(policy, emulator, GES_RETENTION_CONCURRENCY="2")
+    stop_signal: signal.Signals | None = signal.SIGTERM
     try:
         await daemon.wait_event("daemon_started")
-        emulator.config.latency_ms = 40
+        # The run is held mid-way at an explicit gate: three deletions go through, the next ones wait in flight.
+        holds = emulator.holds
+        await holds.hold("delete_backup")
+        await holds.release("delete_backup", 3)
         daemon.proc.send_signal(signal.SIGUSR1)
         await daemon.wait_event("backup_deleted", count=3)
+        async with asyncio.timeout(20):
+            await holds.wait_until_waiting("delete_backup", 1)
+        daemon.proc.send_signal(signal.SIGTERM)
+        stop_signal = None  # sent once: a second SIGTERM is not what this test is about
+        await daemon.wait_event("shutdown_requested")
     finally:
-        code = await daemon.stop(signal.SIGTERM)
+        await emulator.holds.unhold("delete_backup")  # the deletions in flight finish; no new one starts
+        code = await daemon.stop(stop_signal)
     assert code == 0
+    assert len(daemon.named("backup_deleted")) >= 4, "the deletion held in flight at SIGTERM finished too"
     last = daemon.named("run_finished")[-1]
     assert last["outcome"] == "interrupted"
     logged = {e["backup_id"] for e in daemon.named("backup_deleted")}
