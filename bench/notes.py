@@ -106,6 +106,15 @@ def _simulation(result: dict[str, Any]) -> str:
     )
 
 
+def _cold_start(result: dict[str, Any]) -> str:
+    f = result["figures"]
+    return (
+        f"median of {result['parameters']['runs']} fresh processes: --version {f['version_s']} s, validate "
+        f"{f['validate_s']} s ({f['validate_cpu_s']} CPU-s), python -c pass {f['python_pass_s']} s; wall time above "
+        f"the CPU time is waiting for a CPU (the disturbance)."
+    )
+
+
 _NOTES = {
     "rate_limit": _rate_limit,
     "unthrottled": _unthrottled,
@@ -114,6 +123,7 @@ _NOTES = {
     "planning": _planning,
     "emulator_seeding": _emulator_seeding,
     "simulation": _simulation,
+    "cold_start": _cold_start,
 }
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bench.cold_start import run_cold_start
 from bench.emulator_seeding import run_emulator_seeding
 from bench.listing import run_listing
 from bench.planning import run_planning_scenario
@@ -77,6 +78,13 @@ SCENARIOS: dict[str, Scenario] = {
             run_simulation_scenario,
             full={"days": 730},
             quick={"days": 365},
+        ),
+        Scenario(
+            "cold_start",
+            "9. cold start: --version < 0.15 s, validate < 0.35 s (median of 5 fresh processes; python -c pass too)",
+            run_cold_start,
+            full={"runs": 5},
+            quick={"runs": 3},
         ),
     )
 }

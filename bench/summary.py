@@ -102,6 +102,13 @@ def render(document: dict[str, Any]) -> str:
             f"simulate {f['inproc']['days']} days of a GFS policy (8): {f['cli_wall_s']} s end to end "
             f"({f['cli_cpu_s']} CPU-s); simulate() itself {f['inproc']['simulate_s']} s.",
         ]
+    if "cold_start" in s:
+        f = s["cold_start"]["figures"]
+        lines += [
+            "",
+            f"Cold start (9), median of fresh processes: --version {f['version_s']} s, validate {f['validate_s']} s "
+            f"({f['validate_cpu_s']} CPU-s), python -c pass {f['python_pass_s']} s.",
+        ]
     disturbed = ", ".join(f"{name} {result['disturbance']}" for name, result in s.items())
     lines += [
         "",

@@ -17,17 +17,19 @@ import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from ges_retention import __version__, cli_help, completion
+from ges_retention import __version__
 from ges_retention.errors import GesRetentionError, UsageError
 from ges_retention.exit_codes import ExitCode
 from ges_retention.inputs import parse_now, read_backup_export
-from ges_retention.logs import LOG_FORMATS, LOG_LEVELS, error_line
-from ges_retention.policy import Policy, PolicyFileDocument
-from ges_retention.policy_loading import load_policy_file
-from ges_retention.settings import Settings, SettingsError, load_settings
-from ges_retention.two_phase import refuse_two_phase
+
+# Cold start (issue 17): a one-shot CronJob pays every import on every run, so this module and the parser import
+# nothing heavy. The policy models (pydantic), the settings (pydantic-settings), aiohttp and the emulator are
+# imported by the command that needs them; `--version` answers before the parser is even built.
+if TYPE_CHECKING:
+    from ges_retention.policy import Policy
+    from ges_retention.settings import Settings
 
 # `parse_now`, `read_backup_export` and `UsageError` are re-exported for the command modules that used them from here.
 __all__ = ["UsageError", "main", "parse_now", "read_backup_export"]
@@ -43,11 +45,25 @@ class _BadUsage(UsageError):
 
 
 class _Parser(argparse.ArgumentParser):
+    # The parser tree's root, whose epilogs (cli_help: the settings' list needs the settings model) are written when
+    # a help screen is first formatted rather than each time the parser is built.
+    epilog_root: argparse.ArgumentParser | None = None
+
     def error(self, message: str) -> NoReturn:
         raise _BadUsage(self, message)
 
+    def format_help(self) -> str:
+        root = self.epilog_root
+        if root is not None and root.epilog is None:
+            from ges_retention import cli_help
+
+            cli_help.add_epilogs(root)
+        return super().format_help()
+
 
 def _add_global_flags(parser: argparse.ArgumentParser, default: Any) -> None:
+    from ges_retention.logs import LOG_FORMATS, LOG_LEVELS
+
     parser.add_argument("--debug", action="store_true", default=default, help="show tracebacks on errors")
     parser.add_argument("--log-format", choices=LOG_FORMATS, default=default, help="override GES_RETENTION_LOG_FORMAT")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default=default, help="override GES_RETENTION_LOG_LEVEL")
@@ -89,12 +105,15 @@ def _build_parser() -> argparse.ArgumentParser:
     emulator_command.add_arguments(p)
 
     sub.add_parser("demo", parents=[common], help="run the example policy against a seeded in-process emulator")
-    from ges_retention import simulate_command
+    from ges_retention import simulate_arguments
 
-    simulate_command.add_arguments(sub.add_parser("simulate", parents=[common], help="forecast a policy over time"))
+    simulate_arguments.add_arguments(sub.add_parser("simulate", parents=[common], help="forecast a policy over time"))
     sub.add_parser("schema", parents=[common], help="print the JSON Schema of the policy file")
+    from ges_retention import completion
+
     completion.add_parser(sub, parents=[common])
-    cli_help.add_epilogs(parser)
+    for each in (parser, *sub.choices.values()):
+        each.epilog_root = parser  # every one is a _Parser (parser_class)
     return parser
 
 
@@ -123,6 +142,8 @@ def _cmd_schema(_args: argparse.Namespace) -> int:
 
 
 def policy_schema() -> dict[str, Any]:
+    from ges_retention.policy import PolicyFileDocument
+
     schema = PolicyFileDocument.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema.pop("$id", None)
@@ -131,6 +152,8 @@ def policy_schema() -> dict[str, Any]:
 
 def _cmd_plan(args: argparse.Namespace, settings: Settings | None) -> int:
     from ges_retention.commands import plan_command
+    from ges_retention.policy_loading import load_policy_file
+    from ges_retention.settings import SettingsError
 
     policy_file = load_policy_file(args.policy_file)
     selected = policy_file.select(args.policy)
@@ -143,6 +166,8 @@ def _cmd_plan(args: argparse.Namespace, settings: Settings | None) -> int:
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from ges_retention.commands import run_command
+    from ges_retention.policy_loading import load_policy_file
+    from ges_retention.two_phase import refuse_two_phase
 
     policy_file = load_policy_file(args.policy_file)
     selected = _enabled(policy_file.select(args.policy), named=bool(args.policy))
@@ -187,7 +212,7 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings | None) -> int:
 
 
 def _configure_logs(args: argparse.Namespace, settings: Settings | None) -> None:
-    from ges_retention.logs import configure_logging, register_secrets
+    from ges_retention.logs import LOG_FORMATS, LOG_LEVELS, configure_logging, register_secrets
 
     if settings is not None:
         register_secrets(settings.secret_values())
@@ -208,6 +233,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "schema":
         return _cmd_schema(args)
     if command == "completion":
+        from ges_retention import completion
+
         print(completion.script(_build_parser(), args.shell), end="")
         return ExitCode.OK
     if command == "emulator":
@@ -218,6 +245,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ges_retention import simulate_command
 
         return simulate_command.run(args)
+
+    from ges_retention.settings import SettingsError, load_settings
 
     needs_api = command in ("run", "daemon") or (command == "plan" and args.from_file is None)
     settings: Settings | None
@@ -244,6 +273,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _print_error(args: argparse.Namespace, message: str, code: int, *, with_traceback: bool = False) -> None:
+    from ges_retention.logs import LOG_FORMATS, error_line
+
     fmt = getattr(args, "log_format_in_use", None) or args.log_format or _env_choice("LOG_FORMAT", LOG_FORMATS, "json")
     trace = traceback.format_exc() if with_traceback else None
     if trace is not None and fmt == "console":
@@ -253,6 +284,8 @@ def _print_error(args: argparse.Namespace, message: str, code: int, *, with_trac
 
 
 def _print_usage_error(argv: Sequence[str], exc: _BadUsage) -> None:
+    from ges_retention.logs import LOG_FORMATS
+
     args = argparse.Namespace(log_format=_flag_value(argv, "--log-format", LOG_FORMATS))
     if (args.log_format or _env_choice("LOG_FORMAT", LOG_FORMATS, "json")) == "console":
         exc.parser.print_usage(sys.stderr)
@@ -270,6 +303,9 @@ def _flag_value(argv: Sequence[str], flag: str, choices: Sequence[str]) -> str |
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
+    if words == ["--version"]:  # what argparse would print, without building the parser
+        print(f"ges-retention {__version__}")
+        return ExitCode.OK
     parser = _build_parser()
     try:
         args = parser.parse_args(words)

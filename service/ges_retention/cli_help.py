@@ -9,10 +9,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 
-from pydantic import AliasChoices, SecretStr
-
-from ges_retention.settings import PREFIX, Settings
-
 __all__ = [
     "EXIT_CODES",
     "SIGNALS",
@@ -53,6 +49,12 @@ _SIGNAL_COMMANDS = ("run", "daemon")
 
 def setting_variables() -> Iterator[tuple[str, str]]:
     """(environment variable, default or `secret`) of every setting, in declaration order."""
+    # Imported here: only the help screens and the man page need the settings model (pydantic-settings is slow to
+    # import), and the parser is built by every command, `--version` included.
+    from pydantic import AliasChoices, SecretStr
+
+    from ges_retention.settings import PREFIX, Settings
+
     for name, field in Settings.model_fields.items():
         alias = field.validation_alias
         variable = alias.choices[0] if isinstance(alias, AliasChoices) else f"{PREFIX}{name.upper()}"

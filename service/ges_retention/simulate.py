@@ -16,9 +16,7 @@ gives the same forecast.
 from __future__ import annotations
 
 import fnmatch
-import itertools
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Final
@@ -26,6 +24,18 @@ from typing import Final
 from ges_retention.backup import Backup
 from ges_retention.cron import CronSchedule
 from ges_retention.errors import GesRetentionError
+from ges_retention.forecast import (
+    AGE_BANDS,
+    DAY_MS,
+    GAP_WINDOWS,
+    Day,
+    Forecast,
+    Mark,
+    RunRecord,
+    age_bands,
+    longest_gap_h,
+    sampled_days,
+)
 from ges_retention.policy import Policy
 from ges_retention.retention import plan, select_backups
 
@@ -51,11 +61,6 @@ __all__ = [
 DEFAULT_RUN_SCHEDULE: Final = CronSchedule.parse("0 3 * * *")
 MAX_BACKUPS: Final = 200_000  # backups created over the whole simulation
 MAX_RUNS: Final = 50_000  # policy runs over the whole simulation
-_DAY_MS: Final = 86_400_000
-_HOUR_MS: Final = 3_600_000
-# (label, upper bound of the age in days): (0, 1d], (1d, 7d], (7d, 30d], (30d, 365d], older.
-AGE_BANDS: Final = (("1d", 1), ("1w", 7), ("1mo", 30), ("1y", 365), ("older", None))
-GAP_WINDOWS: Final = (("90d", 90), ("1y", 365))
 _SYNTHETIC_GRAPH_ID: Final = "sim-graph-0001"
 _SYNTHETIC_GRAPH_NAME: Final = "simulated"
 
@@ -98,67 +103,6 @@ class Scenario:
     existing: tuple[Backup, ...] = ()  # a real export, alive at the start
     seed: int = 0
     rows: int = 120  # the days whose kept backups are recorded for the picture (`sampled_days`)
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    """One run of the policy: what it planned and what it deleted."""
-
-    at: datetime
-    planned: int
-    deleted: tuple[str, ...]
-    pending: int  # pending deletions (confirm_after) after the run
-    safety_stop: bool
-    kept: int  # live successes the policy selects, after the run
-
-
-@dataclass(frozen=True, slots=True)
-class Mark:
-    """One backup alive at the end of a sampled day."""
-
-    age_ms: int
-    kind: str  # "kept" (a success), "pending" (a success waiting out confirm_after), "failed", "other"
-
-
-@dataclass(frozen=True, slots=True)
-class Day:
-    date: date
-    kept: int  # successes the policy selects, alive at the end of the day
-    deleted: int
-    outage: bool  # part of the day fell in an outage
-    safety_stops: int
-    marks: tuple[Mark, ...] | None  # recorded on sampled days only
-
-
-@dataclass(frozen=True, slots=True)
-class Forecast:
-    policy: str
-    timezone: str
-    start: datetime
-    end: datetime
-    graph_id: str
-    graph_name: str
-    days: tuple[Day, ...]
-    runs: tuple[RunRecord, ...]
-    created: tuple[Backup, ...]
-    steady_state: int
-    peak: int
-    oldest_restore_point_days: float | None
-    age_bands: tuple[tuple[str, int], ...]
-    longest_gap_hours: tuple[tuple[str, float | None], ...]
-    safety_stops: int
-    quota: int | None
-    quota_exceeded_on: date | None
-
-
-def sampled_days(days: int, rows: int) -> list[int]:
-    """Indices of the days drawn as rows: every day when they fit, else evenly spread, first and last included."""
-    if days <= rows or rows < 2:
-        return list(range(days)) if days <= rows else [days - 1]
-    return sorted({round(i * (days - 1) / (rows - 1)) for i in range(rows)})
-
-
-# --- the synthetic graph ------------------------------------------------------------------------------------
 
 
 def _instantiate(glob: str, filler: str) -> str:
@@ -428,7 +372,7 @@ def _forecast(
     restore_points = sorted(b.start_ms for b in world.live if b.status == "success")
     kept = [d.kept for d in days]
     tail = kept[-min(30, len(kept)) :]
-    oldest = round((end_ms - restore_points[0]) / _DAY_MS, 1) if restore_points else None
+    oldest = round((end_ms - restore_points[0]) / DAY_MS, 1) if restore_points else None
     return Forecast(
         policy=scenario.policy.name,
         timezone=scenario.policy.timezone,
@@ -442,32 +386,9 @@ def _forecast(
         steady_state=max(tail),
         peak=max(kept),
         oldest_restore_point_days=oldest,
-        age_bands=_age_bands(restore_points, end_ms),
-        longest_gap_hours=tuple((label, _longest_gap_h(restore_points, end_ms, w)) for label, w in GAP_WINDOWS),
+        age_bands=age_bands(restore_points, end_ms),
+        longest_gap_hours=tuple((label, longest_gap_h(restore_points, end_ms, w)) for label, w in GAP_WINDOWS),
         safety_stops=sum(1 for r in runs if r.safety_stop),
         quota=scenario.quota,
         quota_exceeded_on=quota_day,
     )
-
-
-def _age_bands(restore_points: Sequence[int], end_ms: int) -> tuple[tuple[str, int], ...]:
-    counts = dict.fromkeys((label for label, _ in AGE_BANDS), 0)
-    for start_ms in restore_points:
-        age_ms = end_ms - start_ms
-        label = next(lb for lb, days in AGE_BANDS if days is None or age_ms <= days * _DAY_MS)
-        counts[label] += 1
-    return tuple(counts.items())
-
-
-def _longest_gap_h(restore_points: Sequence[int], end_ms: int, window_days: int) -> float | None:
-    """The longest stretch of the window [end - window, end] between two consecutive restore points (hours).
-
-    A gap that starts before the window counts from the window's start; None with fewer than two restore points.
-    """
-    window_start = end_ms - window_days * _DAY_MS
-    longest: int | None = None
-    for earlier, later in itertools.pairwise(restore_points):
-        lo, hi = max(earlier, window_start), min(later, end_ms)
-        if hi > lo and (longest is None or hi - lo > longest):
-            longest = hi - lo
-    return None if longest is None else round(longest / _HOUR_MS, 1)

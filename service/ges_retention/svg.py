@@ -20,7 +20,7 @@ from html import escape
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from ges_retention.simulate import Day, Forecast
+from ges_retention.forecast import Day, Forecast
 
 __all__ = ["render_svg"]
 

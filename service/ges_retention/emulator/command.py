@@ -23,7 +23,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from ges_retention.emulator.app import running_emulator
 from ges_retention.emulator.config import (
     DEFAULT_AK,
     DEFAULT_IAM_DOMAIN,
@@ -224,6 +223,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: the CLI builds its parser from `add_arguments`, and aiohttp costs every command
+    # (even `--version`) a tenth of a second of start-up.
+    from ges_retention.emulator.app import running_emulator
+
     config = build_config(args)
     store = Store()
     seeded = store.seed(
