@@ -6,13 +6,18 @@ STAMP  := $(VENV)/.installed
 # `make demo` needs the runtime only: the locked dependencies (requirements.lock) and the package, no test extra.
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 LOCK   := requirements.lock
+# Tests, bench and tools: pyproject's mypy settings, except that a test function need not be annotated (its body is
+# still checked). tests/ges and tests/support are packages, checked with the top of tests/.
+MYPY_TESTS := $(BIN)/mypy --explicit-package-bases --allow-untyped-defs \
+	--allow-incomplete-defs --allow-untyped-decorators --check-untyped-defs
+MYPY_TEST_FOLDERS = $(filter-out tests/ges tests/support,$(patsubst %/,%,$(wildcard tests/*/)))
 
 .PHONY: help venv lint test test-fast soak demo bench schema lock promtool man deploy-generated clean
 
 help:
 	@echo "make demo   - run a retention job against the embedded GES emulator"
 	@echo "make test   - create the virtualenv, install, lint, run the whole suite"
-	@echo "make lint   - ruff + mypy (strict on service/)"
+	@echo "make lint   - ruff + mypy (strict on service/; tests, bench, tools too)"
 	@echo "make soak   - the long reliability tests"
 	@echo "make bench  - benchmarks; results in bench/results/latest.json"
 	@echo "make promtool - promtool check + unit tests of deploy/prometheus/alerts.yaml"
@@ -40,6 +45,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check service tests bench tools
 	$(BIN)/ruff format --check service tests bench tools
 	$(BIN)/mypy
+	MYPYPATH=service $(MYPY_TESTS) bench tools
+	MYPYPATH=service:tests $(MYPY_TESTS) tests/conftest.py tests/subprocess_env.py tests/ges tests/support
+	@# Eight conftest.py files, and tests import sibling helpers by bare name (`from daemon_helpers import ...`):
+	@# one mypy run per folder, with that folder on the path, keeps the module names unique.
+	@for d in $(MYPY_TEST_FOLDERS); do echo "mypy $$d"; MYPYPATH=service:tests:$$d $(MYPY_TESTS) $$d || exit 1; done
 
 test: lint
 	$(BIN)/pytest -m "not slow" --cov --cov-report=term

@@ -8,6 +8,7 @@ and planning phases' seconds (from the log's timestamps) and the service process
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from pathlib import Path
@@ -45,8 +46,15 @@ def run_listing(
         policy = write_policy(Path(tmp), emulator.project_id, keep=GFS_KEEP, max_deletes=10_000_000, failed_after="3d")
         for page_size in page_sizes:
             runs[f"page_size_{page_size}"] = least_disturbed(
-                lambda page_size=page_size: measure_service(
-                    emulator, policy, cpu=cpus.measured, concurrency=8, rate_limit=0, page_size=page_size, dry_run=True
+                functools.partial(
+                    measure_service,
+                    emulator,
+                    policy,
+                    cpu=cpus.measured,
+                    concurrency=8,
+                    rate_limit=0,
+                    page_size=page_size,
+                    dry_run=True,
                 )
             )
     figures: dict[str, Any] = {"backups_in_emulator": total}

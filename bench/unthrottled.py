@@ -14,6 +14,7 @@ Targets: >= 25x the SDK loop, >= 5x `GesAsyncClient`, CPU per delete <= 1/4 of t
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from pathlib import Path
@@ -70,7 +71,7 @@ def compare_with_peers(
 
     runs["service"] = least_disturbed(service)
     for kind, sample in peers.items():
-        runs[kind] = least_disturbed(lambda kind=kind, sample=sample: peer(kind, sample))
+        runs[kind] = least_disturbed(functools.partial(peer, kind, sample))
     return runs
 
 

@@ -48,7 +48,7 @@ class Harness:
     emulator: RunningEmulator
     path: Path
     metrics: Metrics
-    settle_hooks: list[Callable[[], None]]
+    settle_hooks: list[Callable[[], object]]
 
     def graph_backups(self, prefix: str) -> list[dict[str, Any]]:
         return [b for b in self.emulator.store.backups(PROJECT) if b["graph_name"].startswith(prefix)]
@@ -87,7 +87,7 @@ async def running_harness(
     if path is None:  # else the caller laid the file out (a symlink farm, say)
         path = tmp_path / "policy.yaml"
         path.write_text(policy_text() if text is None else text)
-    hooks: list[Callable[[], None]] = []
+    hooks: list[Callable[[], object]] = []
 
     async def settle_wait(_seconds: float) -> bool:
         await asyncio.sleep(0)

@@ -4,6 +4,7 @@ decides what the file holds between the two reads of a settle."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -72,7 +73,7 @@ async def test_the_transient_empty_file_of_truncate_then_write_is_no_reload_erro
 async def test_a_file_that_keeps_changing_is_not_loaded_until_it_stops(tmp_path: Path) -> None:
     async with running_harness(tmp_path) as h:
         versions = [policy_text(prod_schedule=f"0 {hour} * * *") for hour in (5, 6, 7)]
-        h.settle_hooks.extend(lambda text=text: h.path.write_text(text) for text in versions[1:])  # type: ignore[misc]
+        h.settle_hooks.extend(functools.partial(h.path.write_text, text) for text in versions[1:])
         with capture_events() as logs:
             h.path.write_text(versions[0])
             await wait_for_event(logs, "policy_loaded")

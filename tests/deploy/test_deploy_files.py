@@ -498,12 +498,15 @@ def _manifest(kind: str, filename: str | None = None) -> dict[str, Any]:
 
 def _pod_spec(kind: str) -> dict[str, Any]:
     manifest = _manifest(kind)
-    if kind == "CronJob":
-        return manifest["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    return manifest["spec"]["template"]["spec"]
+    template = (
+        manifest["spec"]["jobTemplate"]["spec"]["template"] if kind == "CronJob" else manifest["spec"]["template"]
+    )
+    spec: dict[str, Any] = template["spec"]
+    return spec
 
 
 def _container(kind: str) -> dict[str, Any]:
+    container: dict[str, Any]
     (container,) = _pod_spec(kind)["containers"]
     return container
 

@@ -36,7 +36,8 @@ GRAFANA_VARIABLES = {
 
 
 def _dashboard() -> dict[str, Any]:
-    return json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    dashboard: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return dashboard
 
 
 def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -11,6 +11,7 @@ At the end, checked against the emulator's own record of what it deleted:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from datetime import UTC, datetime
@@ -104,18 +105,24 @@ async def test_chaos_run_deletes_only_the_plan_and_reports_every_failure(
         def throttled() -> int:
             return stats.count("delete_backup", 429)
 
+        def deleted_share(share: float) -> bool:
+            return len(stats.deleted_ids) >= share * len(delete)
+
+        def throttled_since(before: int) -> bool:
+            return throttled() >= before + burst_429s
+
         async def chaos() -> None:
             """Mid-run events, each at a share of the planned deletions done: bursts of 429s, token expiry."""
             steps = [(0.25, "429"), (0.33, "expire"), (0.55, "429"), (0.66, "expire"), (0.85, "429")]
             for share, action in steps:
-                await wait_for(lambda share=share: len(stats.deleted_ids) >= share * len(delete), 120)
+                await wait_for(functools.partial(deleted_share, share), 120)
                 if action == "expire":
                     skew[0] += 3600.0
                 else:
                     before = throttled()
                     config.rate_limit_per_s = THROTTLED_RATE
                     try:
-                        await wait_for(lambda before=before: throttled() >= before + burst_429s, 30)
+                        await wait_for(functools.partial(throttled_since, before), 30)
                     finally:
                         config.rate_limit_per_s = 0
                 injected.append(action)

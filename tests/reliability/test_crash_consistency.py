@@ -8,6 +8,7 @@ the listing is being read); the run is slowed down by the emulator's latency so 
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import signal
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 import pytest
 from reliability_helpers import (
     SK,
+    CliResult,
     base_env,
     expected_plan,
     finish_cli,
@@ -49,6 +51,14 @@ SIZES = [
 
 def current_ids(emulator: RunningEmulator) -> set[str]:
     return {r["id"] for r in emulator.store.backups(PROJECT)}
+
+
+def _listed_or_done(emulator: RunningEmulator, output: asyncio.Task[CliResult]) -> bool:
+    return emulator.stats.count("list_backups") >= 1 or output.done()
+
+
+def _deleted_or_done(emulator: RunningEmulator, output: asyncio.Task[CliResult], point: int) -> bool:
+    return len(emulator.stats.deleted_ids) >= point or output.done()
 
 
 @pytest.mark.parametrize(("graphs", "per_graph", "kills"), SIZES)
@@ -99,11 +109,9 @@ async def test_kill_9_at_random_points_then_a_clean_run_equals_one_clean_run(
             # Its output is read all along: a full pipe would stall the run (and hide its exit).
             output = asyncio.create_task(finish_cli(proc, timeout_s=120))
             if point == 0:
-                await wait_for(lambda output=output: emulator.stats.count("list_backups") >= 1 or output.done(), 30)
+                await wait_for(functools.partial(_listed_or_done, emulator, output), 30)
             else:
-                await wait_for(
-                    lambda point=point, output=output: len(emulator.stats.deleted_ids) >= point or output.done(), 60
-                )
+                await wait_for(functools.partial(_deleted_or_done, emulator, output, point), 60)
             if not output.done():
                 proc.send_signal(signal.SIGKILL)
             killed = await output

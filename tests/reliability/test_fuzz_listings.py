@@ -222,14 +222,16 @@ class Pages:
             return b"\xff\xfe\xfd" + whole
         if kind == "array body":
             return json.dumps(self.pages[k]).encode()
-        bad_list = draw(st.sampled_from([{}, "[]", None, 3, {"0": {}}]))
+        bad_lists: list[object] = [{}, "[]", None, 3, {"0": {}}]
+        bad_list = draw(st.sampled_from(bad_lists))
         return json.dumps({"backup_count": self.counts[k], "backup_list": bad_list}).encode()
 
     def _insert_twin(self, draw: st.DrawFn, kind: str, filled: list[int]) -> bool:
         """A later copy of a listed id, invalid or validly changed; False when there is no record to copy."""
         pages = self.pages
         k = draw(st.sampled_from(filled))
-        original = draw(st.sampled_from([r for p in pages[: k + 1] for r in p if isinstance(r, dict)] or [None]))
+        records: list[dict[str, Any] | None] = [r for p in pages[: k + 1] for r in p if isinstance(r, dict)]
+        original = draw(st.sampled_from(records or [None]))
         if original is None or not isinstance(original.get("id"), str):
             return False
         twin = dict(original)

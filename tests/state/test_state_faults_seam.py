@@ -4,6 +4,7 @@ nothing from the failing call, and covers every writing method of the `Store` pr
 from __future__ import annotations
 
 import inspect
+from collections.abc import Awaitable, Callable
 
 import pytest
 from state_helpers import SCOPE, T0, OpenFn, item, start
@@ -15,7 +16,7 @@ from support.state_faults import WRITES, FailingWrites
 
 async def test_the_nth_write_and_every_later_one_fail_and_reads_still_work(store: Store) -> None:
     faulty = FailingWrites(store, fail_on=3)
-    await start(faulty, "r1")  # type: ignore[arg-type]
+    await start(faulty, "r1")
     first = await faulty.write_intents("r1", SCOPE, [item("b1")], now=T0)
     with pytest.raises(StateUnavailable, match="disk is full"):
         await faulty.write_intents("r1", SCOPE, [item("b2")], now=T0)
@@ -42,7 +43,7 @@ async def test_every_write_is_refused_by_a_read_only_store(opener: OpenFn) -> No
     writer = await opener()
     await writer.close()
     reader = await opener(mode="read_only")
-    calls = {
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
         "start_run": lambda: reader.start_run(RunRecord("r", "m", (), "h", T0)),
         "end_run": lambda: reader.end_run("r", ended_at=T0, outcome="success", counts={}),
         "mark_pending": lambda: reader.mark_pending("r", SCOPE, [item("b")], now=T0),
@@ -61,4 +62,4 @@ async def test_every_write_is_refused_by_a_read_only_store(opener: OpenFn) -> No
     assert set(calls) == WRITES
     for call in calls.values():
         with pytest.raises(StateReadOnly):
-            await call()  # type: ignore[no-untyped-call]
+            await call()

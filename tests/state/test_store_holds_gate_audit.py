@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from state_helpers import SCOPE, T0, item, start
 
-from ges_retention.state import Outcome, Scope, Store, validate_backup_id, validate_hold_reason
+from ges_retention.state import Outcome, RunRecord, Scope, Store, validate_backup_id, validate_hold_reason
 
 # ------------------------------------------------------------------------------------------------------------ holds
 
@@ -189,10 +189,8 @@ async def test_prune_forgets_old_runs_and_keeps_what_is_still_referenced(store: 
     assert (await store.prune(keep_days=400, now=T0)).runs == 0
 
 
-def _run(run_id: str, policy: str, at: object) -> object:
-    from ges_retention.state import RunRecord
-
-    return RunRecord(run_id, "schedule", (policy,), "host-a", at)  # type: ignore[arg-type]
+def _run(run_id: str, policy: str, at: datetime) -> RunRecord:
+    return RunRecord(run_id, "schedule", (policy,), "host-a", at)
 
 
 def test_state_errors_carry_the_exit_codes_the_command_line_uses() -> None:

@@ -102,7 +102,7 @@ async def test_a_state_migrates_from_every_earlier_version(
 
     for mode in ("existing", "read_only"):  # only `run` and `daemon` migrate
         with pytest.raises(StateSchemaOutdated, match=f"version {from_version}, older"):
-            await open_store(location, mode=mode, clock=clock)  # type: ignore[arg-type]
+            await open_store(location, mode=mode, clock=clock)
     assert await _schema_version(location) == from_version
 
     store = await _open(location, clock)
@@ -130,7 +130,7 @@ async def test_a_newer_schema_is_refused_in_every_mode_and_left_untouched(
     await _claim_version(location, CURRENT_VERSION + 1)
     for mode in ("create", "existing", "read_only"):
         with pytest.raises(StateSchemaTooNew, match="newer than this program") as caught:
-            await open_store(location, mode=mode, clock=clock)  # type: ignore[arg-type]
+            await open_store(location, mode=mode, clock=clock)
         assert (caught.value.found, caught.value.supported) == (CURRENT_VERSION + 1, CURRENT_VERSION)
     assert await _schema_version(location) == CURRENT_VERSION + 1
 

@@ -25,7 +25,7 @@ async def test_a_wrong_password_is_an_authentication_error_without_the_password(
     assert secret not in location.display and secret not in repr(location)
     for mode in ("create", "existing", "read_only"):
         with pytest.raises(StateAuthFailed) as caught:
-            await open_store(location, mode=mode)  # type: ignore[arg-type]
+            await open_store(location, mode=mode)
         assert secret not in str(caught.value) and secret not in caught.value.location
         assert PASSWORD not in str(caught.value)
         assert "***" in caught.value.location

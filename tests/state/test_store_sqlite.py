@@ -73,7 +73,7 @@ async def test_memory_keeps_nothing_and_needs_no_file(tmp_path: Path, clock: Fak
     await first.put_hold("b1", "r", now=T0)
     lock = await first.try_run_lock("nightly")
     assert lock is not None and await first.try_run_lock("nightly") is None  # its own runs still exclude each other
-    assert await first.run_lock_holder("nightly") == first.holder
+    assert await first.run_lock_holder("nightly") == lock.holder
     daemon = await first.acquire_daemon_lock()
     await daemon.release()
     await lock.release()
