@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.notes import notes  # noqa: E402
-from bench.simulation import run_simulation_scenario  # noqa: E402
+from bench.notes import notes
+from bench.simulation import run_simulation_scenario
 
 pytestmark = [
     pytest.mark.timeout(90),

@@ -8,22 +8,16 @@ except "everything was deleted / listed".
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
+import bench.report
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import bench.report  # noqa: E402
-from bench.emulator_seeding import run_emulator_seeding  # noqa: E402
-from bench.listing import run_listing  # noqa: E402
-from bench.planning import run_planning_scenario  # noqa: E402
-from bench.rate_limit import run_rate_limit  # noqa: E402
-from bench.unthrottled import run_unthrottled  # noqa: E402
-from bench.zero_latency import run_zero_latency  # noqa: E402
+from bench.emulator_seeding import run_emulator_seeding
+from bench.listing import run_listing
+from bench.planning import run_planning_scenario
+from bench.rate_limit import run_rate_limit
+from bench.unthrottled import run_unthrottled
+from bench.zero_latency import run_zero_latency
 
 pytestmark = [
     pytest.mark.timeout(90),
