@@ -63,6 +63,7 @@ def _zero_latency(result: dict[str, Any]) -> str:
 
 def _listing(result: dict[str, Any]) -> str:
     f = result["figures"]
+    concurrency = result["parameters"].get("concurrency", 1)
     parts = []
     for key, run in f.items():
         if not key.startswith("page_size_"):
@@ -70,7 +71,7 @@ def _listing(result: dict[str, Any]) -> str:
         per_page_ms = 1000 * run["listing_s"] / max(1, run["pages"])
         parts.append(
             f"{key.removeprefix('page_size_')}/page: listing {run['listing_s']} s ({run['pages']} pages, "
-            f"{per_page_ms:.1f} ms each, sequential), planning {run['planning_s']} s, logging the "
+            f"{per_page_ms:.1f} ms each, in windows of {concurrency}), planning {run['planning_s']} s, logging the "
             f"{run['planned']} planned deletions {run['plan_logging_s']} s, peak RSS {run['peak_rss_mb']} MB"
         )
     return "; ".join(parts) + "."

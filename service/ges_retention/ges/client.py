@@ -208,7 +208,7 @@ class ProjectClient:
             return answer.body, answer.attempts
 
         limit = page_size if page_size is not None else config.page_size
-        return iter_pages(listing, fetch, limit=limit, max_pages=config.max_pages)
+        return iter_pages(listing, fetch, limit=limit, max_pages=config.max_pages, window=config.concurrency)
 
     def iter_graphs(self, *, deadline: float | None = None, page_size: int | None = None) -> AsyncGenerator[Page, None]:
         """Pages of `GET /v2/{project_id}/graphs` (`graphs`, `graph_count`)."""
