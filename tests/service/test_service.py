@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from ges_retention.agencies import iam_endpoint_for
 from ges_retention.metrics import Metrics
 from ges_retention.policy_loading import parse_policy_text
-from ges_retention.agencies import iam_endpoint_for
 from ges_retention.service import Readiness, Service, _RequestObserver, policy_endpoint
 from ges_retention.settings import Settings, SettingsError
 

@@ -9,7 +9,7 @@ import pytest
 
 from ges_retention.cli import main
 from ges_retention.policy import Agency, effective_definition
-from ges_retention.policy_loading import PolicyError, parse_policy_text
+from ges_retention.policy_loading import PolicyError, PolicyFile, parse_policy_text
 from ges_retention.service import check_endpoints
 from ges_retention.settings import Settings, SettingsError
 
@@ -23,7 +23,7 @@ policies:
 """
 
 
-def _load(policies: str, header: str = HEADER):  # type: ignore[no-untyped-def]
+def _load(policies: str, header: str = HEADER) -> PolicyFile:
     return parse_policy_text(header + policies)
 
 

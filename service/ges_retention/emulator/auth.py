@@ -91,6 +91,10 @@ class TokenRegistry:
     def temporary(self, ak: str) -> TemporaryKey | None:
         return self._temporary.get(ak)
 
+    def temporary_keys(self) -> list[TemporaryKey]:
+        """Every temporary credential issued (tests look for their secrets where none may be)."""
+        return list(self._temporary.values())
+
     def expire_temporary(self, now: float) -> int:
         """Every temporary credential expires now (tests: a security token that expires in the middle of a run)."""
         for ak, key in self._temporary.items():
