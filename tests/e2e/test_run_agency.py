@@ -27,7 +27,7 @@ from ges_retention.emulator.config import DEFAULT_TOKEN, Agency
 from ges_retention.policy_loading import parse_policy_text
 from ges_retention.retention import plan_file
 from support.emulators import seeded_config, seeded_store
-from support.processes import finish
+from support.processes import Output
 
 OTHER = "9f8e7d6c5b4a39281706"
 AGENCY = {"domain": "other-account", "name": "ges-retention"}
@@ -131,15 +131,19 @@ async def test_a_security_token_expiring_mid_run_is_refreshed_once(
     keep_home, keep_other = expected_keep(emulator, now, PROJECT), expected_keep(emulator, now, OTHER)
     await emulator.holds.hold("delete_backup")
     proc = await start_cli(["run", str(policy_path), "--format", "json"], env(emulator))
+    output = Output(proc)  # read as it comes: a full pipe would stall the run before its deletions
     try:
         # Deletions have started (the listings used the first credentials); then the credentials expire.
-        await asyncio.wait_for(emulator.holds.wait_until_waiting("delete_backup", 4), 60)
+        async with asyncio.timeout(60):
+            await emulator.holds.wait_until_waiting("delete_backup", 4)
         assert emulator.expire_security_tokens() == 1
     finally:
         await emulator.holds.unhold("delete_backup")
-    result = await finish(proc, 60)
+    async with asyncio.timeout(60):
+        stdout, stderr = await output.finish()
 
-    assert result.code == 0, result.stderr
+    assert proc.returncode == 0, stderr.decode()[-3000:]
+    assert json.loads(stdout)["outcome"] == "ok"
     assert ids(emulator, OTHER) == keep_other
     assert ids(emulator, PROJECT) == keep_home
     assert requests(emulator, "iam_securitytokens") == {"201": 2}  # refreshed once, shared by every request
