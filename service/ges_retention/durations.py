@@ -72,26 +72,6 @@ class Duration:
         )
         return "".join(f"{value}{unit}" for unit, value in units if value) or "0h"
 
-    def after(self, instant: datetime, tz: tzinfo = UTC) -> datetime:
-        """`instant + self` on the wall clock of `tz` (a hold's `--for`); aware, in UTC. `OverflowError` past year
-        9999."""
-        if instant.tzinfo is None:
-            raise ValueError("instant must be timezone-aware")
-        local = instant.astimezone(tz)
-        shifted = local + self._delta()
-        return shifted.replace(tzinfo=tz).astimezone(UTC)
-
-    def _delta(self) -> relativedelta:
-        return relativedelta(
-            years=self.years,
-            months=self.months,
-            weeks=self.weeks,
-            days=self.days,
-            hours=self.hours,
-            minutes=self.minutes,
-            seconds=self.seconds,
-        )
-
     def before(self, instant: datetime, tz: tzinfo) -> datetime:
         """`instant - self` on the wall clock of `tz`; the result is aware, in UTC.
 
@@ -101,7 +81,15 @@ class Duration:
             raise ValueError("instant must be timezone-aware")
         local = instant.astimezone(tz)
         try:
-            shifted = local - self._delta()
+            shifted = local - relativedelta(
+                years=self.years,
+                months=self.months,
+                weeks=self.weeks,
+                days=self.days,
+                hours=self.hours,
+                minutes=self.minutes,
+                seconds=self.seconds,
+            )
             # relativedelta keeps tzinfo and the wall clock; re-anchor through the zone to get the real instant
             # (near year 1 this conversion can leave datetime's range too).
             return shifted.replace(tzinfo=tz).astimezone(UTC)

@@ -54,11 +54,23 @@ def run(args: argparse.Namespace, settings: Settings, *, now: datetime | None = 
 
 def _hold_end(for_: str | None, until: str | None, now: datetime) -> datetime | None:
     if for_ is not None:
+        from dateutil.relativedelta import relativedelta
+
         from ges_retention.durations import Duration
 
+        d = Duration.parse(for_)
+        span = relativedelta(
+            years=d.years,
+            months=d.months,
+            weeks=d.weeks,
+            days=d.days,
+            hours=d.hours,
+            minutes=d.minutes,
+            seconds=d.seconds,
+        )
         try:
-            return Duration.parse(for_).after(now)
-        except OverflowError:
+            return now.astimezone(UTC) + span  # calendar arithmetic in UTC, like `within` in a UTC policy
+        except (OverflowError, ValueError):
             raise UsageError(f"--for {shorten(for_)} ends beyond the year 9999") from None
     if until is not None:
         from ges_retention.inputs import parse_instant

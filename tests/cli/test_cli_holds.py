@@ -104,6 +104,7 @@ def test_hold_ends_after_for_or_at_until(
         (["hold", "b-1", "--reason", "two\nlines"], "printable"),
         (["hold", "b-1"], "--reason"),
         (["hold", "b-1", "--reason", "r", "--for", "3 days"], "invalid duration"),
+        (["hold", "b-1", "--reason", "r", "--for", "99999y"], "beyond the year 9999"),
         (["hold", "b-1", "--reason", "r", "--until", "next friday"], "ISO 8601"),
         (["hold", "b-1", "--reason", "r", "--until", "2020-01-01"], "not in the future"),
         (["hold", "b-1", "--reason", "r", "--for", "1d", "--until", "2099-01-01"], "not allowed with"),
