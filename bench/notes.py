@@ -116,7 +116,19 @@ def _cold_start(result: dict[str, Any]) -> str:
     )
 
 
+def _cpu_per_delete(result: dict[str, Any]) -> str:
+    f = result["figures"]
+    return (
+        f"nothing pinned: the service {f['service_deletes_per_s']}/s and {f['service_cpu_s_per_1000_deletes']} "
+        f"CPU-s/1000, the faster bare loop ({f['ceiling_kind']}) {f['ceiling_deletes_per_s']}/s and "
+        f"{f['ceiling_cpu_s_per_1000_deletes']} CPU-s/1000: {f['throughput_vs_ceiling']} of its rate, "
+        f"{f['cpu_per_delete_vs_ceiling']}x its CPU per delete (each side's best of {result['parameters']['rounds']} "
+        "rounds; the processes wait for each other's CPU, so the disturbance is an upper bound)."
+    )
+
+
 _NOTES = {
+    "cpu_per_delete": _cpu_per_delete,
     "rate_limit": _rate_limit,
     "unthrottled": _unthrottled,
     "zero_latency": _zero_latency,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.cold_start import run_cold_start
+from bench.cpu_per_delete import run_cpu_per_delete
 from bench.emulator_seeding import run_emulator_seeding
 from bench.listing import run_listing
 from bench.planning import run_planning_scenario
@@ -85,6 +86,13 @@ SCENARIOS: dict[str, Scenario] = {
             run_cold_start,
             full={"runs": 5},
             quick={"runs": 3},
+        ),
+        Scenario(
+            "cpu_per_delete",
+            "10. CPU per delete, nothing pinned: >= 0.85 of the bare aiohttp loop's rate, <= 1.3x its CPU per delete",
+            run_cpu_per_delete,
+            full={"deletions": 20_000, "rounds": 2},
+            quick={"deletions": 5_000, "rounds": 1},
         ),
     )
 }

@@ -27,6 +27,7 @@ from ges_retention.backup import Backup, InvalidBackupRecord
 from ges_retention.events import Deletion, LoggingEvents, RunEvents
 from ges_retention.ges.client import BackupListing, DeleteResult
 from ges_retention.ges.errors import GesError
+from ges_retention.logs import log_context
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile
 from ges_retention.retention import Decision, plan_file
@@ -340,7 +341,7 @@ class Runner:
 
 def _deletion_context(result: PolicyResult, decision: Decision) -> AbstractContextManager[None]:
     backup = decision.backup
-    return structlog.contextvars.bound_contextvars(
+    return log_context(
         policy=result.name,
         project_id=result.project_id,
         graph_id=backup.graph_id,

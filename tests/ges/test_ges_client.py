@@ -319,7 +319,9 @@ async def test_a_server_repeating_the_same_page_is_stopped_at_once(make_project:
         with pytest.raises(ListingError) as caught:
             await make_project(concurrency=concurrency).list_backups()
         requests = len(calls(mocked))
-    assert requests == 1 + concurrency
+    # The first page and its first window; the pages after the window already in flight (at most one window less one)
+    # are wasted, not awaited.
+    assert 1 + concurrency <= requests <= 2 * concurrency
     assert caught.value.reason == "repeating"
     assert caught.value.offset == 100
     message = str(caught.value)

@@ -72,6 +72,7 @@ _GRAPH_BACKUPS = Listing(OP_LIST_GRAPH_BACKUPS, "backup_list", "backup_count")
 # The seed: a project id is letters and digits, at most 64. Graph and backup ids are opaque (UUIDs in practice):
 # unreserved URL characters only, so that quoting is the identity and no reading of the path can differ.
 _RESOURCE_ID = re.compile(r"[A-Za-z0-9._~-]{1,128}")
+_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*")
 
 
 def path_segment(value: object, *, field: str, operation: str) -> str:
@@ -81,8 +82,9 @@ def path_segment(value: object, *, field: str, operation: str) -> str:
         shown = repr(value)
         shown = shown if len(shown) <= 80 else shown[:77] + "..."
         raise InvalidIdentifier(f"{field} {shown} is not a valid identifier", field=field, operation=operation)
-    # The alphabet is unreserved already; quoting anyway keeps the path safe should the alphabet ever be widened.
-    return quote(value, safe="")
+    # Both alphabets are unreserved URL characters: percent-encoding leaves such a value as it is, so it is not run
+    # (two per deletion). `_UNRESERVED` guards it should an alphabet ever be widened.
+    return value if _UNRESERVED.fullmatch(value) else quote(value, safe="")
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -102,7 +103,7 @@ FetchPage = Callable[[int, int], Awaitable[tuple[bytes, int]]]
 async def iter_pages(
     listing: Listing, fetch: FetchPage, *, limit: int, max_pages: int, window: int = 1
 ) -> AsyncGenerator[Page, None]:
-    """The pages of `listing` from offset 0, raw, in offset order; after the first, up to `window` pages are fetched
+    """The pages of `listing` from offset 0, raw, in offset order; after the first, up to `window` pages are in flight
     at once. Raises `ListingError` for a malformed page or endless paging, and whatever `fetch` raises."""
     if not 1 <= limit <= 1000:
         raise ValueError(f"page_size must be within 1..1000, got {limit}")
@@ -110,68 +111,117 @@ async def iter_pages(
         raise ValueError(f"window must be >= 1, got {window}")
     body, attempts = await fetch(0, limit)
     items, total = parse_page(listing, body, 0)
-    first_total = total
     yield Page(items, total, 0, 1, attempts, 0, True)
     if not items or len(items) >= total:
         return
     # A first page shorter than asked while the count says more: the server caps its pages; step by what it sends.
-    step = min(limit, len(items))
-    offset = len(items)
-    number = 1
-    largest = total
-    windows = 0
-    while True:
-        if number >= max_pages:
+    pages = _Windows(listing, fetch, limit=limit, step=min(limit, len(items)), first_total=total, window=window)
+    try:
+        pages.fill(max_pages)
+        while True:
+            page, last = await pages.next_page()
+            if not (last or page.window_end):
+                # Before the page is handed on, and sent (the loop runs the new request up to the wire): the next
+                # page is on its way while this one is read.
+                pages.fill(max_pages)
+                await asyncio.sleep(0)
+            yield page
+            if last:
+                return
+            pages.fill(max_pages)
+    finally:
+        await pages.cancel()
+
+
+class _Windows:
+    """The pages after the first: in flight in offset order (at most `window` at once, never past the largest count
+    reported), each handed on once it and every page before it are in. The pages after the first are numbered in
+    windows of `window` (the unit of the `repeating` rule); the first short or empty page, or the count, ends it."""
+
+    __slots__ = (
+        "fetch",
+        "first_total",
+        "largest",
+        "limit",
+        "listing",
+        "next_offset",
+        "number",
+        "pending",
+        "requested",
+        "step",
+        "window",
+    )
+
+    def __init__(
+        self, listing: Listing, fetch: FetchPage, *, limit: int, step: int, first_total: int, window: int
+    ) -> None:
+        self.listing = listing
+        self.fetch = fetch
+        self.limit = limit
+        self.step = step
+        self.window = window
+        self.first_total = first_total
+        self.largest = first_total
+        self.next_offset = step
+        self.requested = 1  # the first page
+        self.number = 1
+        self.pending: deque[tuple[int, asyncio.Task[tuple[bytes, int]]]] = deque()
+
+    def fill(self, max_pages: int) -> None:
+        """Request pages up to the window, within the largest count and `max_pages`; raise for endless paging."""
+        while len(self.pending) < self.window and self.next_offset < self.largest:
+            if self.requested >= max_pages:
+                break
+            if self.next_offset > 2 * self.first_total + 10 * self.limit:
+                # The count keeps growing ahead of us: items are created faster than we page, or the server lies.
+                raise ListingError(
+                    f"{self.listing.count_key} grew from {self.first_total} to {self.largest} while paging: the "
+                    "server pages forever",
+                    operation=self.listing.operation,
+                    reason="endless",
+                    offset=self.next_offset,
+                )
+            self.pending.append((self.next_offset, asyncio.ensure_future(self.fetch(self.next_offset, self.limit))))
+            self.requested += 1
+            self.next_offset += self.step
+        if not self.pending:
+            # Called only while the count is not reached: the pages it still calls for are more than `max_pages`.
             raise ListingError(
                 f"more than {max_pages} pages: the server pages forever",
-                operation=listing.operation,
+                operation=self.listing.operation,
                 reason="endless",
-                offset=offset,
+                offset=self.next_offset,
             )
-        if offset > 2 * first_total + 10 * limit:
-            # The count keeps growing ahead of us: items are created faster than we page, or the server lies.
-            raise ListingError(
-                f"{listing.count_key} grew from {first_total} to {largest} while paging: the server pages forever",
-                operation=listing.operation,
-                reason="endless",
-                offset=offset,
-            )
-        windows += 1
-        wanted = max(1, -(-(largest - offset) // step))  # the pages the largest count calls for, at least one
-        offsets = [offset + i * step for i in range(min(window, wanted, max_pages - number))]
-        answers = await _fetch_window(fetch, offsets, limit)
-        pages: list[Page] = []
-        done = False
-        for at, (body, attempts) in zip(offsets, answers, strict=True):
-            items, total = parse_page(listing, body, at)
-            number += 1
-            largest = max(largest, total)
-            pages.append(Page(items, total, at, number, attempts, windows, False))
-            offset = at + len(items)
-            # Advance by what came; stop at the first empty or short page, or at the count.
-            if len(items) < step or offset >= total:
-                done = True
-                break
-        last = pages[-1]
-        pages[-1] = Page(last.items, last.total, last.offset, last.number, last.attempts, last.window, True)
-        for page in pages:
-            yield page
-        if done:
-            return
 
+    async def next_page(self) -> tuple[Page, bool]:
+        """The lowest page, once in (a failure of any page in flight is raised at once); and whether it is the last."""
+        at, head = self.pending[0]
+        while not head.done():
+            await asyncio.wait([task for _, task in self.pending], return_when=asyncio.FIRST_COMPLETED)
+            for _, task in self.pending:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    task.result()  # raises it
+        self.pending.popleft()
+        body, attempts = head.result()
+        items, total = parse_page(self.listing, body, at)
+        self.number += 1
+        self.largest = max(self.largest, total)
+        end = at + len(items)
+        # Advance by what came; stop at the first empty or short page, or at the count.
+        last = len(items) < self.step or end >= total
+        index = self.number - 1  # 1 for the page after the first
+        window_end = last or index % self.window == 0
+        page = Page(items, total, at, self.number, attempts, (index - 1) // self.window + 1, window_end)
+        return page, last
 
-async def _fetch_window(fetch: FetchPage, offsets: list[int], limit: int) -> list[tuple[bytes, int]]:
-    """Every page of a window, fetched at once; the first failure cancels the others and is raised."""
-    if len(offsets) == 1:
-        return [await fetch(offsets[0], limit)]
-    tasks = [asyncio.ensure_future(fetch(at, limit)) for at in offsets]
-    try:
-        return list(await asyncio.gather(*tasks))
-    finally:
-        # On failure (or cancellation), no request of the window outlives it.
+    async def cancel(self) -> None:
+        """No request outlives the listing (it ended, failed, or its consumer stopped)."""
+        tasks = [task for _, task in self.pending]
+        self.pending.clear()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def parse_page(listing: Listing, body: bytes, offset: int) -> tuple[list[Any], int]:
