@@ -7,11 +7,14 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 
 from ges_retention.backup import Backup
+from ges_retention.events import LoggingEvents, MetricsEvents
 from ges_retention.gates import PolicyMemory, apply_gates
+from ges_retention.metrics import Metrics
 from ges_retention.policy_loading import parse_policy_text
 from ges_retention.report import render_json, render_summary_text, render_table
 from ges_retention.runner import plan_listings, trusted_backups
 from ges_retention.summary import PolicyResult, RunSummary, exit_code, policy_outcome
+from support.logs import capture_events
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 BACKUPS = [
@@ -101,3 +104,30 @@ def test_run_counts_gain_pending() -> None:
     summary = RunSummary("r1", "cli", False, [result])
     assert summary.counts()["pending"] == 1 and result.to_json()["ids"]["pending"] == ["b1"]
     assert "pending 1" in render_summary_text(summary)
+
+
+def test_policy_planned_and_the_metrics_carry_the_gate_and_the_clocks() -> None:
+    (held,) = _results("change_budget: 5, confirm_after: 2d")
+    metrics = Metrics()
+    with capture_events() as logs:
+        LoggingEvents().policy_planned(held, NOW)
+        MetricsEvents(metrics).policy_planned(held, NOW)
+    (planned,) = logs.named("policy_planned")
+    assert {k: planned[k] for k in ("kept", "planned", "due", "pending", "holds", "change_held")} == {
+        "kept": 2,
+        "planned": 6,
+        "due": 0,
+        "pending": 6,
+        "holds": 0,
+        "change_held": True,
+    }
+    assert metrics.registry.get_sample_value("ges_retention_policy_change_held", {"policy": "nightly"}) == 1
+
+    (acting,) = _results("change_budget: unlimited, confirm_after: 2d")
+    acting.dry_run = False
+    for decision in acting.waiting:
+        acting.record("pending", decision.backup.id)
+    MetricsEvents(metrics).policy_planned(acting, NOW)
+    MetricsEvents(metrics).policy_finished(acting, 0.1)
+    assert metrics.registry.get_sample_value("ges_retention_policy_change_held", {"policy": "nightly"}) == 0
+    assert metrics.registry.get_sample_value("ges_retention_pending_deletions", {"policy": "nightly"}) == 6
