@@ -33,7 +33,7 @@ BARE = ("bare", "bare_workers")
 
 
 def _best(runs: list[dict[str, Any]], key: str, *, lowest: bool) -> float | None:
-    values = [r[key] for r in runs if r.get(key)]
+    values = [float(r[key]) for r in runs if r.get(key)]
     if not values:
         return None
     return min(values) if lowest else max(values)
@@ -67,10 +67,10 @@ def run_cpu_per_delete(
             emulator.load_expired(deletions, per_graph=per_graph, now_ms=now_ms)
             service_runs.append(measure_service(emulator, policy, cpu=None, concurrency=concurrency, rate_limit=0))
             for kind in BARE:
-                targets = emulator.load_expired(deletions, per_graph=per_graph, now_ms=now_ms)
+                sample = emulator.load_expired(deletions, per_graph=per_graph, now_ms=now_ms)
                 bare_runs[kind].append(
                     run_peer(
-                        kind, emulator=emulator, targets=targets, concurrency=concurrency, cpu=None, workdir=workdir
+                        kind, emulator=emulator, targets=sample, concurrency=concurrency, cpu=None, workdir=workdir
                     )
                 )
     rate = _best(service_runs, "deletes_per_s", lowest=False)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import json.encoder as json_encoder
 import logging
 import re
 import sys
@@ -198,21 +199,36 @@ def _shared_processors() -> list[Processor]:
 
 # json.dumps(obj, default=str) builds an encoder per call: one, built once, writes the same text.
 _ENCODER = json.JSONEncoder(default=str)
+# Its C part, built once too (`JSONEncoder.encode` makes one per call). Without circular-reference markers: a log
+# event holds no cycle (one would end in RecursionError rather than ValueError).
+_MAKE_ENCODER = getattr(json_encoder, "c_make_encoder", None)
+_C_ENCODE = (
+    None
+    if _MAKE_ENCODER is None
+    else _MAKE_ENCODER(None, str, json_encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True)
+)
+
+
+def _encode(obj: Any) -> str:
+    if _C_ENCODE is None or type(obj) is not dict:
+        return _ENCODER.encode(obj)
+    return "".join(_C_ENCODE(obj, 0))
 
 
 def _dumps(obj: Any, **_kwargs: Any) -> str:
-    return _ENCODER.encode(obj)
+    return _encode(obj)
 
 
 _LEVEL_OF_METHOD = {"warn": "warning", "exception": "error"}  # as structlog's add_log_level names them
 _now_cache: tuple[int, str] = (-1, "")
+_time_ns = time.time_ns  # a seam for the tests
 
 
 def _now_iso() -> str:
     """The time now, ISO 8601 UTC with `Z`, as `TimeStamper(fmt="iso", utc=True)` writes it; the date and time of day
     are formatted once a second."""
     global _now_cache
-    second, nanos = divmod(time.time_ns(), 1_000_000_000)
+    second, nanos = divmod(_time_ns(), 1_000_000_000)
     cached_second, text = _now_cache
     if second != cached_second:
         text = datetime.fromtimestamp(second, UTC).replace(tzinfo=None).isoformat()
@@ -225,12 +241,16 @@ def _json_line(logger: WrappedLogger, method: str, event_dict: EventDict) -> str
     """The JSON format's whole chain in one step (a line per deletion: each processor call counts): what
     `_shared_processors`, `_first_keys_first` and the JSON renderer do one after the other, in the same order."""
     event_dict = _merge_context(logger, method, event_dict)
-    event_dict["level"] = _LEVEL_OF_METHOD.get(method, method)
-    event_dict["timestamp"] = _now_iso()
     if "exc_info" in event_dict:
         event_dict = _exception_to_string(logger, method, event_dict)
-    event_dict = redact_event(logger, method, event_dict)
-    return _ENCODER.encode(_first_keys_first(logger, method, event_dict))
+    # `timestamp` and `level` are the pipeline's (an event's own are replaced), and lead the line with `event`.
+    event_dict.pop("timestamp", None)
+    event_dict.pop("level", None)
+    line: EventDict = {"timestamp": _now_iso(), "level": _LEVEL_OF_METHOD.get(method, method)}
+    if "event" in event_dict:
+        line["event"] = event_dict.pop("event")
+    line.update(event_dict)
+    return _encode(redact_event(logger, method, line))
 
 
 def _renderer(fmt: str) -> Processor:

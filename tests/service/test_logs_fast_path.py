@@ -74,7 +74,7 @@ def test_levels_are_named_as_structlog_names_them() -> None:
 def test_the_timestamp_is_formatted_like_isoformat_at_every_instant(monkeypatch: pytest.MonkeyPatch) -> None:
     instants = [1_764_716_400_000_000_000, 1_764_716_400_000_001_000, 1_764_716_401_999_999_000]
     for ns in instants:
-        monkeypatch.setattr(logs.time, "time_ns", lambda ns=ns: ns)
+        monkeypatch.setattr(logs, "_time_ns", lambda ns=ns: ns)
         seconds, nanos = divmod(ns, 1_000_000_000)
         expected = datetime.fromtimestamp(seconds, UTC).replace(microsecond=nanos // 1000).isoformat()
         assert logs._now_iso() == expected.replace("+00:00", "Z")
@@ -160,3 +160,21 @@ def test_a_run_s_logging_events_are_captured_when_built_before_the_capture() -> 
     with capture_logs() as captured:
         events.deletion_finished(_result(), _result().plan.decisions[0], Deletion("deleted", 1, 0.25))  # type: ignore[union-attr]
     assert captured == [{"event": "backup_deleted", "attempts": 1, "duration_ms": 250.0, "log_level": "info"}]
+
+
+class _Opaque:
+    def __str__(self) -> str:
+        return "opaque-value"
+
+
+def test_the_encoder_writes_what_json_dumps_writes() -> None:
+    event = {
+        "event": "x",
+        "f": 1.5,
+        "big": 10**20,
+        "text": 'é ✓ "quoted" \n',
+        "items": [1, None, True, 2.25e-7],
+        "nested": {"k": (1, "2"), "o": _Opaque()},
+        "inf": float("inf"),
+    }
+    assert logs._encode(event) == json.dumps(event, default=str)
