@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from ges_retention.state.errors import StateMissing
+from ges_retention.state.leases import DEFAULT_TTL_S, check_ttl
 from ges_retention.state.location import StateLocation
 from ges_retention.state.migrations import CURRENT_VERSION, MIGRATIONS, VERSION_TABLE, render
 from ges_retention.state.postgres import CONNECT_TIMEOUT_S, PostgresStore, advisory_key
@@ -39,6 +40,7 @@ async def open_postgres(
     **options: Any,
 ) -> PostgresStore | None:
     assert location.url is not None
+    check_ttl(float(options.get("lease_ttl_s", DEFAULT_TTL_S)))  # before a connection exists to be left open
     display = location.display
     settings = {"application_name": "ges-retention"}
     if mode == "read_only":
