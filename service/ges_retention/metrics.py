@@ -47,6 +47,7 @@ class Metrics:
         "build_info",
         "deletions",
         "last_run",
+        "lease_held",
         "newest_success_age",
         "next_run",
         "policies_loaded",
@@ -116,6 +117,12 @@ class Metrics:
             Gauge,
             "ges_retention_next_run_timestamp_seconds",
             "Unix time of a scheduled policy's next run (no series when it has no schedule or is paused)",
+            ("policy",),
+        )
+        self.lease_held = self._policy_metric(
+            Gauge,
+            "ges_retention_lease_held",
+            "1 while this process holds the policy's lease (PostgreSQL state, several replicas), else 0",
             ("policy",),
         )
         self.policies_loaded = Gauge("ges_retention_policies_loaded", "Policies in the loaded file", registry=r)
