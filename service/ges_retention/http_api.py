@@ -88,6 +88,8 @@ class HttpApi:
             problems.append("no policies loaded")
         if daemon.authenticated() is False:
             problems.append("the last API call was not authenticated")
+        if daemon.replicas.unavailable():
+            problems.append("the state (PostgreSQL) is unreachable: no lease can be kept")
         if problems:
             return web.json_response({"status": "not ready", "problems": problems}, status=503)
         return web.json_response(
@@ -118,7 +120,7 @@ class HttpApi:
         return None
 
     async def _post_run(self, request: web.Request) -> web.Response:
-        from ges_retention.daemon import AlreadyRunning, Paused, UnknownPolicy
+        from ges_retention.daemon import AlreadyRunning, LeaseHeld, Paused, UnknownPolicy
 
         if (refused := self._refused(request)) is not None:
             return refused
@@ -127,7 +129,8 @@ class HttpApi:
             run_id, skipped = self.daemon.run_all_now("http")
             if run_id is None:
                 reasons = {s["reason"] for s in skipped}
-                reason = "already_running" if "already_running" in reasons else "paused"
+                order = ("already_running", "lease_held", "state_unavailable", "paused")
+                reason = next((r for r in order if r in reasons), "paused")
                 error = "no policy to run: " + ", ".join(f"{s['policy']} ({s['reason']})" for s in skipped)
                 return _conflict(error if skipped else "no policy to run", reason)
             return web.json_response({"run_id": run_id, "skipped": skipped}, status=202)
@@ -139,6 +142,12 @@ class HttpApi:
             return _conflict(f"policy {exc} is paused", "paused")
         except AlreadyRunning as exc:
             return _conflict(f"policy {exc} is already running", "already_running")
+        except LeaseHeld as exc:
+            if exc.reason != "lease_held":
+                unavailable = {"error": f"policy {exc.policy}: the state is not connected", "reason": exc.reason}
+                return web.json_response(unavailable, status=503)
+            body = {"error": f"policy {exc.policy} is run by {exc.holder or 'another daemon'}", "reason": "lease_held"}
+            return web.json_response({**body, "holder": exc.holder}, status=409)
         return web.json_response({"run_id": run_id}, status=202)
 
     async def _get_run(self, request: web.Request) -> web.Response:
@@ -189,6 +198,7 @@ def policies_view(daemon: Daemon) -> list[dict[str, Any]]:
                 "running": policy.name in daemon.running,
                 "queued": policy.name in daemon.queued,
                 "last_run": daemon.records.last_for(policy.name),
+                "holder": daemon.replicas.holder_of(policy.name),  # several replicas: its lease's holder
             }
         )
     return views

@@ -28,6 +28,7 @@ from ges_retention.lease_spread import spread
 from ges_retention.metrics import Metrics
 from ges_retention.state.errors import StateError
 from ges_retention.state.leases import PgLeases, Taken, holders_by_policy
+from ges_retention.state.locks import RunLock
 
 __all__ = ["LeaseManager"]
 
@@ -57,6 +58,7 @@ class LeaseManager:
         """False after a tick that could not reach the state; None before the first tick."""
         self._holders: dict[str, str] = {}
         self._first_free: dict[str, float] = {}
+        self._said_lost: set[tuple[str, int | None]] = set()
         self._shutting_down = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -80,6 +82,49 @@ class LeaseManager:
         if self.leases.lease(policy) is not None:
             return self.holder
         return self._holders.get(policy)
+
+    def may_delete(self, policy: str) -> bool:
+        """Asked before each DELETE of a run: False once the lease is not valid on the local clock (or was lost),
+        said once per lease as `lease_lost`."""
+        if self.leases.valid(policy):
+            return True
+        lease = self.leases.lease(policy)
+        key = (policy, lease.generation if lease is not None else None)
+        if key not in self._said_lost:
+            self._said_lost.add(key)
+            log.error(
+                "lease_lost",
+                policy=policy,
+                holder=self._holders.get(policy) if lease is None else None,
+                reason="not valid on the local clock" if lease is not None else "lost",
+            )
+        return False
+
+    async def lock_runs(self, policies: Sequence[str], run_id: str) -> tuple[list[str], list[RunLock]]:
+        """The run locks (leases marked with the run id) of the policies this daemon may run now; the names locked
+        and their locks. A policy whose lock is refused (lost meanwhile) is left out with `run_skipped`."""
+        locked: list[str] = []
+        locks: list[RunLock] = []
+        for policy in policies:
+            lock = await self.leases.run_lock(policy, run_id)
+            if lock is None:
+                log.info("run_skipped", policy=policy, reason="lease_held", holder=self.holder_of(policy))
+                continue
+            locked.append(policy)
+            locks.append(lock)
+        return locked, locks
+
+    async def unlock_runs(self, locks: Sequence[RunLock]) -> None:
+        """The run ended: its leases stay held (idle), or, while shutting down, go to the next holder."""
+        for lock in locks:
+            handing = self.leases.handing_over and self.leases.lease(lock.policy) == lock.lease
+            try:
+                await lock.release()
+            except StateError as exc:  # the lease then expires on its own; the next holder resumes the run
+                log.error("state_unavailable", error=str(exc), operation="lease_release")
+                continue
+            if handing and lock.lease is not None:
+                self.note_released(lock.policy, lock.lease.generation)
 
     # ---------------------------------------------------------------------------------------------- the loop
 
@@ -105,6 +150,8 @@ class LeaseManager:
             await self._renew()
             if not self._shutting_down:
                 await self._spread()
+            if self.available is False:
+                log.info("state_connected", operation="leases")
             self.available = True
         except StateError as exc:
             self.available = False
@@ -150,6 +197,7 @@ class LeaseManager:
             "lease_acquired",
             policy=policy,
             generation=taken.lease.generation,
+            holder=self.holder,
             previous_holder=taken.previous_holder,
             takeover=taken.takeover,
         )
@@ -166,12 +214,12 @@ class LeaseManager:
         self._holders.pop(policy, None)
         self._set_metric(policy, 0)
         if released:
-            log.info("lease_released", policy=policy, generation=lease.generation)
+            log.info("lease_released", policy=policy, generation=lease.generation, holder=self.holder)
 
     def note_released(self, policy: str, generation: int) -> None:
         """A run lock gave its lease back (handed over at shutdown): the metric and the event."""
         self._set_metric(policy, 0)
-        log.info("lease_released", policy=policy, generation=generation)
+        log.info("lease_released", policy=policy, generation=generation, holder=self.holder, handed_over=True)
 
     def _set_metric(self, policy: str, value: int) -> None:
         if self._metrics is not None:

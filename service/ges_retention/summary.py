@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 Outcome = Literal["ok", "partial", "failed", "safety_stop", "dry_run", "interrupted"]
-Trigger = Literal["cli", "schedule", "file", "signal", "http"]
+Trigger = Literal["cli", "schedule", "file", "signal", "http", "takeover"]
 DeletionOutcome = Literal["deleted", "already_deleted", "failed", "not_started"]
 # What a policy's run counts: `planned` = deleted + already_deleted + failed + not_started (when not held back).
 COUNTS = ("planned", "deleted", "already_deleted", "failed", "not_started")
