@@ -254,3 +254,32 @@ async def test_the_default_holder_is_host_pid_and_a_random_part(pg_location: Sta
 async def test_a_ttl_must_exceed_the_safety_margin(pg_location: StateLocation) -> None:
     with pytest.raises(ValueError, match="TTL"):
         await open_store(pg_location, lease_ttl_s=1.0)
+
+
+async def test_a_row_locked_by_a_frozen_transaction_is_not_waited_for(
+    stores: list[PostgresStore], admin: asyncpg.Connection
+) -> None:
+    """A holder frozen inside a fenced batch keeps the row share-locked: a taker skips it this round instead of
+    blocking its whole lease round (the server ends the frozen session after one TTL)."""
+    a, b = (leases_of(s) for s in stores)
+    assert await a.take("nightly") is not None
+    await expire(admin)
+    frozen = admin.transaction()
+    await frozen.start()
+    try:
+        await admin.execute("SELECT 1 FROM leases WHERE policy = 'nightly' FOR SHARE")
+        assert await b.take("nightly") is None
+    finally:
+        await frozen.rollback()
+    assert await b.take("nightly") is not None
+
+
+async def test_sessions_end_a_transaction_left_idle_for_a_ttl(pg_location: StateLocation) -> None:
+    store = await open_store(pg_location, lease_ttl_s=4.5)
+    assert isinstance(store, PostgresStore)
+    try:
+        async with store.reading("probe") as tx:
+            rows = await tx.fetch("SELECT current_setting('idle_in_transaction_session_timeout')")
+        assert rows == [("4500ms",)]
+    finally:
+        await store.close()

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ges_retention.state.errors import LeaseLost
+from ges_retention.state.errors import LeaseLost, StateError
 from ges_retention.state.locks import RunLock
 from ges_retention.state.sql import Tx, as_time
 
@@ -186,9 +186,23 @@ class PgLeases:
     async def take(self, policy: str) -> Taken | None:
         """Take the lease if it is free or expired (or already ours); None when another holder has it."""
         started = self._now()
+        try:
+            taken = await self._take(policy)
+        except StateError as exc:
+            import asyncpg  # PostgreSQL only (never imported for a SQLite state)
+
+            if isinstance(exc.__cause__, asyncpg.LockNotAvailableError):
+                return None  # somebody is busy with the row (a batch's fence): not free now; the next round retries
+            raise
+        if taken is not None:
+            self._book[policy] = _Held(taken.lease, started + self.ttl_s - SAFETY_MARGIN_S)
+        return taken
+
+    async def _take(self, policy: str) -> Taken | None:
         async with self._store.writing("lease_take") as tx:
+            await self._lock_timeout(tx)
             rows = await tx.fetch(
-                "SELECT holder, generation, expires_at > now(), run_id FROM leases WHERE policy = ? FOR UPDATE",
+                "SELECT holder, generation, expires_at > now(), run_id FROM leases WHERE policy = ? FOR UPDATE NOWAIT",
                 (policy,),
             )
             if not rows:
@@ -218,8 +232,11 @@ class PgLeases:
                 # run_id set on a lease that is no longer live: its holder died or was cut off mid-run (expired), or
                 # handed it over while shutting down mid-run (released with `run_id` kept).
                 taken = Taken(Lease(policy, self.holder, int(new[0][0])), str(holder), takeover=run_id is not None)
-        self._book[policy] = _Held(taken.lease, started + self.ttl_s - SAFETY_MARGIN_S)
         return taken
+
+    async def _lock_timeout(self, tx: Tx) -> None:
+        """A lease statement never waits long for a row lock: the manager's round must go on (renewals)."""
+        await tx.execute(f"SET LOCAL lock_timeout = {int(self.ttl_s * 1000 / 3)}")
 
     async def renew(self) -> RenewReport:
         """Renew every lease in the book in one statement; the ones the database no longer gives us are lost (and
@@ -230,6 +247,7 @@ class PgLeases:
         started = self._now()
         leases = [held.lease for held in self._book.values()]
         async with self._store.writing("lease_renew") as tx:
+            await self._lock_timeout(tx)
             rows = await tx.fetch(
                 f"UPDATE leases l SET renewed_at = now(), expires_at = now() + {_INTERVAL} "
                 "FROM unnest(?::text[], ?::bigint[]) AS h(policy, generation) "
@@ -260,6 +278,7 @@ class PgLeases:
             return False
         lease = held.lease
         async with self._store.writing("lease_release") as tx:
+            await self._lock_timeout(tx)
             changed = await tx.execute(
                 "UPDATE leases SET expires_at = to_timestamp(0), run_id = CASE WHEN ? THEN run_id ELSE NULL END "
                 "WHERE policy = ? AND holder = ? AND generation = ?",
@@ -274,6 +293,7 @@ class PgLeases:
             return False
         lease = held.lease
         async with self._store.writing("lease_mark") as tx:
+            await self._lock_timeout(tx)
             changed = await tx.execute(
                 "UPDATE leases SET run_id = ? WHERE policy = ? AND holder = ? AND generation = ?",
                 (run_id, policy, lease.holder, lease.generation),

@@ -43,6 +43,10 @@ async def open_postgres(
     check_ttl(float(options.get("lease_ttl_s", DEFAULT_TTL_S)))  # before a connection exists to be left open
     display = location.display
     settings = {"application_name": "ges-retention"}
+    # A process frozen in the middle of a transaction (SIGSTOP, a paused VM) must not keep its row locks, or the
+    # lease it lost could never be taken over: the server ends such a session after one lease TTL.
+    ttl_ms = int(float(options.get("lease_ttl_s", DEFAULT_TTL_S)) * 1000)
+    settings["idle_in_transaction_session_timeout"] = str(ttl_ms)
     if mode == "read_only":
         settings["default_transaction_read_only"] = "on"
     try:
