@@ -29,6 +29,7 @@ __all__ = [
     "KEEP",
     "POLICIES",
     "Replica",
+    "add_old_backups",
     "balanced",
     "expected_ids",
     "policy_text",
@@ -58,6 +59,15 @@ def seeded_graphs() -> Store:
             record = {"id": f"g{index}-b{day:02d}", "graph_id": graph_id, "backup_method": "auto"}
             store.add_backup(PROJECT, {**record, "start_timestamp": _ms(NOW - timedelta(days=day, hours=1))})
     return store
+
+
+def add_old_backups(emulator: RunningEmulator, policy: str, count: int) -> None:
+    """Backups older than every seeded one in `policy`'s graph: its next run deletes them."""
+    index = POLICIES.index(policy)
+    for extra in range(count):
+        start = NOW - timedelta(days=BACKUPS + 10 + extra)
+        record = {"id": f"g{index}-old{extra:02d}", "graph_id": f"{index:08d}-g{index}", "backup_method": "auto"}
+        emulator.store.add_backup(PROJECT, {**record, "start_timestamp": _ms(start)})
 
 
 def expected_ids() -> set[str]:
@@ -115,6 +125,13 @@ class Replica:
             body: dict[str, Any] = await response.json()
             return body
 
+    async def idle(self, timeout_s: float = 30.0) -> None:
+        """Until no run task is left (`/healthz` `runs_in_progress`): a run's task outlives its `run_finished` line
+        by the release of its leases. Polled, bounded: the daemon logs nothing when a task ends."""
+        async with asyncio.timeout(timeout_s):
+            while (await self.get("/healthz"))["runs_in_progress"]:  # noqa: ASYNC110 - no event says it
+                await asyncio.sleep(0.05)
+
     def runs(self, policy: str | None = None) -> list[dict[str, Any]]:
         """Its `run_started` events (of one policy)."""
         return [e for e in self.process.named("run_started") if policy is None or policy in e["policies"]]
@@ -157,7 +174,8 @@ async def wait_until(
                     finished.result()  # a replica that exited fails the wait
     except TimeoutError:
         summary = {r.name: sorted(r.held()) for r in replicas}
-        raise AssertionError(f"timed out waiting for {what or predicate}: leases {summary}") from None
+        tails = {r.name: r.process.lines[-8:] for r in replicas}
+        raise AssertionError(f"timed out waiting for {what or predicate}: {summary}; last lines {tails}") from None
     return time.monotonic() - started
 
 

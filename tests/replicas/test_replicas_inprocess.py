@@ -4,7 +4,7 @@ cron minute is waited for), each policy run exactly once per fire across both da
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -26,9 +26,9 @@ TTL_S = 3.0
 
 
 @pytest.fixture
-def logs() -> AsyncIterator[EventLog]:
+def logs() -> Iterator[EventLog]:
     with capture_events() as events:
-        yield events  # type: ignore[misc]
+        yield events
 
 
 async def _settle_now(_seconds: float) -> bool:
