@@ -38,6 +38,7 @@ __all__ = [
     "BUCKET_RULES",
     "KNOWN_BACKUP_METHODS",
     "UNLIMITED",
+    "Agency",
     "Defaults",
     "FailedRule",
     "Keep",
@@ -48,6 +49,7 @@ __all__ = [
     "Select",
     "canonical_definition",
     "definition_digest",
+    "definition_document",
     "effective_definition",
     "merge_policy",
     "never_runs",
@@ -259,11 +261,63 @@ class FailedRule(_Model):
     delete_after: DurationField | None = None
 
 
+def _parse_ack(value: Any) -> str | None:
+    """`safety.ack`: null, or the sha256 (64 hex digits) of a held definition's gate digest; kept lowercase."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _SHA256_RE.fullmatch(value):
+        raise ValueError(f"'ack' is the gate digest to acknowledge: 64 hex digits (sha256), got {shorten(value)}")
+    return value.lower()
+
+
+_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
+Ack = Annotated[
+    str | None,
+    PlainValidator(_parse_ack),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "null"}, {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}],
+            "description": "acknowledges a definition held by the change gate: its gate digest (sha256)",
+        }
+    ),
+]
+
+
 class Safety(_Model):
     min_keep: int = Field(default=1, ge=0)
     max_deletes: int = Field(default=100, ge=0)
-    # None = 0 = off. Real runs need the journal for it: `two_phase.refuse_two_phase` guards `run` and `daemon`.
+    # None = 0 = off. Real runs need a durable state for it (pending clocks); `run` on `:memory:` refuses it.
     confirm_after: ConfirmAfter = None
+    # The change gate: a changed (or new) definition deleting more than this many backups its baseline would keep
+    # is held until acknowledged. The smaller of the baseline's and the new budget applies.
+    change_budget: Count = 10
+    # An acknowledgement written in the file; not part of the effective definition (it approves one).
+    ack: Ack = None
+
+
+# IAM agency and domain (account) names: printable, no control characters; IAM's own limit is 64.
+_AGENCY_NAME_RE = re.compile(r"[A-Za-z0-9_.@+-](?:[A-Za-z0-9_.@+ -]{0,62}[A-Za-z0-9_.@+-])?")
+
+
+class Agency(_Model):
+    """`agency: {domain, name}`: act in another account through an IAM agency (temporary credentials from
+    `assume_role`). A unit: a policy's `agency` replaces the defaults' whole, and `agency: null` removes it."""
+
+    domain: str
+    name: str
+
+    @field_validator("domain", "name")
+    @classmethod
+    def _iam_name(cls, value: str, info: ValidationInfo) -> str:
+        if not _AGENCY_NAME_RE.fullmatch(value):
+            raise ValueError(
+                f"an agency's {info.field_name} is 1 to 64 of A-Z a-z 0-9 _ . @ + - (inner spaces allowed), "
+                f"got {shorten(value)}"
+            )
+        return value
+
+    def label(self) -> str:
+        return f"{self.domain}/{self.name}"
 
 
 class _PolicyFields(_Model):
@@ -283,8 +337,10 @@ class _PolicyFields(_Model):
     anchor: Literal["newest", "now"] | None = None
     failed: FailedRule | None = None
     safety: Safety | None = None
+    agency: Agency | None = None
 
-    # `region`, `endpoint` and `schedule` may be null (a policy's null clears the defaults' value); the others not.
+    # `region`, `endpoint`, `schedule` and `agency` may be null (a policy's null clears the defaults' value); the
+    # others not.
     # A field validator (not a model one) so that the error's key path is the field's: `policies[0].dry_run`.
     @field_validator(
         "project_id",
@@ -387,6 +443,8 @@ class Policy(_Model):
     anchor: Literal["newest", "now"] = "newest"
     failed: FailedRule = Field(default_factory=FailedRule)
     safety: Safety = Field(default_factory=Safety)
+    # None = the process's own credentials act in `project_id`.
+    agency: Agency | None = None
 
     @property
     def tz(self) -> tzinfo:
@@ -431,6 +489,9 @@ def effective_definition(policy: Policy) -> str:
 def canonical_definition(document: dict[str, Any]) -> str:
     """A dumped policy as its effective definition's text (see `effective_definition`); `document` is not changed."""
     document = {key: value for key, value in document.items() if key != "name"}
+    if document.get("agency") is None:
+        # No agency is the only meaning a file without the key ever had: its digest stays what it was.
+        document.pop("agency", None)
     safety = document.get("safety")
     if isinstance(safety, dict):
         # An acknowledgement approves a definition; it is not part of it.
@@ -438,6 +499,12 @@ def canonical_definition(document: dict[str, Any]) -> str:
     if isinstance(document.get("schedule"), str):
         document["schedule"] = " ".join(document["schedule"].split())  # spacing inside the cron changes nothing
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def definition_document(policy: Policy) -> dict[str, Any]:
+    """The effective definition as a JSON value (what the change gate's digest and a baseline hold)."""
+    document: dict[str, Any] = json.loads(effective_definition(policy))
+    return document
 
 
 def definition_digest(policy: Policy) -> str:
