@@ -135,6 +135,7 @@ class HttpApi:
         if (refused := self._refused(request)) is not None:
             return refused
         names = request.query.getall("policy", [])
+        await self.daemon.replicas.refresh()  # `skipped` and a 409 name the current holders
         if not names:  # like SIGUSR1: every enabled policy that is not already running
             run_id, skipped = self.daemon.run_all_now("http")
             if run_id is None:
@@ -204,8 +205,8 @@ def policies_view(daemon: Daemon, journal: Mapping[str, Mapping[str, Any]] | Non
 
     `journal` (`http_journal.journal_policy_fields`) gives the last finished run recorded in the state (it survives
     restarts; its outcome is this policy's when this process ran it) and the pending deletions; without it, the last
-    run this process saw. `change_held` is null until the change gate fills it; `lease_holder` is the policy's lease holder on a
-    PostgreSQL state (several replicas), else null."""
+    run this process saw. `change_held` is null until the change gate fills it; `lease_holder` is the holder of
+    the policy's lease on a PostgreSQL state (several replicas), else null."""
     daemon.refresh_next_runs()
     views = []
     for policy in daemon.policy_file.policies if daemon.policy_file else ():

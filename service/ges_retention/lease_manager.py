@@ -83,6 +83,13 @@ class LeaseManager:
             return self.holder
         return self._holders.get(policy)
 
+    async def refresh(self) -> None:
+        """Read the lease table now (for answers that name holders); a failure keeps the last view."""
+        try:
+            self._holders = holders_by_policy(await self.leases.table())
+        except StateError as exc:
+            log.warning("state_unavailable", error=str(exc), operation="lease_table")
+
     def may_delete(self, policy: str) -> bool:
         """Asked before each DELETE of a run: False once the lease is not valid on the local clock (or was lost),
         said once per lease as `lease_lost`."""

@@ -87,6 +87,11 @@ class Replicas:
     def holder_of(self, name: str) -> str | None:
         return self.manager.holder_of(name) if self.manager is not None else None
 
+    async def refresh(self) -> None:
+        """A fresh view of who holds what (before an HTTP answer names holders)."""
+        if self.manager is not None:
+            await self.manager.refresh()
+
     def unavailable(self) -> bool:
         """The state's leases cannot be kept now (`/readyz` 503)."""
         return self.manager is not None and self.manager.available is False

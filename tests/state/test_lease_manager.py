@@ -78,7 +78,7 @@ async def test_two_daemons_share_six_policies_three_each(nodes: list[Node], logs
     assert {p for p, _ in b.acquired} == set(b.held()) and not any(takeover for _, takeover in b.acquired)
     given = {e["policy"] for e in logs.named("lease_released")}
     assert given == set(b.held())
-    await a.manager.tick()  # a's view of the others' leases is as of its last tick
+    await a.manager.refresh()  # a's view of the others' leases is as of its last tick, or a refresh
     for policy in b.held():
         assert a.manager.holder_of(policy) == "b:2:bb" and b.manager.holder_of(policy) == "b:2:bb"
         assert not a.manager.holds(policy) and b.manager.holds(policy)
