@@ -18,7 +18,9 @@ async def test_a_run_is_journalled_and_why_shows_each_deletion(
     emulator: RunningEmulator, policy_path: Path, tmp_path: Path
 ) -> None:
     state = tmp_path / "nested" / "state.db"  # parent directories are created
-    result = await run_cli(["run", str(policy_path), "--format", "json"], cli_env(emulator, GES_RETENTION_STATE=str(state)))
+    result = await run_cli(
+        ["run", str(policy_path), "--format", "json"], cli_env(emulator, GES_RETENTION_STATE=str(state))
+    )
     assert result.code == 0, result.stderr
     summary = json.loads(result.stdout)
     (created,) = result.events("state_created")

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from test_runner import NOW, P1, Clock, policies, project
 
 from ges_retention.exit_codes import ExitCode
 from ges_retention.ges.client import DeleteResult
@@ -16,7 +17,6 @@ from ges_retention.state import Scope, Store, open_store, resolve_state_location
 from support.logs import capture_events
 from support.memory_api import MemoryApi
 from support.state_faults import FailingWrites
-from test_runner import NOW, P1, Clock, policies, project
 
 ENDPOINT = "mem://ges"
 
@@ -35,7 +35,9 @@ class JournalledApi(MemoryApi):
         report = await self.store.why(backup_id)
         self.seen_states[backup_id] = report.records[-1].state if report.records else "none"
         done = await super().delete_backup(endpoint, project_id, graph_id, backup_id, deadline=deadline)
-        return DeleteResult(done.outcome, done.attempts, done.duration_s, done.error_code, done.status, f"req-{backup_id}")
+        return DeleteResult(
+            done.outcome, done.attempts, done.duration_s, done.error_code, done.status, f"req-{backup_id}"
+        )
 
 
 @pytest.fixture
