@@ -85,7 +85,7 @@ class StateLink:
     async def _keep_trying(self) -> None:
         delay_s = BACKOFF_FIRST_S
         while True:
-            await self._sleep(delay_s * random.uniform(0.8, 1.2))  # noqa: S311 (jitter, not security)
+            await self._sleep(delay_s * random.uniform(0.8, 1.2))
             try:
                 await self._connect()
             except StateUnavailable as exc:
