@@ -179,7 +179,8 @@ def _merge_context(_logger: WrappedLogger, _method: str, event_dict: EventDict) 
     return event_dict
 
 
-_PREFIX_LENGTH = len(structlog.contextvars.STRUCTLOG_KEY_PREFIX)
+_PREFIX = structlog.contextvars.STRUCTLOG_KEY_PREFIX
+_PREFIX_LENGTH = len(_PREFIX)
 
 
 def _structlog_context_vars() -> dict[str, contextvars.ContextVar[Any]] | None:
@@ -308,22 +309,41 @@ def reset_logging() -> None:
 
 
 class log_context:  # used like a function: `with log_context(backup_id=...)`
-    """`structlog.contextvars.bound_contextvars`, cheaper: binds with tokens and resets them on exit, without reading
-    the whole context first (a run binds a deletion's keys twice per deletion)."""
+    """`structlog.contextvars.bound_contextvars`, cheaper: sets structlog's own context variables and resets them with
+    their tokens on exit, without reading the whole context first (a run binds a deletion's keys twice per deletion).
+    Falls back to structlog's `bind_contextvars` / `reset_contextvars` should its registry move."""
 
     __slots__ = ("_tokens", "_values")
 
     def __init__(self, **values: Any) -> None:
         self._values = values
-        self._tokens: Mapping[str, contextvars.Token[Any]] = {}
+        self._tokens: (
+            list[tuple[contextvars.ContextVar[Any], contextvars.Token[Any]]] | Mapping[str, contextvars.Token[Any]]
+        ) = []
 
     def __enter__(self) -> None:
-        self._tokens = structlog.contextvars.bind_contextvars(**self._values)
+        registry = _structlog_context_vars()
+        if registry is None:
+            self._tokens = structlog.contextvars.bind_contextvars(**self._values)
+            return
+        tokens = []
+        for key, value in self._values.items():
+            var = registry.get(_PREFIX + key)
+            if var is None:  # a key never bound before: structlog creates (and registers) its variable
+                structlog.contextvars.bind_contextvars(**{key: Ellipsis})
+                var = registry[_PREFIX + key]
+            tokens.append((var, var.set(value)))
+        self._tokens = tokens
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        structlog.contextvars.reset_contextvars(**self._tokens)
+        tokens = self._tokens
+        if isinstance(tokens, list):
+            for var, token in reversed(tokens):
+                var.reset(token)
+        else:
+            structlog.contextvars.reset_contextvars(**tokens)
 
 
 def configure_logging(fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> None:

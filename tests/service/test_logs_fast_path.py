@@ -178,3 +178,15 @@ def test_the_encoder_writes_what_json_dumps_writes() -> None:
         "inf": float("inf"),
     }
     assert logs._encode(event) == json.dumps(event, default=str)
+
+
+def test_log_context_binds_a_key_never_bound_before() -> None:
+    stream = io.StringIO()
+    configure_logging("json", "info", stream=stream)
+    key = "speed_probe_never_bound_before"
+    with log_context(**{key: "v1"}):
+        structlog.get_logger().info("inside")
+    structlog.get_logger().info("after")
+    inside, after = lines_of(stream)
+    assert inside[key] == "v1" and key not in after
+    assert structlog.contextvars.get_contextvars().get(key) is None
