@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,13 @@ from typing import Any
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from ges_retention.change_runs import ChangeRuns
+from ges_retention.daemon_state import StateLink, StoreChangeDigests
 from ges_retention.exit_codes import ExitCode
 from ges_retention.http_api import HttpApi
+from ges_retention.journal import JournalUnavailable
 from ges_retention.metrics import Metrics
-from ges_retention.policy import Policy, definition_digest, never_runs
+from ges_retention.policy import Policy, never_runs
 from ges_retention.policy_loading import PolicyError, PolicyFile, Problem, parse_policy_text
 from ges_retention.policy_watch import FileRead, PolicyWatcher
 from ges_retention.run_records import ChangeDigests, ChangeKey, MemoryChangeDigests, RunRecords
@@ -37,7 +40,7 @@ from ges_retention.settings import Settings, SettingsError
 from ges_retention.summary import Trigger, new_run_id
 from ges_retention.two_phase import refuse_two_phase
 
-__all__ = ["AlreadyRunning", "Daemon", "Paused", "UnknownPolicy", "run_daemon"]
+__all__ = ["AlreadyRunning", "Daemon", "Paused", "StateNotReady", "UnknownPolicy", "run_daemon"]
 
 log = structlog.get_logger("ges_retention.daemon")
 
@@ -57,6 +60,10 @@ class Paused(Exception):
     pass
 
 
+class StateNotReady(Exception):
+    """The journal is not connected (PostgreSQL unreachable at start): nothing runs until it is."""
+
+
 class Daemon:
     def __init__(
         self,
@@ -71,13 +78,19 @@ class Daemon:
         parse: Callable[..., PolicyFile] = parse_policy_text,
         settle_wait: Callable[[float], Awaitable[bool]] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        state: StateLink | None = None,
     ) -> None:
         self.path = path
         self.settings = settings
         self.runner = runner
         self.metrics = metrics
         self.authenticated = authenticated
-        self.digests: ChangeDigests = change_digests or MemoryChangeDigests()
+        # The journal (None: a daemon without one, e.g. the in-process test harness): runs journal through the
+        # service's store; `run_on_change` digests live in it.
+        self.state = state
+        self.on_change = ChangeRuns(
+            self, change_digests or (StoreChangeDigests(state) if state is not None else MemoryChangeDigests())
+        )
         self.records = RunRecords()
         self.policy_file: PolicyFile | None = None
         self.scheduler = AsyncIOScheduler(timezone=UTC)
@@ -159,7 +172,7 @@ class Daemon:
                     reason="enabled, with neither schedule nor run_on_change: it runs only when asked",
                 )
         for policy in new.policies:
-            self._run_if_changed(policy)
+            self.on_change.check(policy)
 
     def _reschedule(self, policy_file: PolicyFile) -> None:
         wanted = {p.name: p for p in policy_file.policies if p.schedule is not None and p.enabled}
@@ -206,22 +219,25 @@ class Daemon:
 
     # --- runs ------------------------------------------------------------------------------------------------
 
-    def _change_key(self, policy: Policy) -> ChangeKey:
+    # The `ChangeHost` of `change_runs`: what the run_on_change decisions need of the daemon.
+
+    def change_key(self, policy: Policy) -> ChangeKey:
         return (policy.name, policy_endpoint(policy, self.settings), policy.project_id)
 
-    def _run_if_changed(self, policy: Policy) -> None:
-        """`run_on_change`: run a policy whose definition differs from its last such run's (queue it if running)."""
-        if not (policy.enabled and policy.run_on_change) or self.stopping.is_set():
-            return
-        digest = definition_digest(policy)
-        if self.digests.last(self._change_key(policy)) == digest:
-            return
-        if policy.name in self.running:
-            self.queued.add(policy.name)
-            log.info("run_queued", policy=policy.name, reason="its definition changed while it runs")
-            return
-        self.digests.record(self._change_key(policy), digest)
-        self._start_run([policy.name], "file")
+    def stopping_now(self) -> bool:
+        return self.stopping.is_set()
+
+    def start_run_now(self, names: list[str], trigger: Trigger, run_id: str) -> None:
+        self._start_run(names, trigger, run_id=run_id)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def state_ready(self) -> bool:
+        """False while the journal is not connected: the daemon then runs nothing."""
+        return self.state is None or self.state.connected
 
     async def _scheduled_run(self, name: str) -> None:
         try:
@@ -233,6 +249,9 @@ class Daemon:
             if name in self.running:
                 log.info("run_skipped", policy=name, reason="already_running", trigger="schedule")
                 return
+            if not self.state_ready():
+                log.info("run_skipped", policy=name, reason="state_unavailable", trigger="schedule")
+                return
             await self._start_run([name], "schedule")
         except Exception as exc:
             log.exception("run_crashed", policies=[name], error=repr(exc))
@@ -240,8 +259,11 @@ class Daemon:
     def trigger(self, names: Iterable[str] | None, trigger: Trigger) -> str:
         """Start a run of the named policies (all enabled ones without names); its run id.
 
-        Raises UnknownPolicy, Paused, AlreadyRunning (a policy named, or with no names: every enabled one).
+        Raises UnknownPolicy, Paused, AlreadyRunning (a policy named, or with no names: every enabled one),
+        StateNotReady.
         """
+        if not self.state_ready():
+            raise StateNotReady(self.state.error if self.state is not None and self.state.error else "not connected")
         if self.policy_file is None:
             raise UnknownPolicy("no policies loaded")
         wanted = list(dict.fromkeys(names or [])) or [p.name for p in self.policy_file.policies if p.enabled]
@@ -264,7 +286,9 @@ class Daemon:
         skipped: list[dict[str, str]] = []
         free = []
         for policy in self.policy_file.policies:
-            if not policy.enabled:
+            if not self.state_ready():
+                skipped.append({"policy": policy.name, "reason": "state_unavailable"})
+            elif not policy.enabled:
                 skipped.append({"policy": policy.name, "reason": "paused"})
             elif policy.name in self.running:
                 skipped.append({"policy": policy.name, "reason": "already_running"})
@@ -306,9 +330,16 @@ class Daemon:
         names = {p.name for p in selected}
         try:
             summary = await self.runner.run(
-                policy_file, selected, trigger=trigger, run_id=run_id, should_continue=self.should_continue
+                policy_file,
+                selected,
+                trigger=trigger,
+                run_id=run_id,
+                should_continue=self.should_continue,
+                on_busy="skip",  # a policy another process is running is `run_skipped` (`running_elsewhere`)
             )
             self.records.finish(run_id, summary.to_json(), self._clock())
+        except JournalUnavailable as exc:  # logged as `state_unavailable` by the runner
+            self.records.crash(run_id, f"state_unavailable: {exc.error}", self._clock())
         except asyncio.CancelledError:
             self.records.crash(run_id, "cancelled at shutdown", self._clock())
             raise
@@ -323,7 +354,7 @@ class Daemon:
             policy = self.policy(name)
             try:
                 if policy is not None:
-                    self._run_if_changed(policy)
+                    self.on_change.check(policy)
             except Exception as exc:
                 log.exception("run_crashed", policies=[name], error=repr(exc), trigger="file")
 
@@ -334,6 +365,8 @@ class Daemon:
 
         Nothing runs before the listener is bound. False if a stop came while the first read was settling.
         """
+        if self.state is not None:
+            await self.state.start()  # misconfigured or locked by another daemon: raises (exit 2)
         read = await self.watcher.read_settled()
         if read is None:
             return False
@@ -365,6 +398,8 @@ class Daemon:
             if still:
                 await asyncio.gather(*still, return_exceptions=True)
         await self.http.stop()
+        if self.state is not None:
+            await self.state.stop()
 
 
 def run_daemon(path: Path, settings: Settings) -> int:
@@ -375,9 +410,16 @@ def run_daemon(path: Path, settings: Settings) -> int:
 async def _daemon_main(path: Path, settings: Settings) -> int:
     metrics = Metrics()
     loop = asyncio.get_running_loop()
-    service = Service(settings, metrics=metrics, state_mode="create")
+    service = Service(settings, metrics=metrics)  # the daemon opens the state itself: it may retry (`StateLink`)
     async with service as runner:
-        daemon = Daemon(path, settings, runner, metrics=metrics, authenticated=service.readiness.authenticated)
+        daemon = Daemon(
+            path,
+            settings,
+            runner,
+            metrics=metrics,
+            authenticated=service.readiness.authenticated,
+            state=StateLink(service),
+        )
         stop = asyncio.Event()
 
         def on_stop(signum: int) -> None:

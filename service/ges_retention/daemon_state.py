@@ -63,8 +63,8 @@ class StateLink:
         """Connect now, or start retrying in the background when unreachable; misconfiguration raises (exit 2)."""
         try:
             await self._connect()
-        except StateUnavailable as exc:
-            self._unavailable(exc)
+        except StateUnavailable as exc:  # (`open_state` logged it)
+            self.error = str(exc)
             self._retry = asyncio.get_running_loop().create_task(self._keep_trying())
 
     async def _connect(self) -> None:
@@ -78,18 +78,14 @@ class StateLink:
         self.service.store = store
         self.error = None
 
-    def _unavailable(self, exc: StateUnavailable) -> None:
-        self.error = str(exc)
-        log.error("state_unavailable", error=self.error, location=exc.location)
-
     async def _keep_trying(self) -> None:
         delay_s = BACKOFF_FIRST_S
         while True:
-            await self._sleep(delay_s * random.uniform(0.8, 1.2))  # noqa: S311 (jitter, not security)
+            await self._sleep(delay_s * random.uniform(0.8, 1.2))
             try:
                 await self._connect()
             except StateUnavailable as exc:
-                self._unavailable(exc)
+                self.error = str(exc)
                 delay_s = min(BACKOFF_MAX_S, delay_s * 2)
             except Exception as exc:  # misconfigured after all (a password changed): keep the daemon serving
                 self.error = str(exc)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -22,10 +22,13 @@ from ges_retention.settings import SettingsError
 
 if TYPE_CHECKING:
     from ges_retention.daemon import Daemon
+    from ges_retention.state import RunRecord as JournalRun
 
 __all__ = ["HttpApi", "is_loopback"]
 
 log = structlog.get_logger("ges_retention.http_api")
+
+MAX_RUNS_LISTED = 1000
 
 
 class HttpApi:
@@ -44,6 +47,7 @@ class HttpApi:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/v1/runs", self._post_run)
+        app.router.add_get("/v1/runs", self._list_runs)
         app.router.add_get("/v1/runs/{run_id}", self._get_run)
         app.router.add_get("/v1/policies", self._get_policies)
         return app
@@ -88,6 +92,9 @@ class HttpApi:
             problems.append("no policies loaded")
         if daemon.authenticated() is False:
             problems.append("the last API call was not authenticated")
+        if not daemon.state_ready():
+            error = daemon.state.error if daemon.state is not None else None
+            problems.append(f"the state is unavailable: {error or 'not connected'}")
         if problems:
             return web.json_response({"status": "not ready", "problems": problems}, status=503)
         return web.json_response(
@@ -118,10 +125,12 @@ class HttpApi:
         return None
 
     async def _post_run(self, request: web.Request) -> web.Response:
-        from ges_retention.daemon import AlreadyRunning, Paused, UnknownPolicy
+        from ges_retention.daemon import AlreadyRunning, Paused, StateNotReady, UnknownPolicy
 
         if (refused := self._refused(request)) is not None:
             return refused
+        if not self.daemon.state_ready():
+            return _state_unavailable(self.daemon)
         names = request.query.getall("policy", [])
         if not names:  # like SIGUSR1: every enabled policy that is not already running
             run_id, skipped = self.daemon.run_all_now("http")
@@ -139,21 +148,40 @@ class HttpApi:
             return _conflict(f"policy {exc} is paused", "paused")
         except AlreadyRunning as exc:
             return _conflict(f"policy {exc} is already running", "already_running")
+        except StateNotReady:
+            return _state_unavailable(self.daemon)
         return web.json_response({"run_id": run_id}, status=202)
 
     async def _get_run(self, request: web.Request) -> web.Response:
         if (refused := self._refused(request)) is not None:
             return refused
         run_id = request.match_info["run_id"]
-        view = run_view(self.daemon, run_id)
+        view = await journal_run_view(self.daemon, run_id)
         if view is None:
             return web.json_response({"error": f"unknown run {run_id[:64]!r} (only recent runs are kept)"}, status=404)
         return web.json_response(view)
+
+    async def _list_runs(self, request: web.Request) -> web.Response:
+        """`GET /v1/runs?limit=N` (default 20, at most 1000): runs newest first, from the journal, with the runs in
+        progress (live counts) first."""
+        if (refused := self._refused(request)) is not None:
+            return refused
+        text = request.query.get("limit", "20")
+        if not text.isdigit() or not 1 <= int(text) <= MAX_RUNS_LISTED:
+            return web.json_response({"error": f"limit must be a whole number from 1 to {MAX_RUNS_LISTED}"}, status=400)
+        return web.json_response({"runs": await runs_view(self.daemon, int(text))})
 
     async def _get_policies(self, request: web.Request) -> web.Response:
         if (refused := self._refused(request)) is not None:
             return refused
         return web.json_response({"policies": policies_view(self.daemon)})
+
+
+def _state_unavailable(daemon: Daemon) -> web.Response:
+    """503 while the journal is not connected: the daemon runs nothing until it is."""
+    error = daemon.state.error if daemon.state is not None and daemon.state.error else "not connected"
+    body = {"error": f"the state is unavailable: {error}", "reason": "state_unavailable"}
+    return web.json_response(body, status=503, headers={"Retry-After": "5"})
 
 
 def _conflict(error: str, reason: str) -> web.Response:
@@ -170,6 +198,53 @@ def run_view(daemon: Daemon, run_id: str) -> dict[str, Any] | None:
     if record.status == "running" and live is not None:
         record.live = {**live.counts(), "policies": [p.to_json() for p in live.policies]}
     return record.to_json()
+
+
+def _iso(instant: datetime | None) -> str | None:
+    return None if instant is None else instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def journal_record_json(run: JournalRun) -> dict[str, Any]:
+    """A run as the journal recorded it."""
+    return {
+        "run_id": run.run_id,
+        "status": "finished" if run.ended_at is not None else "unfinished",
+        "trigger": run.trigger,
+        "policies": list(run.policies),
+        "host": run.host,
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.ended_at),
+        "outcome": run.outcome,
+        "counts": dict(run.counts),
+    }
+
+
+async def journal_run_view(daemon: Daemon, run_id: str) -> dict[str, Any] | None:
+    """`GET /v1/runs/{run_id}`: live counts while this daemon runs it; after, the journal's record (with this
+    daemon's summary when it still has it); a run of another process or before a restart from the journal alone."""
+    view = run_view(daemon, run_id)
+    if view is not None and view["status"] == "running":
+        return view
+    store = daemon.state.store if daemon.state is not None else None
+    recorded = await store.get_run(run_id) if store is not None else None
+    if recorded is None:
+        return view
+    document = journal_record_json(recorded)
+    if view is not None:
+        document = {**view, **{k: document[k] for k in ("host", "outcome", "counts")}}
+    return document
+
+
+async def runs_view(daemon: Daemon, limit: int) -> list[dict[str, Any]]:
+    """The runs in progress (live), then the journal's runs newest first; at most `limit`."""
+    running = [v for v in (run_view(daemon, r) for r in daemon.records.running_ids()) if v is not None]
+    store = daemon.state.store if daemon.state is not None else None
+    seen = {v["run_id"] for v in running}
+    recorded = await store.list_runs(limit=limit) if store is not None else []
+    views = running + [journal_record_json(r) for r in recorded if r.run_id not in seen]
+    if store is None:  # no journal: what this daemon remembers
+        views += [v for v in (run_view(daemon, r) for r in daemon.records.finished_ids()) if v is not None]
+    return views[:limit]
 
 
 def policies_view(daemon: Daemon) -> list[dict[str, Any]]:

@@ -81,6 +81,7 @@ async def _newer_state(path: Path) -> str:
         ("{tmp}/not-a-dir/state.db", "state"),
         ("{newer}", "newer than this program"),
         ("{tmp}/foreign.db", "not a ges-retention state"),
+        ("/sys/ges-retention-test/state.db", "permission denied"),  # root may not create it either
     ],
 )
 async def test_a_misconfigured_state_is_exit_2_before_any_request(
@@ -96,4 +97,15 @@ async def test_a_misconfigured_state_is_exit_2_before_any_request(
     (failure,) = result.events("command_failed")
     assert message in failure["error"]
     assert "s3cret-pw" not in result.stderr
+    assert emulator.stats.to_json()["total_requests"] == 0
+
+
+async def test_a_daemon_with_a_misconfigured_state_exits_2_before_any_request(
+    emulator: RunningEmulator, policy_path: Path
+) -> None:
+    env = cli_env(emulator, GES_RETENTION_STATE="mysql://db.example/ges", GES_RETENTION_HTTP="127.0.0.1:0")
+    result = await run_cli(["daemon", str(policy_path)], env)
+    assert result.code == 2, result.stderr
+    assert "unsupported state URL scheme" in result.events("command_failed")[0]["error"]
+    assert result.events("daemon_started") == []
     assert emulator.stats.to_json()["total_requests"] == 0

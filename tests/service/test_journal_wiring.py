@@ -111,7 +111,8 @@ async def test_a_hold_placed_before_the_batch_keeps_the_backup_with_its_reason(s
     assert (record.state, record.reasons) == ("cancelled", ("held: legal asked",))
 
 
-@pytest.mark.parametrize("fail_on", [2, 3, 5])  # 1 = start_run; 2 = the first intent batch; later: outcomes
+# Writes: 1 start_run, 2-3 resolve_deleting (prod, staging), 4 the first intent batch, then outcomes and batches.
+@pytest.mark.parametrize("fail_on", [2, 4, 5, 7])
 async def test_once_the_state_cannot_be_written_no_further_delete_is_sent(store: Store, fail_on: int) -> None:
     api = journalled_api(store)
     failing = FailingWrites(store, fail_on=fail_on)
@@ -124,13 +125,13 @@ async def test_once_the_state_cannot_be_written_no_further_delete_is_sent(store:
     assert summary.exit_code() == ExitCode.FAILED
     assert summary.state_error is not None
     # Every DELETE sent had its intent committed before the failure; none was sent after it.
-    failed_at = len(failing.writes)
     assert set(api.seen_states.values()) <= {"deleting"}
-    assert len(api.started) <= 2 * max(0, fail_on - 2)  # at most the batches committed before the failure
+    committed_batches = failing.writes[: fail_on - 1].count("write_intents")
+    assert len(api.started) <= 2 * committed_batches
     not_started = sum(p.not_started for p in summary.policies)
     assert not_started + len(api.started) == 7
     assert not_started > 0
-    assert failing.writes[failed_at - 1] in {"write_intents", "record_outcomes", "end_run"}
+    assert failing.writes[fail_on - 1] in {"resolve_deleting", "write_intents", "record_outcomes"}
 
 
 async def test_a_state_that_cannot_record_the_start_lists_nothing_and_deletes_nothing(store: Store) -> None:
