@@ -295,7 +295,11 @@ class Runner:
         journal = self._journal()
         with structlog.contextvars.bound_contextvars(run_id=run_id):
             try:
-                busy = await journal.lock_policies([p.name for p in selected], wait=on_busy == "wait")
+                try:
+                    busy = await journal.lock_policies([p.name for p in selected], wait=on_busy == "wait")
+                except JournalUnavailable as exc:
+                    _state_unavailable(exc)
+                    raise
                 for name, holder in busy.items():
                     log.info("run_skipped", policy=name, reason="running_elsewhere", holder=holder, trigger=trigger)
                 free = [p for p in selected if p.name not in busy]
