@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -18,14 +18,22 @@ from support.postgres import PgServer, free_port
 from support.processes import DaemonProcess
 
 
-@pytest.fixture
-def pg() -> Iterator[PgServer]:
-    """A server of this test's own: some tests stop it."""
+@pytest.fixture(scope="module")
+def pg_module() -> Iterator[PgServer]:
     server = PgServer.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def pg(pg_module: PgServer) -> AsyncIterator[PgServer]:
+    """The module's server with an empty database; running again after a test that stopped it."""
+    await pg_module.reset()
+    yield pg_module
+    if not (pg_module.data / "postmaster.pid").exists():
+        pg_module.resume()
 
 
 def deletes(emulator: RunningEmulator) -> int:
