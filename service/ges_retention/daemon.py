@@ -37,6 +37,7 @@ from ges_retention.runner import Runner
 from ges_retention.schedule import build_trigger
 from ges_retention.service import Service, check_endpoints, policy_endpoint
 from ges_retention.settings import Settings, SettingsError
+from ges_retention.state import Store
 from ges_retention.summary import Trigger, new_run_id
 from ges_retention.two_phase import refuse_two_phase
 
@@ -111,6 +112,11 @@ class Daemon:
         self._parse = parse
         self._clock = clock
         self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def store(self) -> Store | None:
+        """The journal, once connected (None: not connected, or a daemon without one)."""
+        return self.state.store if self.state is not None else None
 
     @property
     def http_url(self) -> str | None:

@@ -1,4 +1,5 @@
-"""The daemon's local listener: health, readiness, metrics, and `/v1/` (runs, policies).
+"""The daemon's local listener: health, readiness, metrics, and `/v1/` (runs, policies; holds and backups in
+`http_journal.py`).
 
 Every `/v1/` endpoint, read or write, follows the same token rules: 401 when `GES_RETENTION_HTTP_TOKEN` is set and
 `Authorization: Bearer <token>` is missing or wrong (the scheme is case-insensitive, RFC 7235); 403 when the listener
@@ -11,18 +12,21 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
 
+from ges_retention.http_journal import JournalRoutes, journal_policy_fields
+from ges_retention.http_runs import journal_run_view, runs_view
 from ges_retention.metrics import CONTENT_TYPE
 from ges_retention.settings import SettingsError
+from ges_retention.state import StateError, Store
 
 if TYPE_CHECKING:
     from ges_retention.daemon import Daemon
-    from ges_retention.state import RunRecord as JournalRun
 
 __all__ = ["HttpApi", "is_loopback"]
 
@@ -50,7 +54,13 @@ class HttpApi:
         app.router.add_get("/v1/runs", self._list_runs)
         app.router.add_get("/v1/runs/{run_id}", self._get_run)
         app.router.add_get("/v1/policies", self._get_policies)
+        JournalRoutes(self._store, self._refused).add_to(app)
         return app
+
+    def _store(self) -> Store | None:
+        """The daemon's state store; None while it has none."""
+        store: Store | None = getattr(self.daemon, "store", None)
+        return store
 
     async def start(self) -> None:
         """Bind the listener (when enabled); `SettingsError` with one line when the address cannot be bound."""
@@ -174,7 +184,14 @@ class HttpApi:
     async def _get_policies(self, request: web.Request) -> web.Response:
         if (refused := self._refused(request)) is not None:
             return refused
-        return web.json_response({"policies": policies_view(self.daemon)})
+        names = [p.name for p in self.daemon.policy_file.policies] if self.daemon.policy_file else []
+        document: dict[str, Any] = {}
+        try:
+            journal = await journal_policy_fields(self._store(), names)
+        except StateError as exc:  # the policies are still worth showing: the journal's fields are null then
+            log.error("state_unavailable", error=str(exc), operation="policies")
+            journal, document["state_error"] = {}, str(exc)
+        return web.json_response({"policies": policies_view(self.daemon, journal), **document})
 
 
 def _state_unavailable(daemon: Daemon) -> web.Response:
@@ -188,71 +205,17 @@ def _conflict(error: str, reason: str) -> web.Response:
     return web.json_response({"error": error, "reason": reason}, status=409)
 
 
-def run_view(daemon: Daemon, run_id: str) -> dict[str, Any] | None:
-    """`GET /v1/runs/{run_id}`: live counts while running (from the runner's summary in progress), then the final
-    summary."""
-    record = daemon.records.get(run_id)
-    if record is None:
-        return None
-    live = daemon.runner.active.get(run_id)
-    if record.status == "running" and live is not None:
-        record.live = {**live.counts(), "policies": [p.to_json() for p in live.policies]}
-    return record.to_json()
+def policies_view(daemon: Daemon, journal: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """`GET /v1/policies`: per policy, what it is, when it runs next, whether it runs, and its last run.
 
-
-def _iso(instant: datetime | None) -> str | None:
-    return None if instant is None else instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def journal_record_json(run: JournalRun) -> dict[str, Any]:
-    """A run as the journal recorded it."""
-    return {
-        "run_id": run.run_id,
-        "status": "finished" if run.ended_at is not None else "unfinished",
-        "trigger": run.trigger,
-        "policies": list(run.policies),
-        "host": run.host,
-        "started_at": _iso(run.started_at),
-        "finished_at": _iso(run.ended_at),
-        "outcome": run.outcome,
-        "counts": dict(run.counts),
-    }
-
-
-async def journal_run_view(daemon: Daemon, run_id: str) -> dict[str, Any] | None:
-    """`GET /v1/runs/{run_id}`: live counts while this daemon runs it; after, the journal's record (with this
-    daemon's summary when it still has it); a run of another process or before a restart from the journal alone."""
-    view = run_view(daemon, run_id)
-    if view is not None and view["status"] == "running":
-        return view
-    store = daemon.state.store if daemon.state is not None else None
-    recorded = await store.get_run(run_id) if store is not None else None
-    if recorded is None:
-        return view
-    document = journal_record_json(recorded)
-    if view is not None:
-        document = {**view, **{k: document[k] for k in ("host", "outcome", "counts")}}
-    return document
-
-
-async def runs_view(daemon: Daemon, limit: int) -> list[dict[str, Any]]:
-    """The runs in progress (live), then the journal's runs newest first; at most `limit`."""
-    running = [v for v in (run_view(daemon, r) for r in daemon.records.running_ids()) if v is not None]
-    store = daemon.state.store if daemon.state is not None else None
-    seen = {v["run_id"] for v in running}
-    recorded = await store.list_runs(limit=limit) if store is not None else []
-    views = running + [journal_record_json(r) for r in recorded if r.run_id not in seen]
-    if store is None:  # no journal: what this daemon remembers
-        views += [v for v in (run_view(daemon, r) for r in daemon.records.finished_ids()) if v is not None]
-    return views[:limit]
-
-
-def policies_view(daemon: Daemon) -> list[dict[str, Any]]:
-    """`GET /v1/policies`: per policy, what it is, when it runs next, whether it runs, and its last run."""
+    `journal` (`http_journal.journal_policy_fields`) gives the last finished run recorded in the state (it survives
+    restarts; its outcome is this policy's when this process ran it) and the pending deletions; without it, the last
+    run this process saw. `change_held` and `lease_holder` are null until the change gate and the leases fill them."""
     daemon.refresh_next_runs()
     views = []
     for policy in daemon.policy_file.policies if daemon.policy_file else ():
         when = daemon.next_run(policy.name)
+        recorded = (journal or {}).get(policy.name, {})
         views.append(
             {
                 "name": policy.name,
@@ -263,10 +226,23 @@ def policies_view(daemon: Daemon) -> list[dict[str, Any]]:
                 "next_run": when.astimezone(UTC).isoformat().replace("+00:00", "Z") if when else None,
                 "running": policy.name in daemon.running,
                 "queued": policy.name in daemon.queued,
-                "last_run": daemon.records.last_for(policy.name),
+                "last_run": _last_run(daemon.records.last_for(policy.name), recorded.get("last_run")),
+                "pending_deletions": recorded.get("pending_deletions"),
+                "change_held": None,
+                "lease_holder": None,
             }
         )
     return views
+
+
+def _last_run(seen: dict[str, Any] | None, recorded: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The journal's last run of a policy, with this policy's own outcome when this process ran it (the journal
+    keeps a run's outcome over all its policies); else the last run this process saw."""
+    if recorded is None:
+        return seen
+    if seen is not None and seen.get("run_id") == recorded["run_id"]:
+        return {**recorded, "outcome": seen["outcome"]}
+    return recorded
 
 
 def is_loopback(listener: tuple[str, int] | None) -> bool:
