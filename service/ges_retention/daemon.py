@@ -448,7 +448,12 @@ async def _daemon_main(path: Path, settings: Settings) -> int:
         for signum, handler in handlers.items():
             loop.add_signal_handler(signum, handler)
         try:
-            if await daemon.start():
+            try:
+                started = await daemon.start()
+            except BaseException:  # invalid at start (exit 2): give back what it took (the state, its lock)
+                await daemon.stop()
+                raise
+            if started:
                 await stop.wait()
             await daemon.stop()
         finally:
