@@ -34,7 +34,7 @@ BACKOFF_MAX_S = 60.0
 class StateLink:
     """The daemon's store (through `service.store`), its daemon lock, and the retry loop while it is unreachable."""
 
-    __slots__ = ("_lock", "_open", "_retry", "_sleep", "error", "service")
+    __slots__ = ("_connected", "_lock", "_open", "_retry", "_sleep", "error", "service")
 
     def __init__(
         self,
@@ -48,6 +48,7 @@ class StateLink:
         self._sleep = sleep
         self._lock: DaemonLock | None = None
         self._retry: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
         self.error: str | None = None
         """Why the state is not connected (None once it is)."""
 
@@ -77,6 +78,11 @@ class StateLink:
             raise
         self.service.store = store
         self.error = None
+        self._connected.set()
+
+    async def wait_connected(self) -> None:
+        """Until the state is connected (bound it with a timeout)."""
+        await self._connected.wait()
 
     async def _keep_trying(self) -> None:
         delay_s = BACKOFF_FIRST_S
