@@ -143,3 +143,29 @@ async def test_a_state_that_cannot_record_the_start_lists_nothing_and_deletes_no
         await make_runner(api, FailingWrites(store, fail_on=1)).run(policy_file, policy_file.policies)
     assert api.listed == [] and api.started == []
     assert len(events.named("state_unavailable")) == 1
+
+
+async def test_each_run_prunes_what_ended_longer_ago_than_keep_days(store: Store) -> None:
+    from datetime import timedelta
+
+    from ges_retention.state import RunRecord
+
+    old = RunRecord("old", "cli", ("prod",), "elsewhere:1", started_at=NOW - timedelta(days=500))
+    await store.start_run(old)
+    await store.end_run("old", ended_at=NOW - timedelta(days=500), outcome="ok", counts={})
+    older = RunRecord("older", "cli", ("prod",), "elsewhere:1", started_at=NOW - timedelta(days=600))
+    await store.start_run(older)
+    await store.end_run("older", ended_at=NOW - timedelta(days=600), outcome="ok", counts={})
+    api = journalled_api(store)
+    policy_file = policies()
+    runner = Runner(
+        api,
+        endpoint_of=lambda _p: ENDPOINT,
+        run_deadline_s=60,
+        journal=lambda: StateJournal(store, endpoint_of=lambda _p: ENDPOINT, clock=lambda: NOW, keep_days=400),
+        clock=lambda: NOW,
+        monotonic=Clock(),
+    )
+    await runner.run(policy_file, policy_file.policies, run_id="now")
+    assert await store.get_run("older") is None and await store.get_run("old") is None
+    assert await store.get_run("now") is not None
