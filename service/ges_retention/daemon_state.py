@@ -34,7 +34,7 @@ BACKOFF_MAX_S = 60.0
 class StateLink:
     """The daemon's store (through `service.store`), its daemon lock, and the retry loop while it is unreachable."""
 
-    __slots__ = ("_connected", "_lock", "_open", "_retry", "_sleep", "error", "service")
+    __slots__ = ("_connected", "_lock", "_open", "_retry", "_sleep", "error", "on_connected", "service")
 
     def __init__(
         self,
@@ -49,6 +49,8 @@ class StateLink:
         self._lock: DaemonLock | None = None
         self._retry: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
+        self.on_connected: Callable[[Store], Awaitable[None]] | None = None
+        """Told once the store is connected (the daemon attaches its leases on PostgreSQL)."""
         self.error: str | None = None
         """Why the state is not connected (None once it is)."""
 
@@ -79,6 +81,8 @@ class StateLink:
         self.service.store = store
         self.error = None
         self._connected.set()
+        if self.on_connected is not None:
+            await self.on_connected(store)
 
     async def wait_connected(self) -> None:
         """Until the state is connected (bound it with a timeout)."""

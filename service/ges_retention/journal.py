@@ -4,10 +4,12 @@ The runner talks to the state only through this seam (and the gates that plug in
 - a `RunEvents` subscriber (`events.py`) for what it only records (it hears every event of the run, like the log);
 - the awaited steps the runner calls at fixed points of a run, in this order:
 
-    lock_policies(policies, wait=...) -> busy            before anything: each policy's run lock (`wait`: up to
+    lock_policies(policies, wait=..., held=...) -> busy  before anything: each policy's run lock (`wait`: up to
                                                          GES_RETENTION_STATE_LOCK_TIMEOUT_S, then `PolicyLocked`,
                                                          exit 1 naming the holder; else the busy ones are returned
-                                                         with their holder and the run goes on without them)
+                                                         with their holder and the run goes on without them).
+                                                         `held`: locks the caller took (a daemon's leases), used
+                                                         as they are and left to the caller to release
     run_begins(run_id, trigger, policies, dry_run)       before any listing: the run's row (`start_run`)
     before_planning(selected, listings, now)             listings are in, nothing planned yet: the trusted
                                                          listings resolve `deleting` rows of ended runs
@@ -17,13 +19,18 @@ The runner talks to the state only through this seam (and the gates that plug in
                                                          DELETEs: intents committed in one transaction that re-checks
                                                          holds (and, with leases, fencing). Only `send` items get a
                                                          DELETE; `held` items are kept (reason `held: ...`)
+    may_send(result)                                     just before each DELETE: False sends no further DELETE
+                                                         of that policy (PostgreSQL: its lease no longer valid on
+                                                         the local clock)
     after_deletion(result, decision, ticket, deletion)   each committed intent's outcome (request id, attempts)
     run_ends(summary)                                    the run's end, outcome and counts; then pruning
     run_closes()                                         always, last (even when the run raised): locks released
 
-Any step may raise `JournalUnavailable` (the state cannot be written): from then on the runner sends no further
-DELETE, what is left is `not_started`, `state_unavailable` is logged and the run exits 1. `NullJournal` is the
-journal of a process without a state (unit tests, `plan --from-file`): every step succeeds and records nothing.
+A batch whose fencing fails (PostgreSQL: the lease was taken over) raises `PolicyFenced`: no further DELETE of that
+policy (its outcome `interrupted`), the others go on. Any step may raise `JournalUnavailable` (the state cannot be
+written): from then on the runner sends no further DELETE, what is left is `not_started`, `state_unavailable` is
+logged and the run exits 1. `NullJournal` is the journal of a process without a state (unit tests,
+`plan --from-file`): every step succeeds and records nothing.
 `StateJournal` is the journal over a `state.Store`; `service.py` builds one per run.
 """
 
@@ -45,6 +52,7 @@ from ges_retention.retention import Decision
 from ges_retention.state import (
     BackupFacts,
     IntentTicket,
+    LeaseLost,
     Outcome,
     PlannedDeletion,
     RunLock,
@@ -61,6 +69,7 @@ __all__ = [
     "BatchVerdict",
     "JournalUnavailable",
     "NullJournal",
+    "PolicyFenced",
     "PolicyLocked",
     "RunJournal",
     "StateJournal",
@@ -95,6 +104,17 @@ class PolicyLocked(GesRetentionError):
         self.holder = holder
 
 
+class PolicyFenced(GesRetentionError):
+    """An intent batch was refused by its fencing check: this process no longer holds the policy's lease."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.FAILED
+
+    def __init__(self, message: str, *, policy: str, holder: str | None) -> None:
+        super().__init__(message)
+        self.policy = policy
+        self.holder = holder
+
+
 @dataclass(frozen=True, slots=True)
 class BatchVerdict:
     """What may happen to one batch: `send` maps a backup id to the ticket its outcome is reported with; `held`
@@ -107,7 +127,11 @@ class BatchVerdict:
 class RunJournal(RunEvents, Protocol):
     """The awaited steps of a run (see the module's docstring for when each is called)."""
 
-    async def lock_policies(self, policies: Sequence[str], *, wait: bool) -> dict[str, str | None]: ...
+    async def lock_policies(
+        self, policies: Sequence[str], *, wait: bool, held: Sequence[object] = ()
+    ) -> dict[str, str | None]: ...
+
+    def may_send(self, result: PolicyResult) -> bool: ...
 
     async def run_begins(self, run_id: str, trigger: Trigger, policies: Sequence[str], dry_run: bool) -> None: ...
 
@@ -133,8 +157,13 @@ class NullJournal(NullRunEvents):
 
     __slots__ = ()
 
-    async def lock_policies(self, policies: Sequence[str], *, wait: bool) -> dict[str, str | None]:
+    async def lock_policies(
+        self, policies: Sequence[str], *, wait: bool, held: Sequence[object] = ()
+    ) -> dict[str, str | None]:
         return {}
+
+    def may_send(self, result: PolicyResult) -> bool:
+        return True
 
     async def run_begins(self, run_id: str, trigger: Trigger, policies: Sequence[str], dry_run: bool) -> None:
         pass
@@ -182,7 +211,17 @@ def backup_facts(backup: Backup) -> BackupFacts:
 class StateJournal(NullRunEvents):
     """The journal of one run over a `Store` (one per run: it keeps the run's id and its run locks)."""
 
-    __slots__ = ("_clock", "_endpoint_of", "holder", "keep_days", "lock_timeout_s", "locks", "run_id", "store")
+    __slots__ = (
+        "_clock",
+        "_endpoint_of",
+        "_owned",
+        "holder",
+        "keep_days",
+        "lock_timeout_s",
+        "locks",
+        "run_id",
+        "store",
+    )
 
     def __init__(
         self,
@@ -202,10 +241,18 @@ class StateJournal(NullRunEvents):
         self.keep_days = keep_days
         self.run_id: str | None = None
         self.locks: dict[str, RunLock] = {}
+        self._owned: set[str] = set()  # the locks this journal took (and releases)
 
-    async def lock_policies(self, policies: Sequence[str], *, wait: bool) -> dict[str, str | None]:
+    async def lock_policies(
+        self, policies: Sequence[str], *, wait: bool, held: Sequence[object] = ()
+    ) -> dict[str, str | None]:
+        for lock in held:
+            if isinstance(lock, RunLock):
+                self.locks[lock.policy] = lock
         busy: dict[str, str | None] = {}
         for policy in dict.fromkeys(policies):
+            if policy in self.locks:
+                continue
             try:
                 if wait:
                     lock = await self.store.acquire_run_lock(policy, timeout_s=self.lock_timeout_s)
@@ -222,7 +269,12 @@ class StateJournal(NullRunEvents):
                 await self.run_closes()
                 raise JournalUnavailable(str(exc), operation="run_lock") from exc
             self.locks[policy] = lock
+            self._owned.add(policy)
         return busy
+
+    def may_send(self, result: PolicyResult) -> bool:
+        lock = self.locks.get(result.name)
+        return lock is None or lock.valid()
 
     async def run_begins(self, run_id: str, trigger: Trigger, policies: Sequence[str], dry_run: bool) -> None:
         self.run_id = run_id
@@ -260,7 +312,17 @@ class StateJournal(NullRunEvents):
     async def before_batch(self, result: PolicyResult, decisions: Sequence[Decision]) -> BatchVerdict:
         assert self.run_id is not None, "run_begins first"
         items = [PlannedDeletion(backup_facts(d.backup), tuple(d.reasons)) for d in decisions]
-        batch = await _guarded("write_intents", self.store.write_intents(self.run_id, scope_of(result), items))
+        lock = self.locks.get(result.name)
+        lease = lock.lease if lock is not None else None  # PostgreSQL: the batch is fenced by the policy's lease
+        try:
+            batch = await _guarded(
+                "write_intents", self.store.write_intents(self.run_id, scope_of(result), items, lease=lease)
+            )
+        except JournalUnavailable as exc:
+            if isinstance(exc.__cause__, LeaseLost):
+                lost = exc.__cause__
+                raise PolicyFenced(str(lost), policy=result.name, holder=lost.holder) from lost
+            raise
         return BatchVerdict(
             send={ticket.backup_id: ticket for ticket in batch.committed},
             held={skip.backup_id: skip.reason for skip in batch.held},
@@ -292,7 +354,8 @@ class StateJournal(NullRunEvents):
         await _guarded("prune", self.store.prune(keep_days=self.keep_days, now=ended_at))
 
     async def run_closes(self) -> None:
-        locks, self.locks = list(self.locks.values()), {}
+        locks = [lock for name, lock in self.locks.items() if name in self._owned]  # held ones: their owner's
+        self.locks, self._owned = {}, set()
         for lock in locks:
             try:
                 await lock.release()

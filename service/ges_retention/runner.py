@@ -281,6 +281,7 @@ class Runner:
         run_id: str | None = None,
         should_continue: Callable[[str], bool] | None = None,
         on_busy: Literal["wait", "skip"] = "wait",
+        held_locks: Sequence[object] = (),
     ) -> RunSummary:
         """One run. `should_continue(policy_name)` is asked before each DELETE: False starts no further deletion of
         that policy (its outcome `interrupted`); the daemon says False for a policy a reload removed, paused or
@@ -288,7 +289,8 @@ class Runner:
 
         Each policy's run lock is taken first. `on_busy="wait"` (a one-shot `run`): wait for it up to the lock
         timeout, then `PolicyLocked` (exit 1, naming the holder). `"skip"` (a daemon fire): a policy locked by
-        another process is left out (`run_skipped`, `running_elsewhere`, with its holder)."""
+        another process is left out (`run_skipped`, `running_elsewhere`, with its holder). `held_locks`: run locks
+        the caller already holds (a daemon's leases): used, not taken again, and left to the caller to release."""
         run_id = run_id or new_run_id()
         if max_deletes is not None:
             selected = [_with_max_deletes(p, max_deletes) for p in selected]
@@ -296,7 +298,8 @@ class Runner:
         with structlog.contextvars.bound_contextvars(run_id=run_id):
             try:
                 try:
-                    busy = await journal.lock_policies([p.name for p in selected], wait=on_busy == "wait")
+                    names = [p.name for p in selected]
+                    busy = await journal.lock_policies(names, wait=on_busy == "wait", held=held_locks)
                 except JournalUnavailable as exc:
                     _state_unavailable(exc)
                     raise

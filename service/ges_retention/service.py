@@ -184,7 +184,7 @@ async def open_state(settings: Settings, mode: OpenMode) -> Store | None:
     warning `state_created`: it has no holds, pending clocks or baselines."""
     location = resolve_state_location(settings.state_value())
     try:
-        store = await open_store(location, mode=mode)
+        store = await open_store(location, mode=mode, lease_ttl_s=settings.lease_ttl_s)
     except StateUnavailable as exc:  # unreachable is not misconfiguration: exit 1, and said as an event
         log.error("state_unavailable", error=str(exc), location=exc.location)
         raise
