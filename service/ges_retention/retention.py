@@ -127,7 +127,7 @@ def select_backups(backups: Iterable[Backup], policy: Policy) -> list[Backup]:
         ok = graph_ok.get(key)
         if ok is None:
             ok = graph_ok[key] = select.matches_graph(backup.graph_id, backup.graph_name)
-        if ok and select.matches_backup(backup.backup_method, backup.name):
+        if ok and select.matches_backup(backup.backup_method, backup.name) and select.matches_orphan(backup.orphan):
             chosen.append(backup)
     return chosen
 
