@@ -11,7 +11,9 @@ Graphs are listed newest created first (ties by id), the same rule as backups.
 Deleting a graph (`delete_graph`) with `keep_backup` keeps what GES keeps (`KEPT_ON_GRAPH_DELETE`: the newest
 automatic and the two newest manual successful backups) and removes the rest of its backups; without it, every backup of
 the graph goes; `keep_backup=None` (fixtures only) keeps them all. Kept backups are still listed project-wide and per
-graph, and can still be deleted. The store knows no clock and no randomness of its own: seeding takes `now_ms` and `seed`.
+graph, and can still be deleted.
+
+The store knows no clock and no randomness of its own: seeding takes `now_ms` and `seed`.
 """
 
 from __future__ import annotations
@@ -336,8 +338,8 @@ class Store:
         """Add `graphs` graphs with `backups_per_graph` backups each, as a real project would hold them.
 
         Per graph: one automatic backup a day at a fixed time of day, going back about `backups_per_graph` days,
-        about one in ten days a manual backup instead (one in twenty of those an `import` one), about one in thirty failed, and for about one graph in ten
-        the newest backup still `backing_up`. Nothing starts after `now_ms`.
+        about one in ten days a manual backup instead (one in twenty of those an `import` one), about one in thirty
+        failed, and for about one graph in ten the newest backup still `backing_up`. Nothing starts after `now_ms`.
 
         Deterministic: the same calls on a fresh store give identical data. The random stream is derived from
         (seed, project, graphs already created there), so seeding twice adds new, distinct graphs.
