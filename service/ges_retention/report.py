@@ -46,6 +46,8 @@ def _decision_json(decision: Decision) -> dict[str, Any]:
         "backup_method": backup.backup_method,
         "status": backup.status,
         "start_time": iso_utc(backup.start),
+        "size_mb": backup.size_mb,
+        "orphan": backup.orphan,
         "action": decision.action,
         "reasons": list(decision.reasons),
     }
@@ -70,7 +72,21 @@ def render_json(reports: Sequence[PolicyResult], generated_at: datetime) -> str:
     return json.dumps(plan_document(reports, generated_at), indent=2, ensure_ascii=False) + "\n"
 
 
-_COLUMNS = ("ACTION", "GRAPH", "BACKUP", "METHOD", "STATUS", "START (UTC)", "REASONS")
+_COLUMNS = ("ACTION", "GRAPH", "BACKUP", "METHOD", "STATUS", "START (UTC)", "SIZE MB", "ORPHAN", "REASONS")
+_REASONS = len(_COLUMNS) - 1
+_START, _SIZE = 5, 6
+
+
+def _size(size_mb: float | None) -> str:
+    if size_mb is None:
+        return "-"
+    value = float(size_mb)
+    return f"{value:.0f}" if value.is_integer() else f"{value:.3f}".rstrip("0")
+
+
+def _orphan(orphan: bool | None) -> str:
+    # None: not known (`plan --from-file` has no graph listing).
+    return {True: "orphan", False: "-", None: "?"}[orphan]
 
 
 def _row(decision: Decision) -> tuple[str, ...]:
@@ -82,6 +98,8 @@ def _row(decision: Decision) -> tuple[str, ...]:
         plain(backup.backup_method or "-"),
         plain(backup.status),
         backup.start.strftime("%Y-%m-%d %H:%M"),
+        _size(backup.size_mb),
+        _orphan(backup.orphan),
         plain(", ".join(decision.reasons)),
     )
 
@@ -92,11 +110,30 @@ def _collapse(rows: list[tuple[str, ...]], min_run: int) -> list[tuple[str, ...]
     i = 0
     while i < len(rows):
         j = i
-        while j < len(rows) and rows[j][0] == "DELETE" and rows[j][1] == rows[i][1] and rows[j][6] == rows[i][6]:
+        while (
+            j < len(rows)
+            and rows[j][0] == "DELETE"
+            and rows[j][1] == rows[i][1]
+            and rows[j][_REASONS] == rows[i][_REASONS]
+        ):
             j += 1
         if rows[i][0] == "DELETE" and j - i >= min_run:
             oldest, newest = rows[j - 1], rows[i]  # rows are newest first
-            out.append(("DELETE", rows[i][1], f"{j - i} backups", "*", "*", f"{oldest[5]} .. {newest[5]}", rows[i][6]))
+            sizes = [float(r[_SIZE]) for r in rows[i:j] if r[_SIZE] != "-"]
+            orphans = {r[_SIZE + 1] for r in rows[i:j]}
+            out.append(
+                (
+                    "DELETE",
+                    rows[i][1],
+                    f"{j - i} backups",
+                    "*",
+                    "*",
+                    f"{oldest[_START]} .. {newest[_START]}",
+                    _size(sum(sizes)) if sizes else "-",
+                    orphans.pop() if len(orphans) == 1 else "*",
+                    rows[i][_REASONS],
+                )
+            )
             i = j
         else:
             out.append(rows[i])
@@ -122,13 +159,31 @@ def render_table(reports: Sequence[PolicyResult], generated_at: datetime, *, col
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths, strict=True)).rstrip())
         lines.extend("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows)
         planned = len(plan.planned)
-        lines.append(f"  => keep {len(plan.decisions) - planned}, delete {planned}")
+        lines.append(f"  => keep {len(plan.decisions) - planned}, delete {planned}{_freed(report)}")
         if plan.safety_stop:
             lines.append(
                 f"  !! SAFETY STOP: {planned} deletions exceed safety.max_deletes={plan.max_deletes}; "
                 "this policy will delete nothing"
             )
     return "\n".join(lines) + "\n"
+
+
+def _freed(report: PolicyResult) -> str:
+    """`, freeing N MB` for a plan's deletions (sizes not known are left out, and said so)."""
+    if report.plan is None or not report.plan.deletions:
+        return ""
+    unknown = sum(1 for d in report.plan.deletions if d.backup.size_mb is None)
+    text = f", freeing {_size(report.would_free_mb)} MB"
+    return text + (f" (+{unknown} of unknown size)" if unknown else "")
+
+
+def _sizes_text(sizes: dict[str, float]) -> str:
+    parts = []
+    if "freed_mb" in sizes:
+        parts.append(f"freed {_size(sizes['freed_mb'])} MB")
+    if "would_free_mb" in sizes:
+        parts.append(f"would free {_size(sizes['would_free_mb'])} MB")
+    return "".join(f", {p}" for p in parts)
 
 
 def render_summary_text(summary: RunSummary) -> str:
@@ -139,13 +194,14 @@ def render_summary_text(summary: RunSummary) -> str:
         + f" in {summary.duration_s:.1f}s: listed {summary.listed}, kept {summary.kept}, "
         f"planned {summary.total('planned')}, deleted {summary.total('deleted')}, "
         f"already deleted {summary.total('already_deleted')}, failed {summary.total('failed')}, "
-        f"not started {summary.total('not_started')}"
+        f"not started {summary.total('not_started')}" + _sizes_text(summary.sizes())
     ]
     for p in summary.policies:
         detail = f"  {p.name}: {p.outcome}" + (" (dry run)" if p.dry_run and not summary.dry_run else "")
         detail += f": planned {p.planned}, deleted {p.deleted}, already deleted {p.already_deleted}, failed {p.failed}"
         if p.not_started:
             detail += f", not started {p.not_started}"
+        detail += _sizes_text(p.sizes())
         if p.listing_error:
             detail += f" (listing failed: {plain(p.listing_error)})"
         if p.plan is not None and p.plan.safety_stop:

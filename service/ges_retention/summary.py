@@ -22,6 +22,7 @@ __all__ = [
     "RunSummary",
     "Trigger",
     "exit_code",
+    "megabytes",
     "new_run_id",
     "policy_outcome",
     "run_outcome",
@@ -53,9 +54,26 @@ class PolicyResult:
     dry_run: bool = False
     outcome: Outcome = "ok"
     ids: dict[str, list[str]] = field(default_factory=lambda: {name: [] for name in ID_LISTS})
+    # MB of the backups deleted by this run (not those found already gone; backups without a size not counted).
+    freed_mb: float = 0.0
 
-    def record(self, outcome: DeletionOutcome, backup_id: str) -> None:
+    def record(self, outcome: DeletionOutcome, backup_id: str, size_mb: float | None = None) -> None:
         self.ids[outcome].append(backup_id)
+        if outcome == "deleted" and size_mb is not None:
+            self.freed_mb += size_mb
+
+    @property
+    def would_free_mb(self) -> float:
+        """MB of what the plan would delete now (nothing under a safety stop); sizes not known are left out."""
+        if self.plan is None:
+            return 0.0
+        return float(sum(d.backup.size_mb for d in self.plan.deletions if d.backup.size_mb is not None))
+
+    def sizes(self) -> dict[str, float]:
+        """`freed_mb` for a real run, `would_free_mb` for a dry one."""
+        if self.dry_run:
+            return {"would_free_mb": megabytes(self.would_free_mb)}
+        return {"freed_mb": megabytes(self.freed_mb)}
 
     @property
     def planned(self) -> int:
@@ -94,6 +112,7 @@ class PolicyResult:
             "policy": self.name,
             "project_id": self.project_id,
             **self.counts(),
+            **self.sizes(),
             "dry_run": self.dry_run,
             "safety_stop": self.safety_stop,
             "listing_error": self.listing_error,
@@ -125,6 +144,17 @@ class RunSummary:
     def kept(self) -> int:
         return self.total("kept")
 
+    def sizes(self) -> dict[str, float]:
+        """The run's `freed_mb` (over its real policies) and, when some policy was dry, `would_free_mb`."""
+        real = [p for p in self.policies if not p.dry_run]
+        dry = [p for p in self.policies if p.dry_run]
+        sizes: dict[str, float] = {}
+        if real or not dry:
+            sizes["freed_mb"] = megabytes(sum(p.freed_mb for p in real))
+        if dry:
+            sizes["would_free_mb"] = megabytes(sum(p.would_free_mb for p in dry))
+        return sizes
+
     def exit_code(self, interrupted_code: ExitCode = ExitCode.INTERRUPTED_SIGTERM) -> ExitCode:
         return exit_code(self.policies, interrupted_code if self.interrupted else None)
 
@@ -134,10 +164,16 @@ class RunSummary:
             "outcome": self.outcome,
             "dry_run": self.dry_run,
             **self.counts(),
+            **self.sizes(),
             "skipped_projects": self.skipped_projects,
             "duration_s": round(self.duration_s, 3),
             "policies": [p.to_json() for p in self.policies],
         }
+
+
+def megabytes(value: float) -> float:
+    """A sum of sizes as shown: MB to three decimals."""
+    return float(round(value, 3))
 
 
 def exit_code(results: Iterable[PolicyResult], interrupted: ExitCode | None = None) -> ExitCode:
