@@ -302,7 +302,6 @@ class MetricsEvents(NullRunEvents):
 
     def quota_read(self, project_id: str, available: int, listed: int) -> None:
         self.metrics.backup_quota_available.labels(project_id).set(available)
-        self.metrics.backup_quota_low.labels(project_id).set(1 if quota_low(available, listed) else 0)
 
     def policy_finished(self, result: PolicyResult, duration_s: float) -> None:
         self.metrics.run_duration.labels(result.name).observe(duration_s)

@@ -44,7 +44,6 @@ class Metrics:
     __slots__ = (
         "_per_policy",
         "backup_quota_available",
-        "backup_quota_low",
         "backups",
         "build_info",
         "deleted_megabytes",
@@ -88,12 +87,6 @@ class Metrics:
         self.backup_quota_available = Gauge(
             "ges_retention_backup_quota_available",
             "Backups left in the project's GES backup quota at the last read (-1 = unlimited)",
-            ["project_id"],
-            registry=r,
-        )
-        self.backup_quota_low = Gauge(
-            "ges_retention_backup_quota_low",
-            "1 while the project's backup quota is low (the warning backup_quota_low), else 0",
             ["project_id"],
             registry=r,
         )

@@ -1,4 +1,5 @@
-"""When the backup quota is low: the warning `backup_quota_low` and the gauge `ges_retention_backup_quota_low`.
+"""When the backup quota is low: the warning `backup_quota_low` (the gauge `ges_retention_backup_quota_available` shows
+what is left, and the alert GesRetentionBackupQuotaLow fires on its floor: 0..5).
 
 GES answers only what is left (`available`, -1 = unlimited), not the quota. The rule (contract): low when
 0 <= available <= max(5, 10% of (available + backups listed)), i.e. when what is left is at most five backups or a
