@@ -6,7 +6,7 @@ emits `run_progress`; the journal will be the next. `FanOut` hands every event t
 subscriber knows another.
 
 Events arrive in this order for one run: `run_started`; per project `listing_done` or `listing_failed` (after the
-backups and the graph listing), then `quota_read` or `quota_unavailable`; per policy
+backups and the graph listing), then, after `listing_done`, `quota_read` or `quota_unavailable`; per policy
 `policy_planned`; per deletion `deletion_pending` (queued), `deletion_started` (not when the run stops first), then
 `deletion_finished`; per policy `policy_finished`; `run_finished`. `plan` gives the listing and planning events only.
 Subscribers are called on the event loop, inline with the run: they must be quick and must not raise. The context

@@ -5,8 +5,8 @@ tests). The guards, in the order they act:
 1. a project whose listing failed, is incomplete or contradicts itself (two copies of an id that differ, one graph
    id under two names) deletes nothing (`listing_failed`); a graph's name is resolved from any record of it, else
    from the graph listing, which follows the backups listing and marks orphans (`orphans.py`): a failed or
-   untrusted graph listing makes the project's listing untrusted too. The backup quota is read after them, best
-   effort (a failure is a warning, never a run failure);
+   untrusted graph listing makes the project's listing untrusted too. The backup quota is read after a trusted
+   listing, best effort (a failure is a warning, never a run failure);
 2. a backup selected by two policies of the file is kept (`plan_file` resolves overlap);
 3. a policy whose plan exceeds `max_deletes` deletes nothing (`safety_stop`);
 4. dry-run (the file's or the command's) deletes nothing;
@@ -254,7 +254,9 @@ class Runner:
                 events.listing_failed(project_id, checked.error_code, checked.error or "")
             else:
                 events.listing_done(project_id, checked.backups, checked.conflicting_ids)
-            await self._read_quota(endpoint, project_id, len(checked.backups or ()), deadline, events)
+                # Only after a trusted listing: its count is the threshold's, and a project that cannot be listed
+                # (refused credentials, an agency withdrawn) would only fail again, with another login.
+                await self._read_quota(endpoint, project_id, len(checked.backups), deadline, events)
             return checked
 
     async def _with_graphs(

@@ -256,13 +256,15 @@ async def test_a_quota_that_cannot_be_read_is_a_warning_never_a_failure(answer: 
     assert len(api.deleted) == 4
 
 
-async def test_the_quota_is_read_even_when_the_listing_fails() -> None:
+async def test_the_quota_is_not_read_when_the_listing_fails() -> None:
+    # A project that cannot be listed would only fail again (another login, another refusal); its count is unknown.
     api = api_with_orphans()
     api.listings[P1] = ServerError("down", operation="list_backups", status=503)
-    api.quotas[P1] = 0
+    api.quotas[P1] = ServerError("must not be asked", operation="list_quotas", status=500)
     with capture_events() as events:
         await run(api, policy())
-    assert [e["available"] for e in events.named("backup_quota_low")] == [0]
+    assert events.named("listing_failed")
+    assert not events.named("quota_unavailable") and not events.named("backup_quota_low")
 
 
 # --- sizes --------------------------------------------------------------------------------------------------------
