@@ -9,10 +9,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ges_retention.exit_codes import ExitCode, combine
-from ges_retention.retention import Plan
+from ges_retention.retention import Decision, Plan
+
+if TYPE_CHECKING:  # (the gate imports the state's digests: not needed to read a summary)
+    from ges_retention.change_gate import GateDecision
+    from ges_retention.two_phase import TwoPhase
 
 __all__ = [
     "COUNTS",
@@ -28,12 +32,13 @@ __all__ = [
     "run_outcome",
 ]
 
-Outcome = Literal["ok", "partial", "failed", "safety_stop", "dry_run", "interrupted"]
+Outcome = Literal["ok", "partial", "failed", "safety_stop", "change_held", "dry_run", "interrupted"]
 Trigger = Literal["cli", "schedule", "file", "signal", "http"]
 DeletionOutcome = Literal["deleted", "already_deleted", "failed", "not_started"]
-# What a policy's run counts: `planned` = deleted + already_deleted + failed + not_started (when not held back).
-COUNTS = ("planned", "deleted", "already_deleted", "failed", "not_started")
-# The outcomes whose backup ids `run --format json` lists per policy (`pending` stays empty until the journal).
+# What a policy's run counts: `planned` = deleted + already_deleted + failed + not_started + pending (when it acts:
+# neither dry, held by the change gate nor safety-stopped). `pending`: kept in this run, waiting out confirm_after.
+COUNTS = ("planned", "deleted", "already_deleted", "failed", "not_started", "pending")
+# The outcomes whose backup ids `run --format json` lists per policy.
 ID_LISTS = ("deleted", "already_deleted", "failed", "pending", "not_started")
 
 
@@ -54,26 +59,59 @@ class PolicyResult:
     dry_run: bool = False
     outcome: Outcome = "ok"
     ids: dict[str, list[str]] = field(default_factory=lambda: {name: [] for name in ID_LISTS})
+    two_phase: TwoPhase | None = None  # the planned deletions' clocks (None: not computed, every deletion due)
+    gate: GateDecision | None = None  # the change gate's verdict (None: not computed)
+    acked_by: str | None = None  # `file`, `cli` or `http`: who acknowledged a held definition
     # MB of the backups deleted by this run (not those found already gone; backups without a size not counted).
     freed_mb: float = 0.0
 
-    def record(self, outcome: DeletionOutcome, backup_id: str, size_mb: float | None = None) -> None:
+    def record(
+        self, outcome: DeletionOutcome | Literal["pending"], backup_id: str, size_mb: float | None = None
+    ) -> None:
         self.ids[outcome].append(backup_id)
         if outcome == "deleted" and size_mb is not None:
             self.freed_mb += size_mb
 
     @property
     def would_free_mb(self) -> float:
-        """MB of what the plan would delete now (nothing under a safety stop); sizes not known are left out."""
-        if self.plan is None:
+        """MB of what the plan would delete now (the due deletions; nothing under a safety stop); sizes not known
+        are left out."""
+        if self.plan is None or self.safety_stop:
             return 0.0
-        return float(sum(d.backup.size_mb for d in self.plan.deletions if d.backup.size_mb is not None))
+        return float(sum(d.backup.size_mb for d in self.due if d.backup.size_mb is not None))
 
     def sizes(self) -> dict[str, float]:
-        """`freed_mb` for a real run, `would_free_mb` for a dry one."""
-        if self.dry_run:
+        """`freed_mb` for a real run, `would_free_mb` for a dry one (a policy held by the change gate runs dry)."""
+        if self.dry_run or self.change_held:
             return {"would_free_mb": megabytes(self.would_free_mb)}
         return {"freed_mb": megabytes(self.freed_mb)}
+
+    @property
+    def change_held(self) -> bool:
+        """Held by the change gate and not acknowledged: the policy runs as a dry run."""
+        return self.gate is not None and self.gate.held and self.acked_by is None
+
+    @property
+    def acts(self) -> bool:
+        """Whether this policy deletes (and starts or cancels pending clocks) in this run."""
+        return self.plan is not None and not (self.dry_run or self.safety_stop or self.change_held)
+
+    @property
+    def due(self) -> list[Decision]:
+        """The planned deletions whose two-phase clock is up (all of them without two-phase), safety stop ignored."""
+        if self.plan is None:
+            return []
+        return list(self.two_phase.due) if self.two_phase is not None else self.plan.planned
+
+    @property
+    def waiting(self) -> list[Decision]:
+        """The planned deletions still waiting out `confirm_after`."""
+        return list(self.two_phase.waiting) if self.two_phase is not None else []
+
+    @property
+    def holds(self) -> int:
+        """Backups of this policy a hold kept."""
+        return len(self.plan.held) if self.plan is not None else 0
 
     @property
     def planned(self) -> int:
@@ -104,6 +142,10 @@ class PolicyResult:
     def not_started(self) -> int:
         return len(self.ids["not_started"])
 
+    @property
+    def pending(self) -> int:
+        return len(self.ids["pending"])
+
     def counts(self) -> dict[str, int]:
         return {name: int(getattr(self, name)) for name in COUNTS}
 
@@ -115,6 +157,7 @@ class PolicyResult:
             **self.sizes(),
             "dry_run": self.dry_run,
             "safety_stop": self.safety_stop,
+            "change_held": self.gate.to_json() if self.change_held and self.gate is not None else None,
             "listing_error": self.listing_error,
             "outcome": self.outcome,
             "ids": {name: list(ids) for name, ids in self.ids.items()},
@@ -146,8 +189,8 @@ class RunSummary:
 
     def sizes(self) -> dict[str, float]:
         """The run's `freed_mb` (over its real policies) and, when some policy was dry, `would_free_mb`."""
-        real = [p for p in self.policies if not p.dry_run]
-        dry = [p for p in self.policies if p.dry_run]
+        real = [p for p in self.policies if not (p.dry_run or p.change_held)]
+        dry = [p for p in self.policies if p.dry_run or p.change_held]
         sizes: dict[str, float] = {}
         if real or not dry:
             sizes["freed_mb"] = megabytes(sum(p.freed_mb for p in real))
@@ -178,14 +221,15 @@ def megabytes(value: float) -> float:
 
 def exit_code(results: Iterable[PolicyResult], interrupted: ExitCode | None = None) -> ExitCode:
     """The exit code of `run` and `plan`: 1 when a listing or a deletion failed or did not start, 3 for a safety
-    stop, the signal's code when interrupted; combined by the contract's precedence."""
+    stop or a policy held by the change gate, the signal's code when interrupted; combined by the contract's
+    precedence."""
     codes = [ExitCode.OK]
     if interrupted is not None:
         codes.append(interrupted)
     for result in results:
         if result.listing_error is not None or result.failed or result.not_started:
             codes.append(ExitCode.FAILED)
-        if result.safety_stop:
+        if result.safety_stop or result.change_held:
             codes.append(ExitCode.SAFETY_STOP)
     return combine(codes)
 
@@ -193,6 +237,8 @@ def exit_code(results: Iterable[PolicyResult], interrupted: ExitCode | None = No
 def policy_outcome(result: PolicyResult, interrupted: bool) -> Outcome:
     if result.listing_error is not None:
         return "failed"
+    if result.change_held:
+        return "change_held"
     if result.safety_stop:
         return "safety_stop"
     if result.dry_run:
@@ -213,6 +259,8 @@ def run_outcome(policies: Sequence[PolicyResult], interrupted: bool) -> Outcome:
         return "failed" if outcomes <= {"failed"} else "partial"
     if "safety_stop" in outcomes:
         return "safety_stop"
+    if "change_held" in outcomes:
+        return "change_held"
     if outcomes and outcomes <= {"dry_run"}:
         return "dry_run"
     return "ok"
