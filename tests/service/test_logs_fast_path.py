@@ -159,7 +159,9 @@ def test_a_run_s_logging_events_are_captured_when_built_before_the_capture() -> 
     events = LoggingEvents()  # a run's subscriber binds its logger when the run starts
     with capture_logs() as captured:
         events.deletion_finished(_result(), _result().plan.decisions[0], Deletion("deleted", 1, 0.25))  # type: ignore[union-attr]
-    assert captured == [{"event": "backup_deleted", "attempts": 1, "duration_ms": 250.0, "log_level": "info"}]
+    assert captured == [
+        {"event": "backup_deleted", "attempts": 1, "duration_ms": 250.0, "size_mb": None, "log_level": "info"}
+    ]
 
 
 class _Opaque:
