@@ -22,10 +22,9 @@ if TYPE_CHECKING:
 __all__ = ["cli_placed_by", "existing_store", "state_location"]
 
 
-def state_location(settings: Settings | None) -> StateLocation:
-    """Where `GES_RETENTION_STATE` points (the default path when unset)."""
-    del settings  # the journal's settings arrive with the service wiring; until then the environment says it
-    return resolve_state_location(os.environ.get("GES_RETENTION_STATE"))
+def state_location(settings: Settings) -> StateLocation:
+    """Where `GES_RETENTION_STATE` points (the default path when unset), as `run` and `daemon` resolve it."""
+    return resolve_state_location(settings.state_value())
 
 
 @asynccontextmanager
