@@ -177,11 +177,16 @@ def _cmd_plan(args: argparse.Namespace, settings: Settings | None) -> int:
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from ges_retention.commands import run_command
     from ges_retention.policy_loading import load_policy_file
-    from ges_retention.two_phase import refuse_two_phase
 
     policy_file = load_policy_file(args.policy_file)
     selected = _enabled(policy_file.select(args.policy), named=bool(args.policy))
-    refuse_two_phase(policy_file, selected)
+    from ges_retention.state_access import state_location
+
+    location = state_location(settings)
+    if location.kind == "memory":
+        from ges_retention.two_phase import refuse_without_durable_state
+
+        refuse_without_durable_state(policy_file, selected, state_display=location.display)
     if not selected:  # every policy of the file is paused: nothing to do is a success
         note = {
             "run_id": None,
