@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
+from ges_retention.http_ack import AckRoute
 from ges_retention.http_journal import JournalRoutes, journal_policy_fields
 from ges_retention.metrics import CONTENT_TYPE
 from ges_retention.settings import SettingsError
@@ -51,6 +52,7 @@ class HttpApi:
         app.router.add_get("/v1/runs/{run_id}", self._get_run)
         app.router.add_get("/v1/policies", self._get_policies)
         JournalRoutes(self._store, self._refused).add_to(app)
+        AckRoute(self.daemon, self._store, self._refused).add_to(app)
         return app
 
     def _store(self) -> Store | None:

@@ -19,7 +19,7 @@ policies:
     schedule: "30 2 * * *"
     select: {{graphs: ["prod-*"]}}
     keep: {{last: 3, daily: 7}}
-    safety: {{max_deletes: 1000}}
+    safety: {{max_deletes: 1000, change_budget: unlimited}}
   - name: staging
     project_id: {PROJECT}
     select: {{graphs: ["staging-*"]}}

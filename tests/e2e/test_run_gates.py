@@ -15,6 +15,8 @@ from ges_retention.emulator.store import Store
 from support.emulators import seeded_emulator
 
 PROD_ONLY = ["--policy", "prod"]
+# The e2e policy with the default change budget (10): the other e2e tests opt out of the gate with `unlimited`.
+GATED = POLICY.replace(", change_budget: unlimited", "")
 
 
 def _count(emulator: RunningEmulator) -> int:
@@ -22,8 +24,10 @@ def _count(emulator: RunningEmulator) -> int:
 
 
 async def test_a_first_run_over_budget_is_held_then_acknowledged_by_digest_then_deletes(
-    emulator: RunningEmulator, policy_path: Path, tmp_path: Path
+    emulator: RunningEmulator, tmp_path: Path
 ) -> None:
+    policy_path = tmp_path / "gated.yaml"
+    policy_path.write_text(GATED)
     env = cli_env(emulator, GES_RETENTION_STATE=str(tmp_path / "state.db"))
     before = _count(emulator)
     held = await run_cli(["run", str(policy_path), *PROD_ONLY, "--format", "json"], env)
@@ -174,7 +178,7 @@ async def test_confirm_after_on_a_memory_state_is_refused_before_any_request(
     emulator: RunningEmulator, tmp_path: Path
 ) -> None:
     path = tmp_path / "policy.yaml"
-    path.write_text(POLICY.replace("safety: {max_deletes: 1000}", "safety: {max_deletes: 1000, confirm_after: 2s}"))
+    path.write_text(POLICY.replace("change_budget: unlimited", "change_budget: unlimited, confirm_after: 2s"))
     result = await run_cli(["run", str(path)], cli_env(emulator, GES_RETENTION_STATE=":memory:"))
     assert result.code == 2, result.stderr
     assert "confirm_after" in result.events("command_failed")[0]["error"]

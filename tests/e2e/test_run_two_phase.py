@@ -18,9 +18,7 @@ from ges_retention.settings import Settings
 from ges_retention.state import Scope, open_store, resolve_state_location
 from support.logs import capture_events
 
-TWO_PHASE = POLICY.replace(
-    "safety: {max_deletes: 1000}", "safety: {max_deletes: 1000, confirm_after: 2s, change_budget: unlimited}"
-)
+TWO_PHASE = POLICY.replace("change_budget: unlimited", "change_budget: unlimited, confirm_after: 2s")
 
 
 class Clock:
