@@ -194,9 +194,10 @@ def run_view(daemon: Daemon, run_id: str) -> dict[str, Any] | None:
 def policies_view(daemon: Daemon, journal: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """`GET /v1/policies`: per policy, what it is, when it runs next, whether it runs, and its last run.
 
-    `journal` (`http_journal.journal_policy_fields`) gives the last finished run recorded in the state (it survives
-    restarts; its outcome is this policy's when this process ran it) and the pending deletions; without it, the last
-    run this process saw. `change_held` and `lease_holder` are null until the change gate and the leases fill them."""
+        `journal` (`http_journal.journal_policy_fields`) gives the last finished run recorded in the state (it survives
+        restarts; its outcome is this policy's when this process ran it) and the pending deletions; without it, the last
+        run this process saw. `change_held`: the change gate's `{"extra", "budget", "digest"}` while this process's last
+    run of the policy was held (else null); `lease_holder` is null until the leases fill it."""
     daemon.refresh_next_runs()
     views = []
     for policy in daemon.policy_file.policies if daemon.policy_file else ():
@@ -214,7 +215,7 @@ def policies_view(daemon: Daemon, journal: Mapping[str, Mapping[str, Any]] | Non
                 "queued": policy.name in daemon.queued,
                 "last_run": _last_run(daemon.records.last_for(policy.name), recorded.get("last_run")),
                 "pending_deletions": recorded.get("pending_deletions"),
-                "change_held": None,
+                "change_held": daemon.records.change_held_for(policy.name),
                 "lease_holder": None,
             }
         )
