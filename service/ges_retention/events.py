@@ -214,7 +214,7 @@ class LoggingEvents(NullRunEvents):
             "policy_planned",
             kept=result.kept,
             planned=result.planned,
-            due=len(result.due),
+            due=0 if result.safety_stop else len(result.due),
             pending=len(result.waiting),
             holds=result.holds,
             change_held=result.change_held,
