@@ -24,6 +24,7 @@ policies:
     project_id: {PROJECT}
     select: {{graphs: ["staging-*"]}}
     keep: {{last: 2}}
+    safety: {{change_budget: unlimited}}
 """
 
 
