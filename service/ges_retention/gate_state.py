@@ -12,12 +12,11 @@ Every store error propagates (the journal turns it into `JournalUnavailable`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
-from ges_retention.backup import Backup
 from ges_retention.gates import PlanningMemory, PolicyMemory
 from ges_retention.policy import Policy
-from ges_retention.state import BackupFacts, PlannedDeletion, Scope, Store
+from ges_retention.state import PlannedDeletion, Scope, Store
 from ges_retention.summary import PolicyResult, RunSummary
 
 __all__ = ["GONE", "find_acks", "read_memory", "record_baselines", "settle_pending"]
@@ -59,27 +58,17 @@ async def find_acks(store: Store, results: Sequence[PolicyResult]) -> None:
             result.acked_by = ack.by
 
 
-def _facts(backup: Backup) -> BackupFacts:
-    return BackupFacts(
-        backup_id=backup.id,
-        name=backup.name,
-        graph_id=backup.graph_id,
-        graph_name=backup.graph_name,
-        method=backup.backup_method,
-        started_at=datetime.fromtimestamp(backup.start_ms / 1000, UTC),
-        size_mb=getattr(backup, "size_mb", None),
-    )
-
-
 async def settle_pending(store: Store, run_id: str, result: PolicyResult, now: datetime) -> None:
     """Two-phase writes of a policy that acts in this run: pending rows for its waiting deletions (recorded as
     `pending` in the result), `cancelled` and `gone` rows for what it no longer deletes."""
     two_phase = result.two_phase
     if two_phase is None or not result.acts:
         return
+    from ges_retention.journal import backup_facts  # (the journal calls this module: imported when first used)
+
     scope = result_scope(result)
     if two_phase.waiting:
-        items = [PlannedDeletion(_facts(d.backup), tuple(d.reasons)) for d in two_phase.waiting]
+        items = [PlannedDeletion(backup_facts(d.backup), tuple(d.reasons)) for d in two_phase.waiting]
         await store.mark_pending(run_id, scope, items, now=now)
         for decision in two_phase.waiting:
             result.record("pending", decision.backup.id)

@@ -36,7 +36,7 @@ def _settings(emulator: RunningEmulator, state: Path) -> Settings:
         ak=DEFAULT_AK,
         sk=DEFAULT_SK,
         rate_limit=0,
-        state=str(state),  # type: ignore[arg-type]  # (a SecretStr field: pydantic takes the text)
+        state=str(state),  # (a SecretStr field: pydantic takes the text)
     )
 
 
