@@ -3,7 +3,10 @@
 This is the only place where plans meet the network, through a `BackupApi` (GES in production, a dict in the unit
 tests). The guards, in the order they act:
 1. a project whose listing failed, is incomplete or contradicts itself (two copies of an id that differ, one graph
-   id under two names) deletes nothing (`listing_failed`); a graph's name is resolved from any record of it;
+   id under two names) deletes nothing (`listing_failed`); a graph's name is resolved from any record of it, else
+   from the graph listing, which follows the backups listing and marks orphans (`orphans.py`): a failed or
+   untrusted graph listing makes the project's listing untrusted too. The backup quota is read after a trusted
+   listing, best effort (a failure is a warning, never a run failure);
 2. a backup selected by two policies of the file is kept (`plan_file` resolves overlap);
 3. a policy whose plan exceeds `max_deletes` deletes nothing (`safety_stop`);
 4. dry-run (the file's or the command's) deletes nothing;
@@ -21,7 +24,7 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 import structlog
 
@@ -30,9 +33,10 @@ from ges_retention.deleting import DeletionPhase, deletion_context, state_failed
 from ges_retention.events import Deletion, FanOut, LoggingEvents, RunEvents
 from ges_retention.gate_state import GONE
 from ges_retention.gates import PlanningMemory, apply_gates
-from ges_retention.ges.client import BackupListing, DeleteResult
+from ges_retention.ges.client import BackupListing, DeleteResult, GraphListing
 from ges_retention.ges.errors import GesError
 from ges_retention.journal import JournalUnavailable, NullJournal, RunJournal
+from ges_retention.orphans import mark_orphans, trusted_graphs
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile
 from ges_retention.retention import Decision, plan_file
@@ -52,10 +56,16 @@ __all__ = [
 
 
 class BackupApi(Protocol):
-    """What a run needs from GES: list a project's backups, delete one backup."""
+    """What a run needs from GES: list a project's backups and graphs, read its backup quota, delete one backup."""
 
     async def list_backups(self, endpoint: str, project_id: str, *, deadline: float) -> BackupListing:
         """Every backup of the project as `Backup` values; raises `GesError` or `InvalidBackupRecord`."""
+
+    async def list_graphs(self, endpoint: str, project_id: str, *, deadline: float) -> GraphListing:
+        """Every graph of the project, raw; raises `GesError`."""
+
+    async def backup_quota(self, endpoint: str, project_id: str, *, deadline: float) -> int | None:
+        """Backups left in the project's quota (-1 = unlimited; None = not in the answer); raises `GesError`."""
 
     async def delete_backup(
         self, endpoint: str, project_id: str, graph_id: str, backup_id: str, *, deadline: float
@@ -81,6 +91,8 @@ class Planned:
     listed: int
     skipped_projects: list[str]
     now: datetime
+    state_error: str | None = None
+    """The journal could not be written while planning (`state_unavailable`): nothing of this plan may be deleted."""
 
 
 def trusted_listing(listing: BackupListing) -> ProjectListing:
@@ -249,12 +261,21 @@ class Runner:
         found = await asyncio.gather(*(self._list_project(endpoints[p], p, deadline, events) for p in projects))
         listings = dict(zip(projects, found, strict=True))
         now = now if now is not None else self._clock()
-        await journal.before_planning(selected, {p: x.backups for p, x in listings.items()}, now)
-        memory = await journal.planning_memory(selected, now)
+        state_error: str | None = None
+        memory = PlanningMemory()  # (a state that cannot be read: nothing is deleted, see `state_error`)
+        try:
+            await journal.before_planning(selected, {p: x.backups for p, x in listings.items()}, now)
+            memory = await journal.planning_memory(selected, now)
+        except JournalUnavailable as exc:
+            state_error = _state_unavailable(exc)
         results = plan_listings(
             policy_file, selected, listings, now, dry_run=dry_run, endpoint_of=self.endpoint_of, memory=memory
         )
-        await journal.before_planning_ends(results, now)
+        if state_error is None:
+            try:
+                await journal.before_planning_ends(results, now)
+            except JournalUnavailable as exc:
+                state_error = _state_unavailable(exc)
         for result in results:
             with structlog.contextvars.bound_contextvars(policy=result.name, project_id=result.project_id):
                 events.policy_planned(result, now)
@@ -263,6 +284,7 @@ class Runner:
             listed=sum(len(x.backups) for x in listings.values() if x.backups is not None),
             skipped_projects=sorted(p for p, x in listings.items() if x.backups is None),
             now=now,
+            state_error=state_error,
         )
 
     async def _list_project(self, endpoint: str, project_id: str, deadline: float, events: RunEvents) -> ProjectListing:
@@ -275,11 +297,52 @@ class Runner:
                 checked = ProjectListing(None, exc.error_code, str(exc))
             except InvalidBackupRecord as exc:
                 checked = ProjectListing(None, "invalid_record", str(exc))
+            if checked.backups is not None:
+                # Only once the backups listing is complete: see `orphans`.
+                checked = await self._with_graphs(endpoint, project_id, checked, deadline)
             if checked.backups is None:
                 events.listing_failed(project_id, checked.error_code, checked.error or "")
             else:
                 events.listing_done(project_id, checked.backups, checked.conflicting_ids)
+                # Only after a trusted listing: its count is the threshold's, and a project that cannot be listed
+                # (refused credentials, an agency withdrawn) would only fail again, with another login.
+                await self._read_quota(endpoint, project_id, len(checked.backups), deadline, events)
             return checked
+
+    async def _with_graphs(
+        self, endpoint: str, project_id: str, checked: ProjectListing, deadline: float
+    ) -> ProjectListing:
+        """The listing with orphans marked and names completed from the graph listing, or untrusted with its reason."""
+        try:
+            graphs = await self.api.list_graphs(endpoint, project_id, deadline=deadline)
+        except GesError as exc:
+            return ProjectListing(None, exc.error_code or "graph_listing_failed", f"graph listing: {exc}")
+        check = trusted_graphs(
+            graphs.graphs,
+            complete=graphs.complete,
+            reported_count=graphs.reported_count,
+            later_copies=graphs.later_copies,
+        )
+        if check.names is None:
+            return ProjectListing(None, check.error_code, check.error)
+        marked = mark_orphans(checked.backups or (), check.names)
+        if marked.backups is None:
+            return ProjectListing(None, marked.error_code, marked.error)
+        return replace(checked, backups=marked.backups)
+
+    async def _read_quota(
+        self, endpoint: str, project_id: str, listed: int, deadline: float, events: RunEvents
+    ) -> None:
+        """Best effort: any failure is the warning `quota_unavailable`, never a failure of the run."""
+        try:
+            available = await self.api.backup_quota(endpoint, project_id, deadline=deadline)
+        except Exception as exc:  # best effort by contract: the run goes on whatever happened
+            events.quota_unavailable(project_id, str(exc) or type(exc).__name__)
+            return
+        if available is None:
+            events.quota_unavailable(project_id, "the quota answer has no 'backup' entry")
+        else:
+            events.quota_read(project_id, available, listed)
 
     # --- one run ---------------------------------------------------------------------------------------------
 
@@ -293,58 +356,99 @@ class Runner:
         trigger: Trigger = "cli",
         run_id: str | None = None,
         should_continue: Callable[[str], bool] | None = None,
+        on_busy: Literal["wait", "skip"] = "wait",
+        held_locks: Sequence[object] = (),
     ) -> RunSummary:
         """One run. `should_continue(policy_name)` is asked before each DELETE: False starts no further deletion of
         that policy (its outcome `interrupted`); the daemon says False for a policy a reload removed, paused or
-        turned to dry_run."""
+        turned to dry_run.
+
+        Each policy's run lock is taken first. `on_busy="wait"` (a one-shot `run`): wait for it up to the lock
+        timeout, then `PolicyLocked` (exit 1, naming the holder). `"skip"` (a daemon fire): a policy locked by
+        another process is left out (`run_skipped`, `running_elsewhere`, with its holder). `held_locks`: run locks
+        the caller already holds (a daemon's leases): used, not taken again, and left to the caller to release."""
         run_id = run_id or new_run_id()
-        started = self._monotonic()
-        deadline = started + self.run_deadline_s
         if max_deletes is not None:
             selected = [_with_max_deletes(p, max_deletes) for p in selected]
-        # Dry only when every policy is: a dry policy beside a live one must not make the run look harmless.
-        all_dry = dry_run or (bool(selected) and all(p.dry_run for p in selected))
         journal = self._journal()
-        events = FanOut(self._events(), journal)
         with structlog.contextvars.bound_contextvars(run_id=run_id):
-            events.run_started(run_id, trigger, [p.name for p in selected], all_dry)
             try:
-                await journal.run_begins(run_id, trigger, [p.name for p in selected], all_dry)
-            except JournalUnavailable as exc:  # nothing listed, nothing deleted: the run cannot be remembered
-                log.error("state_unavailable", error=exc.error, operation=exc.operation)
-                raise
-            planned = await self.list_and_plan(
-                policy_file, selected, dry_run=dry_run, deadline=deadline, events=events, journal=journal
-            )
-            results = planned.results
-            summary = RunSummary(run_id, trigger, all_dry, results, planned.listed, planned.skipped_projects)
-            self.active[run_id] = summary
-            await self._settle_pending(summary, journal, events, planned.now)
-            phase = DeletionPhase(
-                summary,
-                events,
-                journal,
-                send=lambda result, decision: self._delete_one(result, decision, deadline),
-                may_start=lambda: not self.stop_requested and self._monotonic() < deadline,
-                should_continue=should_continue or (lambda _name: True),
-                concurrency=self.concurrency,
-            )
-            stopped = await phase.run()
-            summary.interrupted = self.stop_requested and any(r.not_started for r in results)
-            for result in results:
-                result.outcome = policy_outcome(result, summary.interrupted or result.name in stopped)
-                with structlog.contextvars.bound_contextvars(policy=result.name, project_id=result.project_id):
-                    events.policy_finished(result, self._monotonic() - started)
-            summary.duration_s = self._monotonic() - started
-            summary.outcome = run_outcome(results, summary.interrupted or bool(stopped))
-            if summary.state_error is None:
                 try:
-                    await journal.run_ends(summary)
+                    names = [p.name for p in selected]
+                    busy = await journal.lock_policies(names, wait=on_busy == "wait", held=held_locks)
                 except JournalUnavailable as exc:
-                    state_failed(summary, exc)
+                    _state_unavailable(exc)
+                    raise
+                for name, holder in busy.items():
+                    log.info("run_skipped", policy=name, reason="running_elsewhere", holder=holder, trigger=trigger)
+                free = [p for p in selected if p.name not in busy]
+                if busy and not free:
+                    return RunSummary(run_id, trigger, dry_run, skipped_policies=busy)
+                summary, events = await self._run_locked(
+                    policy_file, free, journal, dry_run=dry_run, trigger=trigger, run_id=run_id,
+                    should_continue=should_continue or (lambda _name: True),
+                )  # fmt: skip
+                summary.skipped_policies = busy
+            finally:
+                await journal.run_closes()
+            # Said once the run's locks are released: whoever reads `run_finished` may start the next run.
             events.run_finished(summary)
         self.active.pop(run_id, None)  # (a run that raises leaves its entry: the daemon drops it)
         return summary
+
+    async def _run_locked(
+        self,
+        policy_file: PolicyFile,
+        selected: Sequence[Policy],
+        journal: RunJournal,
+        *,
+        dry_run: bool,
+        trigger: Trigger,
+        run_id: str,
+        should_continue: Callable[[str], bool],
+    ) -> tuple[RunSummary, RunEvents]:
+        started = self._monotonic()
+        deadline = started + self.run_deadline_s
+        # Dry only when every policy is: a dry policy beside a live one must not make the run look harmless.
+        all_dry = dry_run or (bool(selected) and all(p.dry_run for p in selected))
+        events = FanOut(self._events(), journal)
+        events.run_started(run_id, trigger, [p.name for p in selected], all_dry)
+        try:
+            await journal.run_begins(run_id, trigger, [p.name for p in selected], all_dry)
+        except JournalUnavailable as exc:  # nothing listed, nothing deleted: the run cannot be remembered
+            _state_unavailable(exc)
+            raise
+        planned = await self.list_and_plan(
+            policy_file, selected, dry_run=dry_run, deadline=deadline, events=events, journal=journal
+        )
+        results = planned.results
+        summary = RunSummary(run_id, trigger, all_dry, results, planned.listed, planned.skipped_projects)
+        summary.state_error = planned.state_error  # (then nothing is deleted: every deletion is `not_started`)
+        await self._settle_pending(summary, journal, events, planned.now)
+        self.active[run_id] = summary
+        phase = DeletionPhase(
+            summary,
+            events,
+            journal,
+            send=lambda result, decision: self._delete_one(result, decision, deadline),
+            may_start=lambda: not self.stop_requested and self._monotonic() < deadline,
+            should_continue=should_continue,
+            concurrency=self.concurrency,
+        )
+        stopped = await phase.run()
+        summary.interrupted = self.stop_requested and any(r.not_started for r in results)
+        for result in results:
+            result.outcome = policy_outcome(result, summary.interrupted or result.name in stopped)
+            with structlog.contextvars.bound_contextvars(policy=result.name, project_id=result.project_id):
+                events.policy_finished(result, self._monotonic() - started)
+        summary.duration_s = self._monotonic() - started
+        summary.outcome = run_outcome(results, summary.interrupted or bool(stopped))
+        if summary.state_error is None:
+            try:
+                await journal.run_ends(summary)
+            except JournalUnavailable as exc:
+                state_failed(summary, exc)
+        return summary, events
 
     # --- deletions -------------------------------------------------------------------------------------------
 
@@ -382,6 +486,11 @@ class Runner:
         return Deletion(
             done.outcome, done.attempts, done.duration_s, done.status, done.error_code, request_id=done.request_id
         )
+
+
+def _state_unavailable(exc: JournalUnavailable) -> str:
+    log.error("state_unavailable", error=exc.error, operation=exc.operation)
+    return exc.error
 
 
 def _with_max_deletes(policy: Policy, max_deletes: int) -> Policy:

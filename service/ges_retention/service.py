@@ -20,14 +20,22 @@ from ges_retention.agencies import Agencies, check_agencies, iam_endpoint_for
 from ges_retention.backup import Backup
 from ges_retention.events import FanOut, LoggingEvents, MetricsEvents, RunEvents
 from ges_retention.ges.auth import AkSkAuth, AuthProvider, PasswordAuth, TokenAuth
-from ges_retention.ges.client import BackupListing, ClientConfig, DeleteResult, GesClient, ProjectClient, open_session
+from ges_retention.ges.client import (
+    BackupListing,
+    ClientConfig,
+    DeleteResult,
+    GesClient,
+    GraphListing,
+    ProjectClient,
+    open_session,
+)
 from ges_retention.journal import NullJournal, RunJournal, StateJournal
 from ges_retention.metrics import Metrics
 from ges_retention.policy import Policy
 from ges_retention.progress import Progress
 from ges_retention.runner import Runner
 from ges_retention.settings import AkSkCredentials, Credentials, PasswordCredentials, Settings, SettingsError
-from ges_retention.state import OpenMode, Store, open_store, resolve_state_location
+from ges_retention.state import OpenMode, StateUnavailable, Store, open_store, resolve_state_location
 
 __all__ = [
     "GesBackupApi",
@@ -173,6 +181,12 @@ class GesBackupApi:
     async def list_backups(self, endpoint: str, project_id: str, *, deadline: float) -> BackupListing:
         return await self._project(endpoint, project_id).list_backups(deadline=deadline, parse=Backup.from_api)
 
+    async def list_graphs(self, endpoint: str, project_id: str, *, deadline: float) -> GraphListing:
+        return await self._project(endpoint, project_id).list_graphs(deadline=deadline)
+
+    async def backup_quota(self, endpoint: str, project_id: str, *, deadline: float) -> int | None:
+        return await self._project(endpoint, project_id).backup_quota(deadline=deadline)
+
     async def delete_backup(
         self, endpoint: str, project_id: str, graph_id: str, backup_id: str, *, deadline: float
     ) -> DeleteResult:
@@ -183,7 +197,11 @@ async def open_state(settings: Settings, mode: OpenMode) -> Store | None:
     """The process's one store (`GES_RETENTION_STATE`), or None (`read_only` and no state yet). A new state is the
     warning `state_created`: it has no holds, pending clocks or baselines."""
     location = resolve_state_location(settings.state_value())
-    store = await open_store(location, mode=mode)
+    try:
+        store = await open_store(location, mode=mode, lease_ttl_s=settings.lease_ttl_s)
+    except StateUnavailable as exc:  # unreachable is not misconfiguration: exit 1, and said as an event
+        log.error("state_unavailable", error=str(exc), location=exc.location)
+        raise
     if store is not None and store.info.created:
         log.warning("state_created", location=store.info.location, backend=store.info.backend)
     return store
@@ -228,7 +246,11 @@ class Service:
         if self.store is None:
             return NullJournal()
         return StateJournal(
-            self.store, endpoint_of=lambda policy: policy_endpoint(policy, self.settings), clock=self.clock
+            self.store,
+            endpoint_of=lambda policy: policy_endpoint(policy, self.settings),
+            clock=self.clock,
+            lock_timeout_s=self.settings.state_lock_timeout_s,
+            keep_days=self.settings.state_keep_days,
         )
 
     async def __aenter__(self) -> Runner:
