@@ -18,6 +18,7 @@ from ges_retention.backup import Backup
 from ges_retention.events import FanOut, LoggingEvents, MetricsEvents, RunEvents
 from ges_retention.ges.auth import AkSkAuth, AuthProvider, PasswordAuth, TokenAuth
 from ges_retention.ges.client import BackupListing, ClientConfig, DeleteResult, GesClient, ProjectClient, open_session
+from ges_retention.ges.pacing import AutoRate, RateMemory
 from ges_retention.metrics import Metrics
 from ges_retention.policy import Policy
 from ges_retention.progress import Progress
@@ -53,10 +54,13 @@ def check_endpoints(policies: Iterable[Policy], settings: Settings) -> None:
         policy_endpoint(policy, settings)
 
 
-def client_config(settings: Settings) -> ClientConfig:
+def client_config(settings: Settings, *, rate_memory: RateMemory | None = None) -> ClientConfig:
+    rate = settings.rate_limit
     return ClientConfig(
         concurrency=settings.concurrency,
-        rate_limit_per_s=settings.rate_limit,
+        # With `auto`, the adaptive pacers use `auto_rate`; the max is the one bound that still holds.
+        rate_limit_per_s=settings.rate_max if rate == "auto" else rate,
+        auto_rate=AutoRate(settings.rate_start, settings.rate_max, rate_memory) if rate == "auto" else None,
         page_size=settings.page_size,
         max_attempts=settings.max_attempts,
         backoff_max_s=settings.backoff_max_s,
@@ -138,6 +142,10 @@ class _RequestObserver:
 
     def on_auth_ok(self) -> None:
         self.readiness.note_auth_ok()
+
+    def on_rate_limit(self, endpoint: str, project_id: str, rate_per_s: float) -> None:
+        if self.metrics is not None:
+            self.metrics.rate_limit.labels(endpoint, project_id).set(round(rate_per_s, 3))
 
 
 class GesBackupApi:

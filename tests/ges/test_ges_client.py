@@ -67,6 +67,7 @@ class RecordingObserver:
         self.retries: list[tuple[str, int, str, float]] = []
         self.throttled: list[tuple[str, int, float]] = []
         self.auth_ok = 0
+        self.rates: list[tuple[str, str, float]] = []
 
     def on_response(self, operation: str, status: int, duration_s: float) -> None:
         assert duration_s >= 0
@@ -80,6 +81,9 @@ class RecordingObserver:
 
     def on_auth_ok(self) -> None:
         self.auth_ok += 1
+
+    def on_rate_limit(self, endpoint: str, project_id: str, rate_per_s: float) -> None:
+        self.rates.append((endpoint, project_id, rate_per_s))
 
 
 @pytest.fixture

@@ -282,7 +282,7 @@ class AdaptivePacer:
         if self._memory is not None:
             try:
                 learned = await self._memory.learned_rate(self.endpoint, self.project_id)
-            except Exception:  # noqa: BLE001 - the memory logs its own failures; a lost rate only means a slow start
+            except Exception:
                 learned = None
         self._control.start(self._time(), learned)
         self._started = True

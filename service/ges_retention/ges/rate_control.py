@@ -52,7 +52,7 @@ _START_SHARE = 0.8  # the contract: start at 0.8 of the learned rate
 _SATURATED_GRACE_S = 0.25  # a wait this recent still counts as saturated (the queue just drained)
 _WINDOW_BUDGET = 1.1  # as `pacing`: no 1-second window above rate * 1.1
 _BUCKET_S = 0.1
-_BUCKETS = int(round(_LEARN_SPAN_S / _BUCKET_S)) + 1
+_BUCKETS = round(_LEARN_SPAN_S / _BUCKET_S) + 1
 
 
 class _Counts:
@@ -291,7 +291,7 @@ class AdaptiveRate:
     def _accepted_per_s(self, now: float, span_s: float) -> float:
         """Requests sent and not answered 429 over about the last `span_s` (whole buckets, over the time covered)."""
         bucket = int(now / _BUCKET_S)
-        first = bucket - int(round(span_s / _BUCKET_S))
+        first = bucket - round(span_s / _BUCKET_S)
         covered = now - max(first * _BUCKET_S, self._started)
         if covered <= 0:
             return self._rate
