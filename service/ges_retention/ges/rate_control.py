@@ -52,7 +52,7 @@ _START_SHARE = 0.8  # the contract: start at 0.8 of the learned rate
 _SATURATED_GRACE_S = 0.25  # a wait this recent still counts as saturated (the queue just drained)
 _WINDOW_BUDGET = 1.1  # as `pacing`: no 1-second window above rate * 1.1
 _BUCKET_S = 0.1
-_BUCKETS = round(_LEARN_SPAN_S / _BUCKET_S) + 1
+_BUCKETS = round(_LEARN_SPAN_S / _BUCKET_S) + 2  # the span's buckets, its oldest partial one, and the current
 
 
 class _Counts:
@@ -64,16 +64,27 @@ class _Counts:
         self._numbers = [-1] * _BUCKETS
         self._counts = [0] * _BUCKETS
 
-    def add(self, number: int) -> None:
+    def add(self, now: float) -> None:
+        number = int(now / _BUCKET_S)
         slot = number % _BUCKETS
         if self._numbers[slot] != number:
             self._numbers[slot] = number
             self._counts[slot] = 0
         self._counts[slot] += 1
 
-    def since(self, first: int) -> int:
-        """Events in buckets numbered `first` and later (at most the last `_BUCKETS`)."""
-        return sum(c for n, c in zip(self._numbers, self._counts, strict=True) if n >= first)
+    def in_last(self, now: float, span_s: float) -> float:
+        """Events in (now - span_s, now]: whole buckets, and the share of the oldest one inside the span (events
+        taken as spread evenly over a bucket)."""
+        position = (now - span_s) / _BUCKET_S
+        oldest = int(position)
+        inside = 1.0 - (position - oldest)
+        total = 0.0
+        for number, count in zip(self._numbers, self._counts, strict=True):
+            if number > oldest:
+                total += count
+            elif number == oldest:
+                total += count * inside
+        return total
 
 
 class AdaptiveRate:
@@ -221,8 +232,8 @@ class AdaptiveRate:
     def take(self, now: float) -> int:
         """A request leaves now (after `ready_at(now) <= now`). Returns the generation to hand back on a 429."""
         self._tat = max(self._tat, now) + 1.0 / self._rate
+        self._sends.add(now)
         bucket = int(now / _BUCKET_S)
-        self._sends.add(bucket)
         if bucket != self._last_bucket:
             # At most ten times a second: the learned rate and the gauge need no finer grain.
             self._last_bucket = bucket
@@ -232,7 +243,7 @@ class AdaptiveRate:
 
     def throttled(self, generation: int, now: float, retry_after_s: float | None = None) -> bool:
         """A request sent in `generation` got a 429. Returns True if that cut the rate."""
-        self._rejected.add(int(now / _BUCKET_S))
+        self._rejected.add(now)
         self._last_429 = now
         if retry_after_s is not None and retry_after_s > 0:
             self._paused_until = max(self._paused_until, now + retry_after_s)
@@ -289,20 +300,16 @@ class AdaptiveRate:
         return max(self.min_per_s, min(self.max_per_s, rate))
 
     def _accepted_per_s(self, now: float, span_s: float) -> float:
-        """Requests sent and not answered 429 over about the last `span_s` (whole buckets, over the time covered)."""
-        bucket = int(now / _BUCKET_S)
-        first = bucket - round(span_s / _BUCKET_S)
-        covered = now - max(first * _BUCKET_S, self._started)
-        if covered <= 0:
-            return self._rate
-        accepted = self._sends.since(first) - self._rejected.since(first)
-        return max(0.0, accepted / covered)
+        """Requests sent and not answered 429 over the last `span_s`, per second. The server limits what its window
+        (a sliding second) holds, so a young pacer's count is divided by the span all the same."""
+        accepted = self._sends.in_last(now, span_s) - self._rejected.in_last(now, span_s)
+        return max(0.0, accepted / span_s)
 
     def _learn(self, now: float) -> None:
         held_since = max(self._last_429, self._saturated_since, self._started)
         if now - self._waited_until > _SATURATED_GRACE_S or now - held_since < _LEARN_SPAN_S:
             return
-        held = self._accepted_per_s(now, _LEARN_SPAN_S - _BUCKET_S)
+        held = self._accepted_per_s(now, _LEARN_SPAN_S)
         if self._learned is not None and not self._learned_stale and held <= self._learned:
             return
         stale = self._learned_stale
