@@ -18,15 +18,20 @@ any input order, and planning again over what a plan keeps deletes nothing more.
 
 from __future__ import annotations
 
+import fnmatch
+import functools
+import gc
+import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Final, Literal
 
 from ges_retention.backup import Backup
 from ges_retention.durations import Duration
-from ges_retention.policy import BUCKET_RULES, UNLIMITED, Keep, Policy
+from ges_retention.policy import BUCKET_RULES, UNLIMITED, Policy
 
 __all__ = [
     "BUCKETS",
@@ -118,18 +123,7 @@ class Plan:
 
 def select_backups(backups: Iterable[Backup], policy: Policy) -> list[Backup]:
     """The backups a policy manages."""
-    select = policy.select
-    # Graph conditions are the same for every backup of a graph: decide them once per graph.
-    graph_ok: dict[tuple[str, str], bool] = {}
-    chosen = []
-    for backup in backups:
-        key = (backup.graph_id, backup.graph_name)
-        ok = graph_ok.get(key)
-        if ok is None:
-            ok = graph_ok[key] = select.matches_graph(backup.graph_id, backup.graph_name)
-        if ok and select.matches_backup(backup.backup_method, backup.name):
-            chosen.append(backup)
-    return chosen
+    return list(_selected(backups, policy))
 
 
 def find_overlaps(backups: Sequence[Backup], policies: Iterable[Policy]) -> dict[str, tuple[str, ...]]:
@@ -176,19 +170,34 @@ def plan(
         raise ValueError("now must be timezone-aware")
     now_ms = int(now.timestamp() * 1000)
     tz = policy.tz
-    groups: dict[tuple[str, str], list[Backup]] = defaultdict(list)
-    by_method = policy.group_by == "graph_and_method"
-    for backup in select_backups(backups, policy):
-        groups[(backup.graph_id, backup.backup_method if by_method else "")].append(backup)
+    # Grouped by graph first: the plan is ordered by graph id, so each graph's decisions are sorted on their own (no
+    # sort key for every backup of a million-backup plan at once) and appended in graph order.
+    graphs: dict[str, list[Backup]] = defaultdict(list)
+    for backup in _selected(backups, policy):
+        graphs[backup.graph_id].append(backup)
 
+    context = _Context(policy, now, now_ms, tz)
     decisions: list[Decision] = []
     warnings: list[PlanWarning] = []
-    for key in sorted(groups):
-        decisions.extend(_plan_group(groups[key], policy, now, now_ms, tz, warnings))
-
-    if overlaps:
-        decisions = [_apply_overlap(d, overlaps, warnings) for d in decisions]
-    decisions.sort(key=lambda d: (d.backup.graph_id, -d.backup.start_ms, d.backup.id))
+    overlap_warnings: list[PlanWarning] = []  # after every other warning
+    by_method = policy.group_by == "graph_and_method"
+    with _collection_paused():
+        for graph_id in sorted(graphs):
+            members = graphs.pop(graph_id)  # released as it is planned
+            if by_method:
+                methods: dict[str, list[Backup]] = defaultdict(list)
+                for backup in members:
+                    methods[backup.backup_method].append(backup)
+                graph_decisions = []
+                for method in sorted(methods):
+                    graph_decisions.extend(_plan_group(methods[method], context, warnings))
+            else:
+                graph_decisions = _plan_group(members, context, warnings)
+            if overlaps:
+                graph_decisions = [_apply_overlap(d, overlaps, overlap_warnings) for d in graph_decisions]
+            graph_decisions.sort(key=_newest_first)
+            decisions.extend(graph_decisions)
+    warnings.extend(overlap_warnings)
     planned = sum(1 for d in decisions if d.action == "delete")
     return Plan(
         policy=policy.name,
@@ -198,6 +207,99 @@ def plan(
         max_deletes=policy.safety.max_deletes,
         warnings=tuple(warnings),
     )
+
+
+def _newest_first(decision: Decision) -> tuple[int, str]:
+    return (-decision.backup.start_ms, decision.backup.id)
+
+
+@contextmanager
+def _collection_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a plan is built: planning makes no reference cycles, but a million
+    new decisions next to a million live backups would set off several full collections (a quarter of the time)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _selected(backups: Iterable[Backup], policy: Policy) -> Iterator[Backup]:
+    """`select_backups`, one backup at a time."""
+    select = policy.select
+    # Graph conditions are the same for every backup of a graph: decide them once per graph. The backup conditions
+    # are skipped when they select everything (every method and the name glob "*").
+    every_backup = select.backup_methods is None and "*" in select.names
+    graph_ok: dict[tuple[str, str], bool] = {}
+    for backup in backups:
+        key = (backup.graph_id, backup.graph_name)
+        ok = graph_ok.get(key)
+        if ok is None:
+            ok = graph_ok[key] = select.matches_graph(backup.graph_id, backup.graph_name)
+        if ok and (every_backup or select.matches_backup(backup.backup_method, backup.name)):
+            yield backup
+
+
+class _Context:
+    """What every group of one plan shares: the policy's parts read once, and the reason strings made once (a
+    million-backup plan repeats the same few hundred of them; one string each keeps its memory down)."""
+
+    __slots__ = (
+        "cutoff_ms",
+        "keep",
+        "labels",
+        "now",
+        "now_ms",
+        "pinned_ids",
+        "pinned_name",
+        "policy",
+        "reasons",
+        "tz",
+    )
+
+    def __init__(self, policy: Policy, now: datetime, now_ms: int, tz: tzinfo) -> None:
+        self.policy = policy
+        self.keep = policy.keep
+        self.now = now
+        self.now_ms = now_ms
+        self.tz = tz
+        self.pinned_ids = frozenset(self.keep.ids)
+        self.pinned_name = _name_matcher(self.keep.names)
+        delete_after = policy.failed.delete_after
+        self.cutoff_ms = None if delete_after is None else int(delete_after.before(now, tz).timestamp() * 1000)
+        self.labels: dict[tuple[str, int, tuple[int, ...]], str] = {}
+        self.reasons: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def shared(self, reasons: list[str]) -> tuple[str, ...]:
+        """`reasons` as a tuple, one object for every backup kept for the same reasons."""
+        as_tuple = tuple(reasons)
+        return self.reasons.setdefault(as_tuple, as_tuple)
+
+    def pin_reasons(self, backup: Backup) -> list[str]:
+        reasons = []
+        if backup.id in self.pinned_ids:
+            reasons.append("pinned id")
+        if self.pinned_name is not None and self.pinned_name(backup.name):
+            reasons.append("pinned name")
+        return reasons
+
+    def bucket_reason(self, rule: str, bucket: Bucket, spent: int, count: int | str, key: tuple[int, ...]) -> str:
+        label = self.labels.get((rule, spent, key))
+        if label is None:
+            label = self.labels[(rule, spent, key)] = f"{rule} {spent}/{count} ({bucket.label(*key)})"
+        return label
+
+
+def _name_matcher(patterns: Sequence[str]) -> Callable[[str], bool] | None:
+    """One compiled test for the name globs (`fnmatchcase` of any of them), or None without globs."""
+    if not patterns:
+        return None
+    if "*" in patterns:
+        return lambda _name: True
+    match = re.compile("|".join(fnmatch.translate(p) for p in patterns)).match
+    return lambda name: match(name) is not None
 
 
 def _apply_overlap(
@@ -216,68 +318,65 @@ def _apply_overlap(
 # --- one group ---------------------------------------------------------------------------------------------
 
 
-def _pin_reasons(backup: Backup, policy: Policy) -> list[str]:
-    keep = policy.keep
-    reasons = []
-    if keep.ids and backup.id in keep.ids:
-        reasons.append("pinned id")
-    if keep.names and keep.is_pinned_name(backup.name):
-        reasons.append("pinned name")
-    return reasons
-
-
-def _plan_group(
-    group: list[Backup],
-    policy: Policy,
-    now: datetime,
-    now_ms: int,
-    tz: tzinfo,
-    warnings: list[PlanWarning],
-) -> list[Decision]:
+def _plan_group(group: list[Backup], context: _Context, warnings: list[PlanWarning]) -> list[Decision]:
     decisions: list[Decision] = []
     successes: list[Backup] = []
     failed: list[Backup] = []
+    future_ms = context.now_ms + FUTURE_TOLERANCE_MS
     for backup in group:
-        if backup.start_ms > now_ms + FUTURE_TOLERANCE_MS:
+        if backup.start_ms > future_ms:
             warnings.append(PlanWarning("future", backup.id, f"starts at {backup.start.isoformat()}"))
-            decisions.append(Decision(backup, "keep", ("future", *_pin_reasons(backup, policy))))
+            decisions.append(Decision(backup, "keep", ("future", *context.pin_reasons(backup))))
         elif backup.status == "success":
             successes.append(backup)
         elif backup.status == "failed":
             failed.append(backup)
         elif backup.status == "backing_up":
-            decisions.append(Decision(backup, "keep", ("backing_up", *_pin_reasons(backup, policy))))
+            decisions.append(Decision(backup, "keep", ("backing_up", *context.pin_reasons(backup))))
         else:
             warnings.append(PlanWarning("unknown_status", backup.id, backup.status))
             reason = f"unknown status {backup.status!r}"
-            decisions.append(Decision(backup, "keep", (reason, *_pin_reasons(backup, policy))))
+            decisions.append(Decision(backup, "keep", (reason, *context.pin_reasons(backup))))
 
-    successes.sort(key=lambda b: (-b.start_ms, b.id))
-    decisions.extend(_plan_successes(successes, policy, now, tz))
+    successes.sort(key=_start_then_id)
+    decisions.extend(_plan_successes(successes, context))
     newest_success_ms = successes[0].start_ms if successes else None
-    decisions.extend(_plan_failed(failed, policy, now, tz, newest_success_ms))
+    decisions.extend(_plan_failed(failed, context, newest_success_ms))
     return decisions
 
 
-def _plan_successes(successes: list[Backup], policy: Policy, now: datetime, tz: tzinfo) -> list[Decision]:
+def _start_then_id(backup: Backup) -> tuple[int, str]:
+    return (-backup.start_ms, backup.id)
+
+
+_EXPIRED: Final = ("expired",)
+
+
+def _plan_successes(successes: list[Backup], context: _Context) -> list[Decision]:
     if not successes:
         return []
-    keep = policy.keep
-    reasons: list[list[str]] = [_pin_reasons(b, policy) for b in successes]
+    policy = context.policy
+    keep = context.keep
+    reasons: list[list[str]] = [context.pin_reasons(b) for b in successes]
     _mark_last(reasons, keep.last)
-    _mark_buckets(reasons, successes, keep, tz)
+    _mark_buckets(reasons, successes, context)
     if keep.within is not None:
-        anchor = successes[0].start if policy.anchor == "newest" else now.astimezone(UTC)
-        _mark_within(reasons, successes, keep.within, anchor, tz)
+        anchor = successes[0].start if policy.anchor == "newest" else context.now.astimezone(UTC)
+        _mark_within(reasons, successes, keep.within, anchor, context.tz)
     # min_keep: the newest successes of the group are kept whatever the rules say.
     for i in range(min(policy.safety.min_keep, len(successes))):
         if not reasons[i]:
             reasons[i].append("min_keep")
 
     return [
-        Decision(backup, "keep", tuple(rs)) if rs else Decision(backup, "delete", ("expired",))
+        Decision(backup, "keep", context.shared(rs)) if rs else Decision(backup, "delete", _EXPIRED)
         for backup, rs in zip(successes, reasons, strict=True)
     ]
+
+
+@functools.cache
+def _last_reason(i: int, last: int | str) -> str:
+    return f"last {i + 1}/{last}"
 
 
 def _mark_last(reasons: list[list[str]], last: int | str) -> None:
@@ -285,40 +384,49 @@ def _mark_last(reasons: list[list[str]], last: int | str) -> None:
     if last == UNLIMITED or (isinstance(last, int) and last > 0):
         limit = len(reasons) if last == UNLIMITED else min(int(last), len(reasons))
         for i in range(limit):
-            reasons[i].append(f"last {i + 1}/{last}")
+            reasons[i].append(_last_reason(i, last))
 
 
-def _mark_buckets(reasons: list[list[str]], successes: list[Backup], keep: Keep, tz: tzinfo) -> None:
+def _mark_buckets(reasons: list[list[str]], successes: list[Backup], context: _Context) -> None:
     """The bucket rules (hourly, daily, ...): the newest backup of each of the newest `count` buckets."""
+    keep = context.keep
     rules = [(rule, bucket, getattr(keep, rule)) for rule, bucket in BUCKETS.items()]
     rules = [(rule, bucket, count) for rule, bucket, count in rules if count == UNLIMITED or count > 0]
     if not rules:
         return
+    tz = context.tz
     locals_ = [datetime.fromtimestamp(b.start_ms / 1000, tz) for b in successes]
     for rule, bucket, count in rules:
-        _mark_bucket_rule(reasons, locals_, rule, bucket, count)
-    # Bucket reasons were appended rule by rule; put each backup's in the contract's order (oldest ones last).
-    for i, rs in enumerate(reasons):
-        oldest = [r for r in rs if r.startswith("oldest ")]
-        if oldest:
-            reasons[i] = [r for r in rs if not r.startswith("oldest ")] + oldest
+        _mark_bucket_rule(reasons, locals_, rule, bucket, count, context)
+    # Bucket reasons were appended rule by rule; put each backup's in the contract's order (oldest ones last). Only
+    # the oldest success can hold an `oldest` reason.
+    last = reasons[-1]
+    oldest = [r for r in last if r.startswith("oldest ")]
+    if oldest:
+        reasons[-1] = [r for r in last if not r.startswith("oldest ")] + oldest
 
 
 def _mark_bucket_rule(
-    reasons: list[list[str]], locals_: list[datetime], rule: str, bucket: Bucket, count: int | str
+    reasons: list[list[str]],
+    locals_: list[datetime],
+    rule: str,
+    bucket: Bucket,
+    count: int | str,
+    context: _Context,
 ) -> None:
     limit = None if count == UNLIMITED else int(count)
     spent = 0
     last_key: tuple[int, ...] | None = None
     kept_oldest = False
+    key_of = bucket.key
     for i, local in enumerate(locals_):
         if limit is not None and spent >= limit:
             break
-        key = bucket.key(local)
+        key = key_of(local)
         if key != last_key:
             spent += 1
             last_key = key
-            reasons[i].append(f"{rule} {spent}/{count} ({bucket.label(*key)})")
+            reasons[i].append(context.bucket_reason(rule, bucket, spent, count, key))
             kept_oldest = i == len(locals_) - 1
     slots_left = limit is None or spent < limit
     if slots_left and not kept_oldest:
@@ -338,14 +446,12 @@ def _mark_within(
             break  # newest first: everything after is older still
 
 
-def _plan_failed(
-    failed: list[Backup], policy: Policy, now: datetime, tz: tzinfo, newest_success_ms: int | None
-) -> list[Decision]:
+def _plan_failed(failed: list[Backup], context: _Context, newest_success_ms: int | None) -> list[Decision]:
     decisions = []
-    delete_after = policy.failed.delete_after
-    cutoff_ms = None if delete_after is None else int(delete_after.before(now, tz).timestamp() * 1000)
+    delete_after = context.policy.failed.delete_after
+    cutoff_ms = context.cutoff_ms
     for backup in failed:
-        pins = _pin_reasons(backup, policy)
+        pins = context.pin_reasons(backup)
         if pins:
             decisions.append(Decision(backup, "keep", tuple(pins)))
         elif cutoff_ms is None:

@@ -407,6 +407,48 @@ def test_pinned_by_id_and_name_in_that_order() -> None:
     assert outcome(result) == {"y": "keep: last 1/1", "x": "keep: pinned id; pinned name"}
 
 
+@pytest.mark.parametrize(
+    ("globs", "name", "pinned"),
+    [
+        ('["*-golden", "keep-?"]', "db-golden", True),
+        ('["*-golden", "keep-?"]', "keep-1", True),
+        ('["*-golden", "keep-?"]', "keep-12", False),
+        ('["*-golden", "keep-?"]', "db-golden-2", False),
+        ('["[a-c]*", "x.y"]', "b-1", True),
+        ('["[a-c]*", "x.y"]', "xzy", False),  # "." is no wildcard in a glob
+        ('["[!a-c]*"]', "a-1", False),
+        ('["[!a-c]*"]', "d-1", True),
+        ('["a|b"]', "a", False),  # the globs are joined into one pattern: "|" inside one stays a character
+        ('["a|b"]', "a|b", True),
+        ('["Golden"]', "golden", False),  # case-sensitive, like fnmatchcase
+        ('["*"]', "", True),
+    ],
+)
+def test_pinned_name_globs_match_like_fnmatchcase(globs: str, name: str, pinned: bool) -> None:
+    result = plan(
+        [b("x", "2026-11-20T10:00", name=name), b("y", "2026-11-25T10:00")],
+        pol(f"keep: {{last: 1, names: {globs}}}", NO_FLOOR),
+        NOW,
+    )
+    assert outcome(result)["x"] == ("keep: pinned name" if pinned else "delete: expired")
+
+
+def test_planning_leaves_the_garbage_collector_as_it_found_it() -> None:
+    import gc
+
+    backups = [b("a", "2026-11-25T10:00"), b("b", "2026-11-24T10:00")]
+    policy = pol("keep: {last: 1}", NO_FLOOR)
+    assert gc.isenabled()
+    plan(backups, policy, NOW)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        plan(backups, policy, NOW)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_pins_keep_failed_and_running_backups_too() -> None:
     backups = [
         b("s", "2026-12-30T10:00"),
