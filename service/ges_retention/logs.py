@@ -34,6 +34,7 @@ __all__ = [
     "REDACTED",
     "configure_logging",
     "error_line",
+    "forget_secrets",
     "redact_event",
     "register_secrets",
     "reset_logging",
@@ -62,6 +63,11 @@ _secrets: set[str] = set()
 def register_secrets(values: Iterable[str]) -> None:
     """Secrets known to this process; any log value containing one has it blanked."""
     _secrets.update(v for v in values if v and len(v) >= 4)
+
+
+def forget_secrets(values: Iterable[str]) -> None:
+    """Secrets that no longer exist (replaced temporary credentials): a daemon must not collect them forever."""
+    _secrets.difference_update(values)
 
 
 def scrub(value: str) -> str:

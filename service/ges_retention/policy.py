@@ -38,6 +38,7 @@ __all__ = [
     "BUCKET_RULES",
     "KNOWN_BACKUP_METHODS",
     "UNLIMITED",
+    "Agency",
     "Defaults",
     "FailedRule",
     "Keep",
@@ -266,6 +267,31 @@ class Safety(_Model):
     confirm_after: ConfirmAfter = None
 
 
+# IAM agency and domain (account) names: printable, no control characters; IAM's own limit is 64.
+_AGENCY_NAME_RE = re.compile(r"[A-Za-z0-9_.@+-](?:[A-Za-z0-9_.@+ -]{0,62}[A-Za-z0-9_.@+-])?")
+
+
+class Agency(_Model):
+    """`agency: {domain, name}`: act in another account through an IAM agency (temporary credentials from
+    `assume_role`). A unit: a policy's `agency` replaces the defaults' whole, and `agency: null` removes it."""
+
+    domain: str
+    name: str
+
+    @field_validator("domain", "name")
+    @classmethod
+    def _iam_name(cls, value: str, info: ValidationInfo) -> str:
+        if not _AGENCY_NAME_RE.fullmatch(value):
+            raise ValueError(
+                f"an agency's {info.field_name} is 1 to 64 of A-Z a-z 0-9 _ . @ + - (inner spaces allowed), "
+                f"got {shorten(value)}"
+            )
+        return value
+
+    def label(self) -> str:
+        return f"{self.domain}/{self.name}"
+
+
 class _PolicyFields(_Model):
     """Every field a policy or the defaults may set, all optional as written in the file."""
 
@@ -283,8 +309,10 @@ class _PolicyFields(_Model):
     anchor: Literal["newest", "now"] | None = None
     failed: FailedRule | None = None
     safety: Safety | None = None
+    agency: Agency | None = None
 
-    # `region`, `endpoint` and `schedule` may be null (a policy's null clears the defaults' value); the others not.
+    # `region`, `endpoint`, `schedule` and `agency` may be null (a policy's null clears the defaults' value); the
+    # others not.
     # A field validator (not a model one) so that the error's key path is the field's: `policies[0].dry_run`.
     @field_validator(
         "project_id",
@@ -387,6 +415,8 @@ class Policy(_Model):
     anchor: Literal["newest", "now"] = "newest"
     failed: FailedRule = Field(default_factory=FailedRule)
     safety: Safety = Field(default_factory=Safety)
+    # None = the process's own credentials act in `project_id`.
+    agency: Agency | None = None
 
     @property
     def tz(self) -> tzinfo:
@@ -431,6 +461,9 @@ def effective_definition(policy: Policy) -> str:
 def canonical_definition(document: dict[str, Any]) -> str:
     """A dumped policy as its effective definition's text (see `effective_definition`); `document` is not changed."""
     document = {key: value for key, value in document.items() if key != "name"}
+    if document.get("agency") is None:
+        # No agency is the only meaning a file without the key ever had: its digest stays what it was.
+        document.pop("agency", None)
     safety = document.get("safety")
     if isinstance(safety, dict):
         # An acknowledgement approves a definition; it is not part of it.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ __all__ = [
     "PolicyError",
     "PolicyFile",
     "Problem",
+    "agency_conflicts",
     "load_policy_file",
     "parse_policy_text",
 ]
@@ -306,11 +307,41 @@ def _validate(document: dict[str, Any], lines: dict[Loc, int], source: str, dige
                         problem.loc, "required key is missing (in the policy and in 'defaults')", problem.line
                     )
                 problems.append(problem)
+    if not problems:
+        problems = agency_conflicts(policies, lambda policy: policy.api_endpoint() or "", lines)
     if problems:
         raise PolicyError(source, problems)
     return PolicyFile(
         source=source, policies=tuple(policies), digest=digest, warnings=tuple(_warnings(parsed, policies, lines))
     )
+
+
+def agency_conflicts(
+    policies: Sequence[Policy], endpoint_of: Callable[[Policy], str], lines: dict[Loc, int] | None = None
+) -> list[Problem]:
+    """Policies of one (endpoint, project_id) must use one agency: that project's requests are made with one set of
+    credentials (a listing serves every policy of the project). A problem per policy that differs from the first."""
+    first: dict[tuple[str, str], tuple[int, Policy]] = {}
+    problems = []
+    for index, policy in enumerate(policies):
+        key = (endpoint_of(policy), policy.project_id)
+        seen = first.setdefault(key, (index, policy))
+        other = seen[1]
+        if other.agency == policy.agency:
+            continue
+        loc: Loc = ("policies", index, "agency") if policy.agency is not None else ("policies", index)
+        where = f"project {policy.project_id}" + (f" at {key[0]}" if key[0] else "")
+        message = (
+            f"policies {other.name!r} and {policy.name!r} act in {where} with different agencies "
+            f"({_agency_text(other)} and {_agency_text(policy)}): policies of one (endpoint, project_id) must use "
+            "the same agency"
+        )
+        problems.append(Problem(loc, message, _line_for(lines or {}, loc)))
+    return problems
+
+
+def _agency_text(policy: Policy) -> str:
+    return f"agency {policy.agency.label()}" if policy.agency is not None else "no agency"
 
 
 # --- warnings -----------------------------------------------------------------------------------------------

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
 
+from ges_retention.agencies import Agencies, check_agencies, iam_endpoint_for
 from ges_retention.backup import Backup
 from ges_retention.events import FanOut, LoggingEvents, MetricsEvents, RunEvents
 from ges_retention.ges.auth import AkSkAuth, AuthProvider, PasswordAuth, TokenAuth
@@ -49,9 +49,12 @@ def policy_endpoint(policy: Policy, settings: Settings) -> str:
 
 
 def check_endpoints(policies: Iterable[Policy], settings: Settings) -> None:
-    """Every policy can reach an endpoint; raises `SettingsError` before anything is called."""
+    """Every policy can reach an endpoint, with credentials that can act there (agencies: `agencies.py`); raises
+    `SettingsError` before anything is called."""
+    policies = list(policies)
     for policy in policies:
         policy_endpoint(policy, settings)
+    check_agencies(policies, settings, lambda policy: policy_endpoint(policy, settings))
 
 
 def client_config(settings: Settings, *, rate_memory: RateMemory | None = None) -> ClientConfig:
@@ -75,7 +78,7 @@ def make_auth(
     if isinstance(credentials, AkSkCredentials):
         return AkSkAuth(credentials.ak, credentials.sk, project_id, security_token=credentials.security_token)
     if isinstance(credentials, PasswordCredentials):
-        iam = credentials.iam_endpoint or _iam_endpoint_for(endpoint)
+        iam = credentials.iam_endpoint or iam_endpoint_for(endpoint)
         return PasswordAuth(
             iam,
             credentials.domain,
@@ -86,14 +89,6 @@ def make_auth(
             timeout_s=settings.request_timeout_s,
         )
     return TokenAuth(credentials.token)
-
-
-def _iam_endpoint_for(endpoint: str) -> str:
-    # https://ges.{region}.myhuaweicloud.com -> https://iam.{region}.myhuaweicloud.com
-    host = urlsplit(endpoint).hostname or ""
-    if host.startswith("ges."):
-        return f"https://iam.{host[4:]}"
-    return "https://iam.myhuaweicloud.com"
 
 
 class Readiness:
@@ -149,22 +144,33 @@ class _RequestObserver:
 
 
 class GesBackupApi:
-    """The runner's `BackupApi` over GES: one auth provider per (endpoint, project), kept with its cached token."""
+    """The runner's `BackupApi` over GES: one auth provider per (endpoint, project, agency), kept with its cached
+    token; a project bound to an agency (`agencies`) is called with that agency's temporary credentials."""
 
-    __slots__ = ("_auth", "client", "credentials", "settings")
+    __slots__ = ("_auth", "agencies", "client", "credentials", "settings")
 
     def __init__(self, client: GesClient, settings: Settings, credentials: Credentials) -> None:
         self.client = client
         self.settings = settings
         self.credentials = credentials
-        self._auth: dict[tuple[str, str], AuthProvider] = {}
+        self.agencies = Agencies(credentials, settings, client.session)
+        self._auth: dict[tuple[str, str, object], AuthProvider] = {}
 
     def _project(self, endpoint: str, project_id: str) -> ProjectClient:
-        key = (endpoint, project_id)
+        key = (endpoint, project_id, self.agencies.agency(endpoint, project_id))
         auth = self._auth.get(key)
         if auth is None:
-            auth = self._auth[key] = make_auth(self.credentials, project_id, endpoint, self.settings, self.client)
+            auth = self.agencies.auth(endpoint, project_id) or make_auth(
+                self.credentials, project_id, endpoint, self.settings, self.client
+            )
+            self._auth[key] = auth
         return self.client.project(endpoint, project_id, auth)
+
+    def endpoint_of(self, policy: Policy) -> str:
+        """The policy's endpoint; binds its project to its agency first (the runner asks before it lists)."""
+        endpoint = policy_endpoint(policy, self.settings)
+        self.agencies.bind(endpoint, policy.project_id, policy.agency)
+        return endpoint
 
     async def list_backups(self, endpoint: str, project_id: str, *, deadline: float) -> BackupListing:
         return await self._project(endpoint, project_id).list_backups(deadline=deadline, parse=Backup.from_api)
@@ -206,9 +212,10 @@ class Service:
         config = client_config(self.settings)
         self._session = open_session(config)
         client = GesClient(self._session, config, observer=self.observer)
+        api = GesBackupApi(client, self.settings, self.credentials)
         self.runner = Runner(
-            GesBackupApi(client, self.settings, self.credentials),
-            endpoint_of=lambda policy: policy_endpoint(policy, self.settings),
+            api,
+            endpoint_of=api.endpoint_of,
             concurrency=self.settings.concurrency,
             run_deadline_s=self.settings.run_deadline_s,
             events=self.run_events,

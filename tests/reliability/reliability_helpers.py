@@ -125,9 +125,11 @@ def assert_no_secrets(lines: Iterable[str], *, extra: Iterable[str] = (), where:
 
 
 def issued_tokens(emulator: RunningEmulator) -> list[str]:
-    """The IAM tokens the emulator issued: secrets the service held, which must not be logged either."""
+    """The IAM tokens (and agency secret keys and security tokens) the emulator issued: secrets the service held,
+    which must not be logged either."""
     registry = emulator.app[EMULATOR_KEY].tokens
-    return list(getattr(registry, "_issued", {}))
+    temporary = [secret for key in registry.temporary_keys() for secret in (key.sk, key.security_token)]
+    return [*getattr(registry, "_issued", {}), *temporary]
 
 
 # --- CLI subprocesses ---------------------------------------------------------------------------------------------

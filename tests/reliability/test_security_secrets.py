@@ -38,6 +38,7 @@ from ges_retention.emulator.config import (
     DEFAULT_IAM_DOMAIN,
     DEFAULT_IAM_USER,
     AccessKey,
+    Agency,
     EmulatorConfig,
     FaultRates,
     IamUser,
@@ -48,7 +49,8 @@ SDK_AK = "SDKAK0000000000000002"
 PLAN_TOKEN = TOKEN + "-plan"
 
 
-def policy(project: str) -> str:
+def policy(project: str, agency: str | None = None) -> str:
+    agency_line = f"    agency: {{domain: other-account, name: {agency}}}\n" if agency else ""
     return f"""\
 version: 1
 policies:
@@ -56,7 +58,7 @@ policies:
     project_id: {project}
     keep: {{last: 2, daily: 3}}
     safety: {{max_deletes: 1000}}
-"""
+{agency_line}"""
 
 
 def project(index: int) -> str:
@@ -70,6 +72,7 @@ PASSWORD_ENV = {
     "GES_RETENTION_IAM_PASSWORD": IAM_PASSWORD,
     "GES_RETENTION_IAM_DOMAIN": DEFAULT_IAM_DOMAIN,
 }
+SDK_AKSK_ENV = {"GES_RETENTION_AK": SDK_AK, "GES_RETENTION_SK": SK}
 DEBUG = {"GES_RETENTION_LOG_LEVEL": "debug"}
 CONSOLE = {"GES_RETENTION_LOG_FORMAT": "console", "GES_RETENTION_LOG_LEVEL": "debug"}
 
@@ -97,12 +100,23 @@ SCENARIOS: dict[str, tuple[list[str], dict[str, str], int, str]] = {
         "SK",
     ),
     "bad setting next to secrets": (["run"], TOKEN_ENV | {"GES_RETENTION_CONCURRENCY": "many"}, 2, "CONCURRENCY"),
+    # Other accounts: the agency's temporary secret key and security token must not show either.
+    "agency, AK/SK, json, debug": (["run"], SDK_AKSK_ENV | DEBUG, 0, "backup_deleted"),
+    "agency, IAM password, console": (["run"], PASSWORD_ENV | CONSOLE, 0, "backup_deleted"),
+    "agency refused": (["run"], SDK_AKSK_ENV | DEBUG, 1, "agency_refused"),
+}
+# Scenarios whose policy names an agency, and the agency's name (only "ges-retention" exists in the other account).
+AGENCIES = {
+    "agency, AK/SK, json, debug": "ges-retention",
+    "agency, IAM password, console": "ges-retention",
+    "agency refused": "not-trusted",
 }
 
 
 async def test_no_secret_in_any_output_line_of_any_credential_scheme_or_failure() -> None:
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
     projects = [project(i) for i in range(len(SCENARIOS))]
+    agency_indexes = [i for i, name in enumerate(SCENARIOS) if name in AGENCIES]
     config = EmulatorConfig(
         project_ids=projects,
         # Scenario 7 signs with the same AK and a wrong SK: the signature is refused (401).
@@ -112,6 +126,7 @@ async def test_no_secret_in_any_output_line_of_any_credential_scheme_or_failure(
         ],
         tokens={TOKEN: projects[0], PLAN_TOKEN: projects[5]},  # a static token is valid for one project
         iam_users=[IamUser(DEFAULT_IAM_DOMAIN, DEFAULT_IAM_USER, IAM_PASSWORD)],
+        agencies=[Agency("other-account", "ges-retention", tuple(projects[i] for i in agency_indexes))],
         faults={"delete_backup": FaultRates(error_500=0.1, error_503=0.1, drop=0.1)},
         seed=5,
     )
@@ -124,7 +139,7 @@ async def test_no_secret_in_any_output_line_of_any_credential_scheme_or_failure(
         async def scenario(index: int, name: str) -> tuple[str, CliResult]:
             command, credentials, _, _ = SCENARIOS[name]
             path = f"policy-{index}.yaml"
-            write_file(path, policy(projects[index]))
+            write_file(path, policy(projects[index], AGENCIES.get(name)))
             env = base_env(
                 GES_RETENTION_ENDPOINT=emulator.url,
                 GES_RETENTION_IAM_ENDPOINT=emulator.url,
@@ -155,6 +170,7 @@ def check_emulator_saw_the_secrets(emulator: RunningEmulator) -> None:
     assert counts["list_backups"].get("200", 0) >= 6
     assert counts["list_backups"].get("401", 0) >= 2
     assert counts["iam_token"].get("201", 0) >= 2 and counts["iam_token"].get("401", 0) >= 1
+    assert counts["iam_securitytokens"].get("201", 0) >= 2 and counts["iam_securitytokens"].get("403", 0) >= 1
     assert issued_tokens(emulator)
 
 

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from ges_retention.agencies import iam_endpoint_for
 from ges_retention.metrics import Metrics
 from ges_retention.policy_loading import parse_policy_text
-from ges_retention.service import (
-    Readiness,
-    Service,
-    _iam_endpoint_for,
-    _RequestObserver,
-    client_config,
-    policy_endpoint,
-)
+from ges_retention.service import Readiness, Service, _RequestObserver, client_config, policy_endpoint
 from ges_retention.settings import Settings, SettingsError
 
 
@@ -52,7 +46,7 @@ def test_the_endpoint_setting_overrides_the_policy_and_a_policy_needs_one() -> N
     ],
 )
 def test_the_iam_endpoint_is_derived_from_the_ges_one(endpoint: str, iam: str) -> None:
-    assert _iam_endpoint_for(endpoint) == iam
+    assert iam_endpoint_for(endpoint) == iam
 
 
 def test_the_rate_gauge_follows_the_pacers_through_the_observer() -> None:

@@ -8,6 +8,7 @@ Routes (ges-api.md, to the letter):
     POST   /v2/{project_id}/graphs/{graph_id}/backups               create_backup       {"job_id"}
     DELETE /v2/{project_id}/graphs/{graph_id}/backups/{backup_id}   delete_backup       {}
     POST   /v3/auth/tokens                                          iam_token           201, X-Subject-Token
+    POST   /v3.0/OS-CREDENTIAL/securitytokens                       iam_securitytokens  201, {"credential"}
 
 `/v2/{p}/graphs/backups` is the project-wide listing, never the backups of a graph whose id is "backups" (that one is
 `/v2/{p}/graphs/backups/backups`). Listings are newest first (ties by id), stable under paging; `offset` defaults to 0
@@ -332,6 +333,7 @@ def _add_ges_routes(router: web.UrlDispatcher, emulator: Emulator) -> None:
     router.add_post(graph_backups, emulator.create_backup, name="create_backup")
     router.add_delete(graph_backups + "/{backup_id}", emulator.delete_backup, name="delete_backup")
     router.add_post("/v3/auth/tokens", emulator.iam.token, name="iam_token")
+    router.add_post("/v3.0/OS-CREDENTIAL/securitytokens", emulator.iam.security_tokens, name="iam_securitytokens")
 
 
 @dataclass(slots=True)
@@ -351,6 +353,11 @@ class RunningEmulator:
     def reset(self, *, data: bool = False) -> None:
         """What POST /_emulator/reset does."""
         self.app[EMULATOR_KEY].reset(data=data)
+
+    def expire_security_tokens(self) -> int:
+        """Every agency credential issued so far expires now (what POST /_emulator/security_tokens/expire does)."""
+        emulator = self.app[EMULATOR_KEY]
+        return emulator.tokens.expire_temporary(emulator.clock())
 
     @property
     def holds(self) -> Holds:

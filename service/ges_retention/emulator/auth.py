@@ -5,8 +5,13 @@ signs with; the official SDK referee test keeps both honest) over what arrived o
 raw path, the query pairs, the headers named in `SignedHeaders` and the body. The scheme name is matched without regard
 to case (RFC 7235).
 
-Answers: no or unknown credential, bad signature, `X-Sdk-Date` more than 15 minutes off: 401 `APIGW.0301`; expired
-token: 401 `APIGW.0307`; a credential valid for another project (or an `X-Project-Id` naming another one): 403.
+Answers: no or unknown credential, bad signature, `X-Sdk-Date` more than 15 minutes off, a temporary key without its
+security token: 401 `APIGW.0301`; expired token or expired security token (an agency's temporary credentials): 401
+`APIGW.0307` ("The token must be updated.", ges-api.md); a credential valid for another project (or an `X-Project-Id`
+naming another one): 403.
+
+Temporary credentials (`iam.py`, assume_role) live in the `TokenRegistry` beside the issued tokens: an AK, its SK and
+security token, the agency's projects and an expiry on the emulator's clock.
 """
 
 from __future__ import annotations
@@ -17,11 +22,19 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ges_retention.emulator.config import EmulatorConfig, IamUser
+from ges_retention.emulator.config import AccessKey, Agency, EmulatorConfig, IamUser
 from ges_retention.emulator.errors import auth_failed, forbidden, token_expired
 from ges_retention.ges.signing import SignedRequest, canonical_request, parse_authorization, signature
 
-__all__ = ["MAX_CLOCK_SKEW_S", "IssuedToken", "TokenRegistry", "authenticate", "iso_z"]
+__all__ = [
+    "MAX_CLOCK_SKEW_S",
+    "IssuedToken",
+    "TemporaryKey",
+    "TokenRegistry",
+    "authenticate",
+    "iso_z",
+    "verify_signature",
+]
 
 MAX_CLOCK_SKEW_S = 15 * 60
 _SDK_DATE_RE = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
@@ -35,8 +48,19 @@ def iso_z(epoch_s: float) -> str:
 @dataclass(frozen=True, slots=True)
 class IssuedToken:
     user: IamUser
-    project_id: str
+    project_id: str | None  # None: a domain-scoped token (it may call IAM, not GES)
     issued_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TemporaryKey:
+    """An agency's temporary credentials, as IAM issued them."""
+
+    ak: str
+    sk: str
+    security_token: str
+    agency: Agency
     expires_at: float
 
 
@@ -45,8 +69,9 @@ class TokenRegistry:
 
     def __init__(self) -> None:
         self._issued: dict[str, IssuedToken] = {}
+        self._temporary: dict[str, TemporaryKey] = {}
 
-    def issue(self, user: IamUser, project_id: str, *, now: float, lifetime_s: float) -> tuple[str, IssuedToken]:
+    def issue(self, user: IamUser, project_id: str | None, *, now: float, lifetime_s: float) -> tuple[str, IssuedToken]:
         # Real tokens are long opaque strings starting with "MII"; the shape matters only for header sizes.
         token = "MIIemu" + secrets.token_urlsafe(48)
         issued = IssuedToken(user=user, project_id=project_id, issued_at=now, expires_at=now + lifetime_s)
@@ -56,8 +81,29 @@ class TokenRegistry:
     def lookup(self, token: str) -> IssuedToken | None:
         return self._issued.get(token)
 
+    def issue_temporary(self, agency: Agency, *, expires_at: float) -> TemporaryKey:
+        # Shapes of the cloud's: a 20-character upper-case AK, a 40-character SK, a long opaque security token.
+        ak = "EMUTMP" + secrets.token_hex(7).upper()
+        key = TemporaryKey(ak, secrets.token_urlsafe(30), "gQ" + secrets.token_urlsafe(240), agency, expires_at)
+        self._temporary[ak] = key
+        return key
+
+    def temporary(self, ak: str) -> TemporaryKey | None:
+        return self._temporary.get(ak)
+
+    def temporary_keys(self) -> list[TemporaryKey]:
+        """Every temporary credential issued (tests look for their secrets where none may be)."""
+        return list(self._temporary.values())
+
+    def expire_temporary(self, now: float) -> int:
+        """Every temporary credential expires now (tests: a security token that expires in the middle of a run)."""
+        for ak, key in self._temporary.items():
+            self._temporary[ak] = TemporaryKey(key.ak, key.sk, key.security_token, key.agency, min(key.expires_at, now))
+        return len(self._temporary)
+
     def clear(self) -> None:
         self._issued.clear()
+        self._temporary.clear()
 
 
 def authenticate(
@@ -77,7 +123,15 @@ def authenticate(
     authorization = headers.get("Authorization")
     if authorization is None:
         raise auth_failed("no X-Auth-Token and no Authorization header")
-    _check_signature(config, project_id, request, authorization, now)
+    key = verify_signature(config, tokens, request, authorization, now)
+    if isinstance(key, TemporaryKey):
+        if project_id not in key.agency.project_ids:
+            raise forbidden("the agency does not reach this project")
+    elif key.project_id != project_id:
+        raise forbidden("the access key belongs to another project")
+    header_project = headers.get("X-Project-Id")
+    if header_project is not None and header_project != project_id:
+        raise forbidden("X-Project-Id does not match the project in the path")
 
 
 def _check_token(config: EmulatorConfig, tokens: TokenRegistry, token: str, project_id: str, now: float) -> None:
@@ -104,19 +158,17 @@ def _sdk_date_epoch(value: str) -> float | None:
         return None
 
 
-def _check_signature(
-    config: EmulatorConfig,
-    project_id: str,
-    request: SignedRequest,
-    authorization: str,
-    now: float,
-) -> None:
+def verify_signature(
+    config: EmulatorConfig, tokens: TokenRegistry, request: SignedRequest, authorization: str, now: float
+) -> AccessKey | TemporaryKey:
+    """The key that signed `request` (a configured one, or an agency's temporary one with its valid security token);
+    the gateway's `ApiError` otherwise. Whom the key may act for is the caller's to check."""
     headers = request.headers
     parsed = parse_authorization(authorization)
     if parsed is None:
         raise auth_failed("the Authorization header is not an SDK-HMAC-SHA256 signature")
     ak, signed_names, received = parsed
-    key = config.access_key(ak)
+    key: AccessKey | TemporaryKey | None = config.access_key(ak) or tokens.temporary(ak)
     if key is None:
         raise auth_failed(f"Get secretKey failed,ak:{ak},err:ak not exist")
     if "host" not in signed_names or "x-sdk-date" not in signed_names:
@@ -141,8 +193,6 @@ def _check_signature(
         raise auth_failed("verify aksk signature fail")
     if key.security_token is not None and headers.get("X-Security-Token") != key.security_token:
         raise auth_failed("the security token of this temporary access key is missing or wrong")
-    if key.project_id != project_id:
-        raise forbidden("the access key belongs to another project")
-    header_project = headers.get("X-Project-Id")
-    if header_project is not None and header_project != project_id:
-        raise forbidden("X-Project-Id does not match the project in the path")
+    if isinstance(key, TemporaryKey) and now >= key.expires_at:
+        raise token_expired()
+    return key

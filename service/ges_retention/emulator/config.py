@@ -9,6 +9,8 @@ JSON shape (GET/PUT `/_emulator/config`; a PUT may send any subset of the keys, 
      "access_keys": [{"ak": "...", "sk": "...", "project_id": "...", "security_token": null}],
      "tokens": {"emulator-token": "0a1b..."},
      "iam_users": [{"domain": "emulator", "name": "retention", "password": "..."}],
+     "agencies": [{"domain": "other-account", "name": "ges-retention", "project_ids": ["9f8e..."]}],
+     "security_token_lifetime_s": null,
      "token_lifetime_s": 86400, "latency_ms": 0, "latency_jitter_ms": 0, "rate_limit_per_s": 0,
      "faults": {"delete_backup": {"error_500": 0.1, "error_503": 0, "drop": 0, "hang": 0, "repeat": 0}},
      "hang_s": 60, "backup_duration_s": 0, "seed": 0}
@@ -35,6 +37,7 @@ __all__ = [
     "OPERATIONS",
     "PROJECT_ID_RE",
     "AccessKey",
+    "Agency",
     "ConfigError",
     "EmulatorConfig",
     "FaultRates",
@@ -52,7 +55,7 @@ DEFAULT_IAM_USER = "retention"
 DEFAULT_IAM_PASSWORD = "emulator-password"  # noqa: S105 (a published test credential)
 
 GES_OPERATIONS = ("list_graphs", "list_backups", "list_graph_backups", "delete_backup", "create_backup")
-OPERATIONS = (*GES_OPERATIONS, "iam_token")
+OPERATIONS = (*GES_OPERATIONS, "iam_token", "iam_securitytokens")
 
 
 class ConfigError(ValueError):
@@ -74,6 +77,16 @@ class IamUser:
     domain: str
     name: str
     password: str
+
+
+@dataclass(frozen=True, slots=True)
+class Agency:
+    """An IAM agency of another account (`domain`): whoever assumes it acts in `project_ids` (list them in
+    `project_ids` of the config too, so that they exist). Every authenticated caller may assume it."""
+
+    domain: str
+    name: str
+    project_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +118,9 @@ class EmulatorConfig:
         default_factory=lambda: [IamUser(DEFAULT_IAM_DOMAIN, DEFAULT_IAM_USER, DEFAULT_IAM_PASSWORD)]
     )
     token_lifetime_s: float = 86_400.0
+    agencies: list[Agency] = field(default_factory=list)
+    # Lifetime of an agency's temporary credentials; None = the `duration_seconds` asked (0 = expired at once).
+    security_token_lifetime_s: float | None = None
     latency_ms: float = 0.0
     latency_jitter_ms: float = 0.0
     # Per project, over any sliding 1-second window; 0 = no limit.
@@ -119,6 +135,9 @@ class EmulatorConfig:
     @property
     def default_project_id(self) -> str:
         return self.project_ids[0] if self.project_ids else DEFAULT_PROJECT_ID
+
+    def agency(self, domain: str, name: str) -> Agency | None:
+        return next((a for a in self.agencies if (a.domain, a.name) == (domain, name)), None)
 
     def access_key(self, ak: str) -> AccessKey | None:
         return next((key for key in self.access_keys if key.ak == ak), None)
@@ -136,6 +155,10 @@ class EmulatorConfig:
             "tokens": dict(self.tokens),
             "iam_users": [{"domain": u.domain, "name": u.name, "password": u.password} for u in self.iam_users],
             "token_lifetime_s": self.token_lifetime_s,
+            "agencies": [
+                {"domain": a.domain, "name": a.name, "project_ids": list(a.project_ids)} for a in self.agencies
+            ],
+            "security_token_lifetime_s": self.security_token_lifetime_s,
             "latency_ms": self.latency_ms,
             "latency_jitter_ms": self.latency_jitter_ms,
             "rate_limit_per_s": self.rate_limit_per_s,
@@ -261,6 +284,27 @@ def _iam_users(key: str, value: Any) -> list[IamUser]:
     return users
 
 
+def _agencies(key: str, value: Any) -> list[Agency]:
+    agencies = []
+    for i, item in enumerate(_objects(key, value)):
+        _exact_keys(key, item, {"domain", "name", "project_ids"})
+        projects = item["project_ids"]
+        if not isinstance(projects, list):
+            raise ConfigError(f"{key}[{i}].project_ids must be a list")
+        agencies.append(
+            Agency(
+                domain=_string(f"{key}[{i}].domain", item["domain"]),
+                name=_string(f"{key}[{i}].name", item["name"]),
+                project_ids=tuple(_project_id(f"{key}[{i}].project_ids[{j}]", p) for j, p in enumerate(projects)),
+            )
+        )
+    return agencies
+
+
+def _optional_non_negative(key: str, value: Any) -> float | None:
+    return None if value is None else _number(key, value)
+
+
 def _faults(key: str, value: Any) -> dict[str, FaultRates]:
     if not isinstance(value, Mapping):
         raise ConfigError(f"{key} must be an object keyed by operation ({', '.join(OPERATIONS)})")
@@ -286,6 +330,8 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "tokens": _tokens,
     "iam_users": _iam_users,
     "token_lifetime_s": _non_negative,
+    "agencies": _agencies,
+    "security_token_lifetime_s": _optional_non_negative,
     "latency_ms": _non_negative,
     "latency_jitter_ms": _non_negative,
     "rate_limit_per_s": _count,

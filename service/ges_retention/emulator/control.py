@@ -80,6 +80,7 @@ class Control:
         POST   /_emulator/reset           {"data"?: false}: statistics and rate-limit windows start over; with
                                           "data": true every graph, backup and issued token goes too. Knobs and
                                           holds stay.
+        POST   /_emulator/security_tokens/expire   every agency credential issued so far expires now -> {"expired": N}
         GET    /_emulator/holds           {operation: {"holding", "waiting", "released"}} for every operation held
         PUT    /_emulator/holds/{op}      hold: requests of `op` wait at the gate from now on -> its state
         POST   /_emulator/holds/{op}/release   {"count": N}: let N waiting (or future) requests go; the hold stays
@@ -196,6 +197,10 @@ class Control:
         self.emulator.reset(data=data)
         return _json({"reset": ["stats", "data"] if data else ["stats"]})
 
+    async def expire_security_tokens(self, request: web.Request) -> web.Response:
+        emulator = self.emulator
+        return _json({"expired": emulator.tokens.expire_temporary(emulator.clock())})
+
     # -- holds --------------------------------------------------------------------------------------------------
 
     def _operation(self, request: web.Request) -> str:
@@ -290,6 +295,7 @@ def add_control_routes(router: web.UrlDispatcher, control: Control) -> None:
     router.add_delete(prefix + "graphs/{graph_id}", control.delete_graph)
     router.add_get(prefix + "stats", control.get_stats, allow_head=False)
     router.add_post(prefix + "reset", control.reset)
+    router.add_post(prefix + "security_tokens/expire", control.expire_security_tokens)
     router.add_get(prefix + "holds", control.get_holds, allow_head=False)
     router.add_put(prefix + "holds/{operation}", control.hold)
     router.add_post(prefix + "holds/{operation}/release", control.release)

@@ -4,7 +4,9 @@
 - `PasswordAuth`: logs in to IAM with a password, caches the project-scoped token, logs in again ahead of its expiry
   (single-flight: however many requests need a token at once, one login is made) and once more when GES answers 401.
 - `AkSkAuth`: signs every request with `SDK-HMAC-SHA256` (see `signing`), adding `X-Project-Id` and, for temporary
-  credentials, `X-Security-Token`.
+  credentials, `X-Security-Token`. Without a project (IAM, a global service) it adds no `X-Project-Id`.
+- An agency's temporary credentials (another account, `assume_role`) are `agency.AgencyAuth`, obtained by one of
+  the above (never a static token).
 
 Secrets (tokens, passwords, secret keys) are held in `Secret`, whose repr and str are masked, and no provider's repr
 shows one; errors are built from the answer, never from what was sent.
@@ -29,7 +31,7 @@ from ges_retention.ges import signing
 from ges_retention.ges.errors import AuthError, error_from_response, error_from_transport
 from ges_retention.ges.signing import SignedRequest
 
-__all__ = ["AkSkAuth", "AuthProvider", "PasswordAuth", "Secret", "TokenAuth"]
+__all__ = ["AkSkAuth", "AuthProvider", "PasswordAuth", "Secret", "TokenAuth", "parse_instant"]
 
 Clock = Callable[[], float]
 
@@ -121,7 +123,7 @@ class AkSkAuth:
         self,
         ak: str | Secret,
         sk: str | Secret,
-        project_id: str,
+        project_id: str | None,
         security_token: str | Secret | None = None,
         *,
         clock: Clock = time.time,
@@ -130,8 +132,8 @@ class AkSkAuth:
         self._sk = _secret(sk)
         if not self._ak or not self._sk:
             raise ValueError("both the access key and the secret key are required")
-        if not project_id:
-            raise ValueError("project_id is required")
+        if project_id is not None and not project_id:
+            raise ValueError("project_id is required (None signs for a global service such as IAM)")
         self.project_id = project_id
         self._security_token = _secret(security_token) if security_token else None
         self._clock = clock
@@ -148,11 +150,9 @@ class AkSkAuth:
 
     def sign(self, request: SignedRequest, *, sdk_date: str | None = None) -> dict[str, str]:
         """The headers to add to `request` so that it is signed (synchronous: signing does no I/O)."""
-        added = {
-            "Host": request.host,
-            "X-Sdk-Date": sdk_date if sdk_date is not None else self._sdk_date(),
-            "X-Project-Id": self.project_id,
-        }
+        added = {"Host": request.host, "X-Sdk-Date": sdk_date if sdk_date is not None else self._sdk_date()}
+        if self.project_id is not None:
+            added["X-Project-Id"] = self.project_id
         if self._security_token is not None:
             added["X-Security-Token"] = self._security_token.reveal()
         to_sign = request.with_headers({**request.headers, **added})
@@ -180,7 +180,7 @@ class _Token:
         self.refresh_at = refresh_at
 
 
-def _parse_instant(value: object) -> float | None:
+def parse_instant(value: object) -> float | None:
     if not isinstance(value, str) or not value:
         return None
     try:
@@ -199,7 +199,7 @@ def _consume_outcome(flight: asyncio.Future[Secret]) -> None:
 
 
 class PasswordAuth:
-    """IAM password login, one project-scoped token cached and refreshed.
+    """IAM password login, one project-scoped token cached and refreshed (`project_id=None`: domain-scoped).
 
     The token is refreshed ahead of its expiry, once less than `min(refresh_margin_s, refresh_fraction * lifetime)` of
     it is left. The lifetime is measured from the token's own `issued_at`/`expires_at`, so a skew between this
@@ -236,7 +236,7 @@ class PasswordAuth:
         domain: str,
         user: str,
         password: str | Secret,
-        project_id: str,
+        project_id: str | None,
         *,
         session: aiohttp.ClientSession,
         clock: Clock = time.monotonic,
@@ -247,7 +247,7 @@ class PasswordAuth:
         check_endpoint(iam_endpoint, what="the IAM endpoint")
         base = URL(iam_endpoint)
         self._password = _secret(password)
-        if not domain or not user or not self._password or not project_id:
+        if not domain or not user or not self._password or (project_id is not None and not project_id):
             raise ValueError("domain, user, password and project_id are all required for a password login")
         self.iam_endpoint = iam_endpoint
         prefix = base.path.rstrip("/")
@@ -303,7 +303,10 @@ class PasswordAuth:
                     }
                 },
             },
-            "scope": {"project": {"id": self.project_id}},
+            # No project: a token of the user's own domain (what assume_role needs to act in another account).
+            "scope": {"project": {"id": self.project_id}}
+            if self.project_id is not None
+            else {"domain": {"name": self._domain}},
         }
         return json.dumps({"auth": auth}).encode()
 
@@ -344,8 +347,8 @@ class PasswordAuth:
         details = data.get("token") if isinstance(data, dict) else None
         expires = issued = None
         if isinstance(details, dict):
-            expires = _parse_instant(details.get("expires_at"))
-            issued = _parse_instant(details.get("issued_at"))
+            expires = parse_instant(details.get("expires_at"))
+            issued = parse_instant(details.get("issued_at"))
         if expires is not None and issued is not None and expires > issued:
             lifetime = expires - issued
         elif expires is not None:

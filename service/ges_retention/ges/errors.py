@@ -10,7 +10,8 @@ GesError                      operation, status, error_code, error_msg, request_
 │   ├── ServerError           5xx, 408, GES.7005, APIGW.0201, APIGW.0613              retryable (not 501, 505)
 │   ├── AuthError             the credentials were refused
 │   │   ├── Unauthorized      401 (the client refreshes refreshable credentials once) fatal
-│   │   └── Forbidden         403, GES.7041                                           fatal
+│   │   ├── Forbidden         403, GES.7041                                           fatal
+│   │   └── AgencyRefused     IAM would not assume a policy's agency (agency_refused)  fatal
 │   ├── NotFoundError         404 without GES.7024; GES.0016; GES.7024 (not a delete) fatal
 │   └── BadRequestError       any other 4xx: GES.0001, GES.7001, ...                  fatal
 │       ├── GraphGoneError    GES.7000, GES.7054: the graph is gone or going          fatal
@@ -44,6 +45,7 @@ __all__ = [
     "RETRYABLE_CODES",
     "RETRYABLE_STATUSES",
     "THROTTLED_CODES",
+    "AgencyRefused",
     "ApiError",
     "AuthError",
     "BackupBusyError",
@@ -186,6 +188,13 @@ class Unauthorized(AuthError):
 
 class Forbidden(AuthError):
     """403 or GES.7041: the credentials are fine but lack the permission."""
+
+
+class AgencyRefused(AuthError):
+    """IAM refused to assume an agency (unknown domain or agency, not trusted, the caller's credentials refused):
+    `error_code` is `agency_refused`, the message names the agency and quotes IAM."""
+
+    CODE: ClassVar[str] = "agency_refused"
 
 
 class NotFoundError(ApiError):
