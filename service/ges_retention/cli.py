@@ -109,6 +109,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     simulate_arguments.add_arguments(sub.add_parser("simulate", parents=[common], help="forecast a policy over time"))
     sub.add_parser("schema", parents=[common], help="print the JSON Schema of the policy file")
+    from ges_retention import audit_command, holds_command
+
+    holds_command.add_parsers(sub, parents=[common])
+    audit_command.add_parsers(sub, parents=[common])
     from ges_retention import completion
 
     completion.add_parser(sub, parents=[common])
@@ -199,6 +203,22 @@ def _enabled(selected: list[Policy], *, named: bool) -> list[Policy]:
     return [p for p in selected if p.enabled]
 
 
+# The journal's commands: they read or change the state without running anything, and need no credentials.
+_HOLD_COMMANDS = ("hold", "release", "holds")
+_AUDIT_COMMANDS = ("why", "history")
+_STATE_COMMANDS = (*_HOLD_COMMANDS, *_AUDIT_COMMANDS)
+
+
+def _cmd_state(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command in _HOLD_COMMANDS:
+        from ges_retention import holds_command
+
+        return holds_command.run(args, settings)
+    from ges_retention import audit_command
+
+    return audit_command.run(args, settings)
+
+
 def _cmd_daemon(args: argparse.Namespace, settings: Settings) -> int:
     from ges_retention.daemon import run_daemon
 
@@ -253,12 +273,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
     except SettingsError:
-        if needs_api or command == "demo":
+        if needs_api or command in ("demo", *_STATE_COMMANDS):
             raise
         settings = None
     _configure_logs(args, settings)
     if command == "validate":
         return _cmd_validate(args)
+    if command in _STATE_COMMANDS:
+        assert settings is not None
+        return _cmd_state(args, settings)
     if needs_api:
         assert settings is not None
         settings.credentials()  # exactly one complete scheme, before any request

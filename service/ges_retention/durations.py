@@ -72,16 +72,24 @@ class Duration:
         )
         return "".join(f"{value}{unit}" for unit, value in units if value) or "0h"
 
+    def after(self, instant: datetime, tz: tzinfo) -> datetime:
+        """`instant + self` on the wall clock of `tz` (the mirror of `before`); aware, in UTC; clamped to
+        `datetime.max` rather than overflowing."""
+        return self._shift(instant, tz, 1)
+
     def before(self, instant: datetime, tz: tzinfo) -> datetime:
         """`instant - self` on the wall clock of `tz`; the result is aware, in UTC.
 
         Raises `OverflowError` never: a result before year 1 is clamped to `datetime.min` (everything is younger).
         """
+        return self._shift(instant, tz, -1)
+
+    def _shift(self, instant: datetime, tz: tzinfo, sign: int) -> datetime:
         if instant.tzinfo is None:
             raise ValueError("instant must be timezone-aware")
         local = instant.astimezone(tz)
         try:
-            shifted = local - relativedelta(
+            shifted = local + sign * relativedelta(
                 years=self.years,
                 months=self.months,
                 weeks=self.weeks,
@@ -94,4 +102,4 @@ class Duration:
             # (near year 1 this conversion can leave datetime's range too).
             return shifted.replace(tzinfo=tz).astimezone(UTC)
         except (OverflowError, ValueError):
-            return datetime.min.replace(tzinfo=UTC)
+            return (datetime.min if sign < 0 else datetime.max).replace(tzinfo=UTC)

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from ges_retention.exit_codes import ExitCode
 
-__all__ = ["GesRetentionError", "UsageError", "shorten"]
+__all__ = ["GesRetentionError", "NotFound", "UsageError", "shorten"]
 
 _SHOWN_CHARS = 80
 
@@ -25,6 +25,13 @@ class GesRetentionError(Exception):
 
 class UsageError(GesRetentionError, ValueError):
     """Bad input from the command line (exit 2)."""
+
+
+class NotFound(GesRetentionError):
+    """What a command was asked about does not exist: `why` of a backup with no record, `release` of a backup that is
+    not held (exit 1)."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.FAILED
 
 
 def shorten(value: object, limit: int = _SHOWN_CHARS) -> str:

@@ -177,10 +177,10 @@ class LoggingEvents(NullRunEvents):
             "policy_planned",
             kept=result.kept,
             planned=result.planned,
-            due=len(result.plan.deletions),
-            pending=0,
-            holds=0,
-            change_held=False,
+            due=len(result.due),
+            pending=len(result.waiting),
+            holds=result.holds,
+            change_held=result.change_held,
             dry_run=result.dry_run,
         )
 
@@ -242,6 +242,7 @@ class MetricsEvents(NullRunEvents):
         if result.plan is None:
             return
         plan = result.plan
+        self.metrics.policy_change_held.labels(result.name).set(1 if result.change_held else 0)
         statuses = Counter(d.backup.status for d in plan.decisions)
         for status in ("success", "failed", "backing_up"):
             statuses.setdefault(status, 0)
@@ -257,5 +258,7 @@ class MetricsEvents(NullRunEvents):
             self.metrics.deletions.labels(result.name, deletion.outcome).inc()
 
     def policy_finished(self, result: PolicyResult, duration_s: float) -> None:
+        if result.acts and result.two_phase is not None:  # only such a run moves the policy's pending rows
+            self.metrics.pending_deletions.labels(result.name).set(result.pending)
         self.metrics.run_duration.labels(result.name).observe(duration_s)
         self.metrics.last_run.labels(result.name, result.outcome).set(time.time())

@@ -1,4 +1,5 @@
-"""The daemon's local listener: health, readiness, metrics, and `/v1/` (runs, policies).
+"""The daemon's local listener: health, readiness, metrics, and `/v1/` (runs, policies; holds and backups in
+`http_journal.py`).
 
 Every `/v1/` endpoint, read or write, follows the same token rules: 401 when `GES_RETENTION_HTTP_TOKEN` is set and
 `Authorization: Bearer <token>` is missing or wrong (the scheme is case-insensitive, RFC 7235); 403 when the listener
@@ -11,14 +12,17 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+from collections.abc import Mapping
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
 
+from ges_retention.http_journal import JournalRoutes, journal_policy_fields
 from ges_retention.metrics import CONTENT_TYPE
 from ges_retention.settings import SettingsError
+from ges_retention.state import StateError, Store
 
 if TYPE_CHECKING:
     from ges_retention.daemon import Daemon
@@ -46,7 +50,13 @@ class HttpApi:
         app.router.add_post("/v1/runs", self._post_run)
         app.router.add_get("/v1/runs/{run_id}", self._get_run)
         app.router.add_get("/v1/policies", self._get_policies)
+        JournalRoutes(self._store, self._refused).add_to(app)
         return app
+
+    def _store(self) -> Store | None:
+        """The daemon's state store; None while it has none."""
+        store: Store | None = getattr(self.daemon, "store", None)
+        return store
 
     async def start(self) -> None:
         """Bind the listener (when enabled); `SettingsError` with one line when the address cannot be bound."""
@@ -153,7 +163,14 @@ class HttpApi:
     async def _get_policies(self, request: web.Request) -> web.Response:
         if (refused := self._refused(request)) is not None:
             return refused
-        return web.json_response({"policies": policies_view(self.daemon)})
+        names = [p.name for p in self.daemon.policy_file.policies] if self.daemon.policy_file else []
+        document: dict[str, Any] = {}
+        try:
+            journal = await journal_policy_fields(self._store(), names)
+        except StateError as exc:  # the policies are still worth showing: the journal's fields are null then
+            log.error("state_unavailable", error=str(exc), operation="policies")
+            journal, document["state_error"] = {}, str(exc)
+        return web.json_response({"policies": policies_view(self.daemon, journal), **document})
 
 
 def _conflict(error: str, reason: str) -> web.Response:
@@ -172,12 +189,17 @@ def run_view(daemon: Daemon, run_id: str) -> dict[str, Any] | None:
     return record.to_json()
 
 
-def policies_view(daemon: Daemon) -> list[dict[str, Any]]:
-    """`GET /v1/policies`: per policy, what it is, when it runs next, whether it runs, and its last run."""
+def policies_view(daemon: Daemon, journal: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """`GET /v1/policies`: per policy, what it is, when it runs next, whether it runs, and its last run.
+
+    `journal` (`http_journal.journal_policy_fields`) gives the last finished run recorded in the state (it survives
+    restarts; its outcome is this policy's when this process ran it) and the pending deletions; without it, the last
+    run this process saw. `change_held` and `lease_holder` are null until the change gate and the leases fill them."""
     daemon.refresh_next_runs()
     views = []
     for policy in daemon.policy_file.policies if daemon.policy_file else ():
         when = daemon.next_run(policy.name)
+        recorded = (journal or {}).get(policy.name, {})
         views.append(
             {
                 "name": policy.name,
@@ -188,10 +210,23 @@ def policies_view(daemon: Daemon) -> list[dict[str, Any]]:
                 "next_run": when.astimezone(UTC).isoformat().replace("+00:00", "Z") if when else None,
                 "running": policy.name in daemon.running,
                 "queued": policy.name in daemon.queued,
-                "last_run": daemon.records.last_for(policy.name),
+                "last_run": _last_run(daemon.records.last_for(policy.name), recorded.get("last_run")),
+                "pending_deletions": recorded.get("pending_deletions"),
+                "change_held": None,
+                "lease_holder": None,
             }
         )
     return views
+
+
+def _last_run(seen: dict[str, Any] | None, recorded: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The journal's last run of a policy, with this policy's own outcome when this process ran it (the journal
+    keeps a run's outcome over all its policies); else the last run this process saw."""
+    if recorded is None:
+        return seen
+    if seen is not None and seen.get("run_id") == recorded["run_id"]:
+        return {**recorded, "outcome": seen["outcome"]}
+    return recorded
 
 
 def is_loopback(listener: tuple[str, int] | None) -> bool:

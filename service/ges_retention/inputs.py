@@ -14,7 +14,7 @@ from ges_retention.backup import Backup, InvalidBackupRecord
 from ges_retention.errors import GesRetentionError, UsageError, shorten
 from ges_retention.exit_codes import ExitCode
 
-__all__ = ["MAX_EXPORT_BYTES", "BackupExport", "IncompleteExport", "parse_now", "read_backup_export"]
+__all__ = ["MAX_EXPORT_BYTES", "BackupExport", "IncompleteExport", "parse_instant", "parse_now", "read_backup_export"]
 
 MAX_EXPORT_BYTES = 512 * 1024 * 1024
 # Planning subtracts durations from `now` and looks up to 5 minutes ahead of it: keep room on both sides.
@@ -39,11 +39,16 @@ def parse_now(text: str | None) -> datetime:
     """`--now`: ISO 8601, no offset = UTC; None = the clock. Aware, in UTC."""
     if text is None:
         return datetime.now(UTC)
+    return parse_instant(text, "--now")
+
+
+def parse_instant(text: str, flag: str) -> datetime:
+    """An instant given as `flag` (`--now`, `--until`): ISO 8601, no offset = UTC. Aware, in UTC; `UsageError`."""
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     except ValueError:
-        raise UsageError(f"--now: not an ISO 8601 date-time: {shorten(text)}") from None
-    out_of_range = UsageError(f"--now: {shorten(text)} is out of range (years 1900 to 8999)")
+        raise UsageError(f"{flag}: not an ISO 8601 date-time: {shorten(text)}") from None
+    out_of_range = UsageError(f"{flag}: {shorten(text)} is out of range (years 1900 to 8999)")
     try:
         value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     except OverflowError:  # an offset that moves it past year 9999 or before year 1

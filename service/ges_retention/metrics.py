@@ -46,10 +46,13 @@ class Metrics:
         "backups",
         "build_info",
         "deletions",
+        "holds",
         "last_run",
         "newest_success_age",
         "next_run",
+        "pending_deletions",
         "policies_loaded",
+        "policy_change_held",
         "rate_limit",
         "registry",
         "reload_errors",
@@ -125,6 +128,19 @@ class Metrics:
             "Unix time of a scheduled policy's next run (no series when it has no schedule or is paused)",
             ("policy",),
         )
+        self.pending_deletions = self._policy_metric(
+            Gauge,
+            "ges_retention_pending_deletions",
+            "Deletions a policy has pending (two-phase: waiting out safety.confirm_after)",
+            ("policy",),
+        )
+        self.policy_change_held = self._policy_metric(
+            Gauge,
+            "ges_retention_policy_change_held",
+            "1 while a policy's changed definition is held by the change gate until acknowledged",
+            ("policy",),
+        )
+        self.holds = Gauge("ges_retention_holds", "Holds in force", registry=r)
         self.policies_loaded = Gauge("ges_retention_policies_loaded", "Policies in the loaded file", registry=r)
         self.reload_errors = Counter(
             "ges_retention_policy_reload_errors", "Policy file reloads rejected as invalid", registry=r

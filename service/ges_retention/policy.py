@@ -49,6 +49,7 @@ __all__ = [
     "Select",
     "canonical_definition",
     "definition_digest",
+    "definition_document",
     "effective_definition",
     "merge_policy",
     "never_runs",
@@ -260,11 +261,38 @@ class FailedRule(_Model):
     delete_after: DurationField | None = None
 
 
+def _parse_ack(value: Any) -> str | None:
+    """`safety.ack`: null, or the sha256 (64 hex digits) of a held definition's gate digest; kept lowercase."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _SHA256_RE.fullmatch(value):
+        raise ValueError(f"'ack' is the gate digest to acknowledge: 64 hex digits (sha256), got {shorten(value)}")
+    return value.lower()
+
+
+_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
+Ack = Annotated[
+    str | None,
+    PlainValidator(_parse_ack),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "null"}, {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}],
+            "description": "acknowledges a definition held by the change gate: its gate digest (sha256)",
+        }
+    ),
+]
+
+
 class Safety(_Model):
     min_keep: int = Field(default=1, ge=0)
     max_deletes: int = Field(default=100, ge=0)
-    # None = 0 = off. Real runs need the journal for it: `two_phase.refuse_two_phase` guards `run` and `daemon`.
+    # None = 0 = off. Real runs need a durable state for it (pending clocks); `run` on `:memory:` refuses it.
     confirm_after: ConfirmAfter = None
+    # The change gate: a changed (or new) definition deleting more than this many backups its baseline would keep
+    # is held until acknowledged. The smaller of the baseline's and the new budget applies.
+    change_budget: Count = 10
+    # An acknowledgement written in the file; not part of the effective definition (it approves one).
+    ack: Ack = None
 
 
 # IAM agency and domain (account) names: printable, no control characters; IAM's own limit is 64.
@@ -471,6 +499,12 @@ def canonical_definition(document: dict[str, Any]) -> str:
     if isinstance(document.get("schedule"), str):
         document["schedule"] = " ".join(document["schedule"].split())  # spacing inside the cron changes nothing
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def definition_document(policy: Policy) -> dict[str, Any]:
+    """The effective definition as a JSON value (what the change gate's digest and a baseline hold)."""
+    document: dict[str, Any] = json.loads(effective_definition(policy))
+    return document
 
 
 def definition_digest(policy: Policy) -> str:

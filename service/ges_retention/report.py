@@ -8,7 +8,7 @@ name holding ANSI escapes or line breaks cannot forge or hide rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,9 +36,9 @@ def plain(text: str) -> str:
     return text.translate(_CONTROL)
 
 
-def _decision_json(decision: Decision) -> dict[str, Any]:
+def _decision_json(decision: Decision, report: PolicyResult) -> dict[str, Any]:
     backup = decision.backup
-    return {
+    entry: dict[str, Any] = {
         "backup_id": backup.id,
         "backup_name": backup.name,
         "graph_id": backup.graph_id,
@@ -49,40 +49,63 @@ def _decision_json(decision: Decision) -> dict[str, Any]:
         "action": decision.action,
         "reasons": list(decision.reasons),
     }
+    if decision.action == "delete":
+        # Two-phase deletion: without it every deletion is due now (`pending_since` and `due_at` null).
+        clock = report.two_phase.clock(backup.id) if report.two_phase is not None else None
+        since, due_at = (clock.pending_since, clock.due_at) if clock is not None else (None, None)
+        entry["pending_since"] = iso_utc(since) if since is not None else None
+        entry["due_at"] = iso_utc(due_at) if due_at is not None else None
+        entry["due"] = clock.due if clock is not None else True
+    return entry
 
 
-def plan_document(reports: Sequence[PolicyResult], generated_at: datetime) -> dict[str, Any]:
+def plan_document(
+    reports: Sequence[PolicyResult], generated_at: datetime, state: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The `plan --format json` document; `state`: `{"backend", "schema_version"}` of the state read, or None."""
     policies = []
     for report in reports:
         entry: dict[str, Any] = {
             "name": report.name,
             "project_id": report.project_id,
             "safety_stop": bool(report.plan and report.plan.safety_stop),
-            "decisions": [_decision_json(d) for d in report.plan.decisions] if report.plan else [],
+            "change_held": report.gate.to_json() if report.change_held and report.gate is not None else None,
+            "decisions": [_decision_json(d, report) for d in report.plan.decisions] if report.plan else [],
         }
         if report.listing_error is not None:
             entry["error"] = report.listing_error
         policies.append(entry)
-    return {"generated_at": iso_utc(generated_at), "policies": policies}
+    return {
+        "generated_at": iso_utc(generated_at),
+        "state": dict(state) if state is not None else None,
+        "policies": policies,
+    }
 
 
-def render_json(reports: Sequence[PolicyResult], generated_at: datetime) -> str:
-    return json.dumps(plan_document(reports, generated_at), indent=2, ensure_ascii=False) + "\n"
+def render_json(reports: Sequence[PolicyResult], generated_at: datetime, state: Mapping[str, Any] | None = None) -> str:
+    return json.dumps(plan_document(reports, generated_at, state), indent=2, ensure_ascii=False) + "\n"
 
 
 _COLUMNS = ("ACTION", "GRAPH", "BACKUP", "METHOD", "STATUS", "START (UTC)", "REASONS")
 
 
-def _row(decision: Decision) -> tuple[str, ...]:
+def _row(decision: Decision, report: PolicyResult) -> tuple[str, ...]:
     backup = decision.backup
+    action: str = decision.action
+    reasons = plain(", ".join(decision.reasons))
+    if action == "delete":
+        clock = report.two_phase.clock(backup.id) if report.two_phase is not None else None
+        if clock is not None and not clock.due and clock.due_at is not None:
+            action = "pending"  # two-phase: kept in this run, deleted by a run after its due time
+            reasons += f", due {clock.due_at.astimezone(UTC).strftime('%Y-%m-%d %H:%M')}"
     return (
-        decision.action.upper() if decision.action == "delete" else decision.action,
+        action.upper() if decision.action == "delete" else action,
         plain(backup.graph_name or backup.graph_id),
         plain(backup.name or backup.id),
         plain(backup.backup_method or "-"),
         plain(backup.status),
         backup.start.strftime("%Y-%m-%d %H:%M"),
-        plain(", ".join(decision.reasons)),
+        reasons,
     )
 
 
@@ -92,11 +115,15 @@ def _collapse(rows: list[tuple[str, ...]], min_run: int) -> list[tuple[str, ...]
     i = 0
     while i < len(rows):
         j = i
-        while j < len(rows) and rows[j][0] == "DELETE" and rows[j][1] == rows[i][1] and rows[j][6] == rows[i][6]:
+        deleting = rows[i][0] in ("DELETE", "PENDING")  # (a pending row's reasons end with its due time)
+        same = (rows[i][0], rows[i][1], rows[i][6])
+        while deleting and j < len(rows) and (rows[j][0], rows[j][1], rows[j][6]) == same:
             j += 1
-        if rows[i][0] == "DELETE" and j - i >= min_run:
+        if deleting and j - i >= min_run:
             oldest, newest = rows[j - 1], rows[i]  # rows are newest first
-            out.append(("DELETE", rows[i][1], f"{j - i} backups", "*", "*", f"{oldest[5]} .. {newest[5]}", rows[i][6]))
+            out.append(
+                (rows[i][0], rows[i][1], f"{j - i} backups", "*", "*", f"{oldest[5]} .. {newest[5]}", rows[i][6])
+            )
             i = j
         else:
             out.append(rows[i])
@@ -114,7 +141,7 @@ def render_table(reports: Sequence[PolicyResult], generated_at: datetime, *, col
             lines.append(f"{header}: NOT PLANNED: {plain(report.listing_error or '')}")
             continue
         plan = report.plan
-        rows = [_row(d) for d in plan.decisions]
+        rows = [_row(d, report) for d in plan.decisions]
         if collapse:
             rows = _collapse(rows, collapse)
         widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(_COLUMNS)]
@@ -122,13 +149,31 @@ def render_table(reports: Sequence[PolicyResult], generated_at: datetime, *, col
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths, strict=True)).rstrip())
         lines.extend("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows)
         planned = len(plan.planned)
-        lines.append(f"  => keep {len(plan.decisions) - planned}, delete {planned}")
+        waiting = len(report.waiting)
+        totals = f"  => keep {len(plan.decisions) - planned}, delete {planned}"
+        lines.append(
+            totals + (f" ({planned - waiting} due, {waiting} pending)" if report.two_phase and waiting else "")
+        )
         if plan.safety_stop:
             lines.append(
                 f"  !! SAFETY STOP: {planned} deletions exceed safety.max_deletes={plan.max_deletes}; "
                 "this policy will delete nothing"
             )
+        if report.change_held and report.gate is not None:
+            lines.append(_held_line(report))
     return "\n".join(lines) + "\n"
+
+
+def _held_line(report: PolicyResult) -> str:
+    gate = report.gate
+    assert gate is not None
+    budget = gate.to_json()["budget"]
+    against = "its baseline would keep" if gate.has_baseline else "with no baseline (a first run)"
+    return (
+        f"  !! CHANGE HELD: {len(gate.extra)} deletions {against} exceed safety.change_budget={budget}; this policy "
+        f"will delete nothing until acknowledged: ges-retention ack POLICY_FILE --policy {report.name} "
+        f"--digest {gate.digest} (or safety.ack: {gate.digest} in the file)"
+    )
 
 
 def render_summary_text(summary: RunSummary) -> str:
@@ -140,16 +185,24 @@ def render_summary_text(summary: RunSummary) -> str:
         f"planned {summary.total('planned')}, deleted {summary.total('deleted')}, "
         f"already deleted {summary.total('already_deleted')}, failed {summary.total('failed')}, "
         f"not started {summary.total('not_started')}"
+        + (f", pending {summary.total('pending')}" if summary.total("pending") else "")
     ]
     for p in summary.policies:
         detail = f"  {p.name}: {p.outcome}" + (" (dry run)" if p.dry_run and not summary.dry_run else "")
         detail += f": planned {p.planned}, deleted {p.deleted}, already deleted {p.already_deleted}, failed {p.failed}"
         if p.not_started:
             detail += f", not started {p.not_started}"
+        if p.pending:
+            detail += f", pending {p.pending}"
         if p.listing_error:
             detail += f" (listing failed: {plain(p.listing_error)})"
         if p.plan is not None and p.plan.safety_stop:
             detail += f" (safety stop: {p.planned} > max_deletes {p.plan.max_deletes})"
+        if p.change_held and p.gate is not None:
+            detail += (
+                f" (change held: {len(p.gate.extra)} extra deletions > change_budget {p.gate.to_json()['budget']}; "
+                f"acknowledge digest {p.gate.digest})"
+            )
         lines.append(detail)
     if summary.skipped_projects:
         lines.append(f"  projects skipped (listing failed): {', '.join(summary.skipped_projects)}")

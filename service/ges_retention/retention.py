@@ -1,8 +1,8 @@
 """THE PURE PLANNER: which backups a policy keeps, which it deletes, and why.
 
-`plan(backups, policy, now)` is a pure function: no I/O, no clock, no logging. The same input gives the same plan in
-any input order, and planning again over what a plan keeps deletes nothing more. The semantics are the contract's
-("Retention semantics"), per group of backups (a graph, or a graph and a backup method):
+`plan(backups, policy, now, holds)` is a pure function: no I/O, no clock, no logging. The same input gives the same
+plan in any input order, and planning again over what a plan keeps deletes nothing more. The semantics are the
+contract's ("Retention semantics"), per group of backups (a graph, or a graph and a backup method):
 
 - only `success` backups count for the rules; `backing_up` and unknown statuses are kept and never counted;
   `failed` ones are deleted only by `failed.delete_after`, and only when a newer success exists in the group;
@@ -12,6 +12,8 @@ any input order, and planning again over what a plan keeps deletes nothing more.
   the rules allow;
 - `within` keeps what started at or after `anchor - duration` (calendar arithmetic in the policy's timezone); pins
   keep without spending slots; `min_keep` keeps the newest successes of the group whatever the rules say;
+- a backup with a hold in force (`holds`: backup id -> reason and end) is kept by every policy (`held: REASON`, plus
+  ` until ISO` when it ends), right after the pins in the reasons; like a pin it still takes part in the bucket rules;
 - a backup selected by two or more policies of the file (`plan_file`) is never deleted (`overlap: a, b`);
 - a plan deleting more than `safety.max_deletes` is flagged `safety_stop`: its `deletions` are then empty.
 """
@@ -27,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 from ges_retention.backup import Backup
 from ges_retention.durations import Duration
@@ -38,9 +40,12 @@ __all__ = [
     "FUTURE_TOLERANCE_MS",
     "Bucket",
     "Decision",
+    "HoldLike",
     "Plan",
     "PlanWarning",
     "find_overlaps",
+    "held_reason",
+    "holds_in_force",
     "plan",
     "plan_file",
     "select_backups",
@@ -77,6 +82,30 @@ if tuple(BUCKETS) != BUCKET_RULES:
     raise ImportError(f"retention.BUCKETS {tuple(BUCKETS)} and the Keep counts {BUCKET_RULES} must name the same rules")
 
 
+class HoldLike(Protocol):
+    """A hold as the planner sees it (the journal's `Hold` is one): why, and until when (None: until released)."""
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def until(self) -> datetime | None: ...
+
+
+def held_reason(hold: HoldLike) -> str:
+    """`held: REASON`, plus ` until ISO` (UTC, `Z`) when the hold ends."""
+    if hold.until is None:
+        return f"held: {hold.reason}"
+    return f"held: {hold.reason} until {hold.until.astimezone(UTC).isoformat().replace('+00:00', 'Z')}"
+
+
+def holds_in_force(holds: Mapping[str, HoldLike] | None, now: datetime) -> dict[str, str]:
+    """backup id -> the planner's reason, for the holds not ended at `now` (an ended hold is ignored)."""
+    if not holds:
+        return {}
+    return {bid: held_reason(h) for bid, h in holds.items() if h.until is None or h.until > now}
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     backup: Backup
@@ -105,6 +134,7 @@ class Plan:
     safety_stop: bool
     max_deletes: int
     warnings: tuple[PlanWarning, ...] = ()
+    held: tuple[str, ...] = ()  # ids of selected backups a hold in force kept (whatever the rules said), sorted
 
     @property
     def planned(self) -> list[Decision]:
@@ -140,6 +170,7 @@ def plan_file(
     selected: Sequence[Policy],
     backups_of: Callable[[str], Sequence[Backup]],
     now: datetime,
+    holds: Mapping[str, HoldLike] | None = None,
 ) -> list[Plan]:
     """Plans for the `selected` policies, with overlap resolved over every policy of the file on the same project.
 
@@ -154,7 +185,7 @@ def plan_file(
             peers = [p for p in all_policies if p.project_id == policy.project_id]
             overlaps = find_overlaps(backups, peers) if len(peers) > 1 else {}
             overlaps_by_project[policy.project_id] = overlaps
-        plans.append(plan(backups, policy, now, overlaps=overlaps))
+        plans.append(plan(backups, policy, now, holds, overlaps=overlaps))
     return plans
 
 
@@ -162,10 +193,11 @@ def plan(
     backups: Iterable[Backup],
     policy: Policy,
     now: datetime,
+    holds: Mapping[str, HoldLike] | None = None,
     *,
     overlaps: Mapping[str, tuple[str, ...]] | None = None,
 ) -> Plan:
-    """Decide keep/delete with reasons for every backup the policy selects."""
+    """Decide keep/delete with reasons for every backup the policy selects; `holds` (backup id -> hold) keep."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     now_ms = int(now.timestamp() * 1000)
@@ -180,6 +212,8 @@ def plan(
     decisions: list[Decision] = []
     warnings: list[PlanWarning] = []
     overlap_warnings: list[PlanWarning] = []  # after every other warning
+    held: list[str] = []
+    in_force = holds_in_force(holds, now)
     by_method = policy.group_by == "graph_and_method"
     with _collection_paused():
         for graph_id in sorted(graphs):
@@ -193,6 +227,8 @@ def plan(
                     graph_decisions.extend(_plan_group(methods[method], context, warnings))
             else:
                 graph_decisions = _plan_group(members, context, warnings)
+            if in_force:
+                graph_decisions = [_apply_hold(d, in_force, held) for d in graph_decisions]
             if overlaps:
                 graph_decisions = [_apply_overlap(d, overlaps, overlap_warnings) for d in graph_decisions]
             graph_decisions.sort(key=_newest_first)
@@ -206,7 +242,28 @@ def plan(
         safety_stop=planned > policy.safety.max_deletes,
         max_deletes=policy.safety.max_deletes,
         warnings=tuple(warnings),
+        held=tuple(sorted(held)),
     )
+
+
+# Reasons that come before `held: ...` in the contract's order.
+_BEFORE_HELD = ("future", "backing_up", "unknown status ", "pinned id", "pinned name")
+
+
+def _apply_hold(decision: Decision, in_force: Mapping[str, str], held: list[str]) -> Decision:
+    """A hold keeps: its reason goes right after the status and pin reasons. The rules have already walked (a held
+    backup took part in them like a pin), so only the action and the reasons change; a deletion's reason goes."""
+    reason = in_force.get(decision.backup.id)
+    if reason is None:
+        return decision
+    held.append(decision.backup.id)
+    if decision.action == "delete":
+        return Decision(decision.backup, "keep", (reason,))
+    reasons = decision.reasons
+    at = 0
+    while at < len(reasons) and reasons[at].startswith(_BEFORE_HELD):
+        at += 1
+    return Decision(decision.backup, "keep", (*reasons[:at], reason, *reasons[at:]))
 
 
 def _newest_first(decision: Decision) -> tuple[int, str]:

@@ -9,10 +9,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ges_retention.exit_codes import ExitCode, combine
-from ges_retention.retention import Plan
+from ges_retention.retention import Decision, Plan
+
+if TYPE_CHECKING:  # (the gate imports the state's digests: not needed to read a summary)
+    from ges_retention.change_gate import GateDecision
+    from ges_retention.two_phase import TwoPhase
 
 __all__ = [
     "COUNTS",
@@ -27,12 +31,13 @@ __all__ = [
     "run_outcome",
 ]
 
-Outcome = Literal["ok", "partial", "failed", "safety_stop", "dry_run", "interrupted"]
+Outcome = Literal["ok", "partial", "failed", "safety_stop", "change_held", "dry_run", "interrupted"]
 Trigger = Literal["cli", "schedule", "file", "signal", "http"]
 DeletionOutcome = Literal["deleted", "already_deleted", "failed", "not_started"]
-# What a policy's run counts: `planned` = deleted + already_deleted + failed + not_started (when not held back).
-COUNTS = ("planned", "deleted", "already_deleted", "failed", "not_started")
-# The outcomes whose backup ids `run --format json` lists per policy (`pending` stays empty until the journal).
+# What a policy's run counts: `planned` = deleted + already_deleted + failed + not_started + pending (when it acts:
+# neither dry, held by the change gate nor safety-stopped). `pending`: kept in this run, waiting out confirm_after.
+COUNTS = ("planned", "deleted", "already_deleted", "failed", "not_started", "pending")
+# The outcomes whose backup ids `run --format json` lists per policy.
 ID_LISTS = ("deleted", "already_deleted", "failed", "pending", "not_started")
 
 
@@ -53,9 +58,39 @@ class PolicyResult:
     dry_run: bool = False
     outcome: Outcome = "ok"
     ids: dict[str, list[str]] = field(default_factory=lambda: {name: [] for name in ID_LISTS})
+    two_phase: TwoPhase | None = None  # the planned deletions' clocks (None: not computed, every deletion due)
+    gate: GateDecision | None = None  # the change gate's verdict (None: not computed)
+    acked_by: str | None = None  # `file`, `cli` or `http`: who acknowledged a held definition
 
-    def record(self, outcome: DeletionOutcome, backup_id: str) -> None:
+    def record(self, outcome: DeletionOutcome | Literal["pending"], backup_id: str) -> None:
         self.ids[outcome].append(backup_id)
+
+    @property
+    def change_held(self) -> bool:
+        """Held by the change gate and not acknowledged: the policy runs as a dry run."""
+        return self.gate is not None and self.gate.held and self.acked_by is None
+
+    @property
+    def acts(self) -> bool:
+        """Whether this policy deletes (and starts or cancels pending clocks) in this run."""
+        return self.plan is not None and not (self.dry_run or self.safety_stop or self.change_held)
+
+    @property
+    def due(self) -> list[Decision]:
+        """The planned deletions whose two-phase clock is up (all of them without two-phase), safety stop ignored."""
+        if self.plan is None:
+            return []
+        return list(self.two_phase.due) if self.two_phase is not None else self.plan.planned
+
+    @property
+    def waiting(self) -> list[Decision]:
+        """The planned deletions still waiting out `confirm_after`."""
+        return list(self.two_phase.waiting) if self.two_phase is not None else []
+
+    @property
+    def holds(self) -> int:
+        """Backups of this policy a hold kept."""
+        return len(self.plan.held) if self.plan is not None else 0
 
     @property
     def planned(self) -> int:
@@ -86,6 +121,10 @@ class PolicyResult:
     def not_started(self) -> int:
         return len(self.ids["not_started"])
 
+    @property
+    def pending(self) -> int:
+        return len(self.ids["pending"])
+
     def counts(self) -> dict[str, int]:
         return {name: int(getattr(self, name)) for name in COUNTS}
 
@@ -96,6 +135,7 @@ class PolicyResult:
             **self.counts(),
             "dry_run": self.dry_run,
             "safety_stop": self.safety_stop,
+            "change_held": self.gate.to_json() if self.change_held and self.gate is not None else None,
             "listing_error": self.listing_error,
             "outcome": self.outcome,
             "ids": {name: list(ids) for name, ids in self.ids.items()},
@@ -142,14 +182,15 @@ class RunSummary:
 
 def exit_code(results: Iterable[PolicyResult], interrupted: ExitCode | None = None) -> ExitCode:
     """The exit code of `run` and `plan`: 1 when a listing or a deletion failed or did not start, 3 for a safety
-    stop, the signal's code when interrupted; combined by the contract's precedence."""
+    stop or a policy held by the change gate, the signal's code when interrupted; combined by the contract's
+    precedence."""
     codes = [ExitCode.OK]
     if interrupted is not None:
         codes.append(interrupted)
     for result in results:
         if result.listing_error is not None or result.failed or result.not_started:
             codes.append(ExitCode.FAILED)
-        if result.safety_stop:
+        if result.safety_stop or result.change_held:
             codes.append(ExitCode.SAFETY_STOP)
     return combine(codes)
 
@@ -157,6 +198,8 @@ def exit_code(results: Iterable[PolicyResult], interrupted: ExitCode | None = No
 def policy_outcome(result: PolicyResult, interrupted: bool) -> Outcome:
     if result.listing_error is not None:
         return "failed"
+    if result.change_held:
+        return "change_held"
     if result.safety_stop:
         return "safety_stop"
     if result.dry_run:
@@ -177,6 +220,8 @@ def run_outcome(policies: Sequence[PolicyResult], interrupted: bool) -> Outcome:
         return "failed" if outcomes <= {"failed"} else "partial"
     if "safety_stop" in outcomes:
         return "safety_stop"
+    if "change_held" in outcomes:
+        return "change_held"
     if outcomes and outcomes <= {"dry_run"}:
         return "dry_run"
     return "ok"

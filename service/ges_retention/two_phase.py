@@ -1,26 +1,125 @@
-"""Two-phase deletion (`safety.confirm_after`) needs the journal; until it exists, real runs refuse such policies.
+"""Two-phase deletion (`safety.confirm_after`), the pure part: which planned deletions are due, which pending clocks
+to start, which to cancel.
 
-With `confirm_after: D` a backup may be deleted only once it has been planned for deletion continuously for D, which
-only a durable record of when each deletion was first planned (the state's `pending` rows) can tell. Without it, a
-real run would have to either delete at once (what the operator asked it not to do) or never delete (silently), so
-`run` and the daemon's load refuse the policy instead (exit 2 / `policy_rejected`). `plan` and `simulate` still
-accept it: `plan` shows such a deletion as an ordinary one, `simulate` keeps its own pending clocks.
+With `confirm_after: D` > 0 a real run deletes a backup only when its policy has a `pending` row for it whose
+`pending_since` is at least D before now; otherwise it keeps the backup in this run and starts its clock. The clocks
+live in the journal (`pending` rows); this module only decides, given them:
 
-Pure: no I/O. Called once by `run` and by the daemon's start and reload.
+- `due`: planned deletions whose clock is old enough (every planned deletion when two-phase is off);
+- `waiting`: planned deletions not due yet, with `pending_since` (None: no row yet, one is started) and `due_at`
+  (`pending_since + D`, or `now + D` without a row);
+- `cancel`: pending rows whose backup is still listed but no longer planned for deletion (kept, held, no longer
+  selected), with the reasons the plan kept it;
+- `gone`: pending rows whose backup is absent from the (trusted) listing.
+
+Which of these a run acts on is the runner's business: only a real run that is neither held by the change gate nor
+safety-stopped starts or cancels clocks, and `max_deletes` counts the whole plan, due or not (the planner's
+`safety_stop`). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 
+from ges_retention.durations import Duration
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyError, PolicyFile, Problem
+from ges_retention.retention import Decision, Plan
 
-__all__ = ["refuse_two_phase"]
+__all__ = ["NOT_SELECTED", "Clock", "TwoPhase", "refuse_two_phase", "two_phase"]
+
+NOT_SELECTED = "no longer selected"
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """A planned deletion's two-phase clock. Without two-phase: `pending_since` and `due_at` None, `due` True."""
+
+    pending_since: datetime | None
+    due_at: datetime | None
+    due: bool
+
+
+_NOW = Clock(None, None, True)
+
+
+@dataclass(frozen=True, slots=True)
+class TwoPhase:
+    """A plan's planned deletions split by their clocks, and what becomes of the policy's pending rows."""
+
+    confirm_after: Duration | None
+    clocks: Mapping[str, Clock]  # backup id -> clock, for every planned deletion
+    due: tuple[Decision, ...]
+    waiting: tuple[Decision, ...]
+    cancel: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # backup id -> why it is not deleted now
+    gone: tuple[str, ...] = ()
+
+    def clock(self, backup_id: str) -> Clock:
+        return self.clocks.get(backup_id, _NOW)
+
+    @property
+    def pending_ids(self) -> list[str]:
+        return [d.backup.id for d in self.waiting]
+
+
+def two_phase(
+    plan: Plan,
+    pending_since: Mapping[str, datetime],
+    confirm_after: Duration | None,
+    now: datetime,
+    tz: tzinfo,
+    *,
+    listed_ids: Collection[str] | None = None,
+) -> TwoPhase:
+    """Split `plan`'s planned deletions (safety stop ignored) by their clocks.
+
+    `pending_since`: the policy's `pending` rows (backup id -> when first planned). `listed_ids`: every id of the
+    project's trusted listing, to tell a pending backup that is gone from one that is kept; None = not known (no
+    row is cancelled or marked gone).
+    """
+    planned = plan.planned
+    cancel, gone = _rows_to_close(plan, pending_since, listed_ids)
+    if confirm_after is None:
+        return TwoPhase(None, {}, tuple(planned), (), cancel, gone)
+    due_by = confirm_after.before(now, tz)
+    clocks: dict[str, Clock] = {}
+    due: list[Decision] = []
+    waiting: list[Decision] = []
+    for decision in planned:
+        since = pending_since.get(decision.backup.id)
+        if since is not None and since <= due_by:
+            clocks[decision.backup.id] = Clock(since, confirm_after.after(since, tz), True)
+            due.append(decision)
+        else:
+            clocks[decision.backup.id] = Clock(since, confirm_after.after(since or now, tz), False)
+            waiting.append(decision)
+    return TwoPhase(confirm_after, clocks, tuple(due), tuple(waiting), cancel, gone)
+
+
+def _rows_to_close(
+    plan: Plan, pending_since: Mapping[str, datetime], listed_ids: Collection[str] | None
+) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
+    if listed_ids is None or not pending_since:
+        return {}, ()
+    decided: dict[str, Decision] = {d.backup.id: d for d in plan.decisions}
+    cancel: dict[str, tuple[str, ...]] = {}
+    gone: list[str] = []
+    for backup_id in sorted(pending_since):
+        decision = decided.get(backup_id)
+        if decision is not None and decision.is_delete:
+            continue
+        if backup_id not in listed_ids:
+            gone.append(backup_id)
+        else:
+            cancel[backup_id] = decision.reasons if decision is not None else (NOT_SELECTED,)
+    return cancel, tuple(gone)
 
 
 def refuse_two_phase(policy_file: PolicyFile, policies: Iterable[Policy] | None = None) -> None:
-    """Raise `PolicyError` naming every policy (of `policies`, default all) with `safety.confirm_after` > 0."""
+    """Until the runner keeps pending clocks in the journal: raise `PolicyError` naming every policy (of
+    `policies`, default all) with `safety.confirm_after` > 0, rather than deleting at once."""
     wanted = {p.name for p in (policy_file.policies if policies is None else policies)}
     problems = []
     for index, policy in enumerate(policy_file.policies):

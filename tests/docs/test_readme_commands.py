@@ -8,6 +8,7 @@ against a `ges-retention emulator` process on 127.0.0.1); `make` targets must ex
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shlex
@@ -94,6 +95,30 @@ def emulator_url() -> Iterator[str]:
             assert proc.wait(timeout=20) == 0
 
 
+@pytest.fixture(scope="module")
+def state_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The journal every README command uses (`GES_RETENTION_STATE`): created here, as `run` or `daemon` would."""
+    path = tmp_path_factory.mktemp("state") / "state.db"
+    asyncio.run(_with_store(path, None))
+    return path
+
+
+async def _with_store(path: Path, hold: str | None) -> None:
+    from ges_retention.state import open_store, resolve_state_location
+
+    store = await open_store(resolve_state_location(str(path)), mode="create")
+    assert store is not None
+    try:
+        if hold is not None:
+            await store.put_hold(hold, "placed by the README test", by="test")
+    finally:
+        await store.close()
+
+
+# Commands about a backup that the README shows after `hold`: each test places the hold itself, so that no test
+# depends on another one having run first.
+_NEEDS_A_HOLD = ("why", "release")
+
 # Where a README command is expected to exit other than 0, and why.
 EXPECTED_CODES = {
     "ges-retention run config/policy.example.yaml --max-deletes 20 --format json": {0, 3},  # 3 when > 20 planned
@@ -101,8 +126,10 @@ EXPECTED_CODES = {
 
 
 @pytest.mark.parametrize("command", CLI)
-def test_cli_commands_run(command: str, emulator_url: str) -> None:
+def test_cli_commands_run(command: str, emulator_url: str, state_path: Path) -> None:
     words = shlex.split(command)[1:]
+    if words[0] in _NEEDS_A_HOLD:
+        asyncio.run(_with_store(state_path, words[1]))
     if words[0] == "emulator":
         with subprocess.Popen(
             [sys.executable, "-m", "ges_retention", *words],
@@ -119,7 +146,7 @@ def test_cli_commands_run(command: str, emulator_url: str) -> None:
                 proc.terminate()
                 assert proc.wait(timeout=20) == 0
         return
-    env = emulator_env(emulator_url)
+    env = emulator_env(emulator_url, GES_RETENTION_STATE=str(state_path))
     result = subprocess.run(
         [sys.executable, "-m", "ges_retention", *words],
         cwd=REPO,

@@ -146,7 +146,8 @@ async def test_counts_and_ids_per_outcome() -> None:
     }
     assert (prod["planned"], prod["deleted"], prod["already_deleted"], prod["failed"]) == (3, 1, 1, 1)
     assert summary.counts() == {
-        "listed": 8, "kept": 3, "planned": 5, "deleted": 3, "already_deleted": 1, "failed": 1, "not_started": 0
+        "listed": 8, "kept": 3, "planned": 5, "deleted": 3, "already_deleted": 1, "failed": 1, "not_started": 0,
+        "pending": 0,
     }  # fmt: skip
 
 

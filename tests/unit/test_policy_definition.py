@@ -59,7 +59,7 @@ def test_the_effective_definition_is_canonical_json_with_every_default_and_witho
     assert json.dumps(document, sort_keys=True, separators=(",", ":")) == text
     assert "name" not in document
     assert document["enabled"] is True and document["run_on_change"] is False
-    assert document["safety"] == {"max_deletes": 50, "min_keep": 1, "confirm_after": 0}
+    assert document["safety"] == {"max_deletes": 50, "min_keep": 1, "confirm_after": 0, "change_budget": 10}
     assert document["select"]["graphs"] == ["*"]
     assert document["timezone"] == "UTC" and document["schedule"] is None
 
@@ -92,6 +92,7 @@ def test_moving_a_value_into_the_defaults_keeps_the_digest() -> None:
         ("    keep: {last: 3}", "    keep: {last: 3}\n    dry_run: true"),
         ("    keep: {last: 3}", "    keep: {last: 3}\n    run_on_change: true"),
         ("  safety: {max_deletes: 50}", "  safety: {max_deletes: 51}"),
+        ("  safety: {max_deletes: 50}", "  safety: {max_deletes: 50, change_budget: unlimited}"),
     ],
 )
 def test_any_change_of_what_the_policy_does_changes_the_digest(edit: tuple[str, str]) -> None:
@@ -126,3 +127,25 @@ def test_safety_ack_is_left_out_when_present() -> None:
 )
 def test_never_runs(extra: str, expected: bool) -> None:
     assert never_runs(_policy(BASE + extra, "b")) is expected
+
+
+def test_an_ack_in_the_file_is_not_part_of_the_definition_and_is_kept_lowercase() -> None:
+    digest = "AB" * 32
+    acked = _policy(BASE.replace("    keep: {last: 3}", f"    keep: {{last: 3}}\n    safety: {{ack: {digest}}}"), "b")
+    assert acked.safety.ack == digest.lower()
+    assert definition_digest(acked) == definition_digest(_policy(BASE, "b"))
+    assert "ack" not in json.loads(effective_definition(acked))["safety"]
+
+
+@pytest.mark.parametrize("value", ["abc", "'" + "g" * 64 + "'", "12", "[1]"])
+def test_an_ack_is_64_hex_digits(value: str) -> None:
+    with pytest.raises(PolicyError, match=r"policies\[1\]\.safety\.ack"):
+        parse_policy_text(BASE.replace("    keep: {last: 3}", f"    keep: {{last: 3}}\n    safety: {{ack: {value}}}"))
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", 0), ("25", 25), ("unlimited", "unlimited")])
+def test_the_change_budget_is_a_count_or_unlimited(value: str, expected: object) -> None:
+    text = BASE.replace("    keep: {last: 3}", f"    keep: {{last: 3}}\n    safety: {{change_budget: {value}}}")
+    assert _policy(text, "b").safety.change_budget == expected
+    with pytest.raises(PolicyError, match=r"change_budget"):
+        parse_policy_text(BASE.replace("    keep: {last: 3}", "    keep: {last: 3}\n    safety: {change_budget: -1}"))
