@@ -29,15 +29,17 @@ from ges_retention.metrics import Metrics
 from ges_retention.policy import Policy, definition_digest, never_runs
 from ges_retention.policy_loading import PolicyError, PolicyFile, Problem, parse_policy_text
 from ges_retention.policy_watch import FileRead, PolicyWatcher
+from ges_retention.replicas import LeaseHeld, Replicas
 from ges_retention.run_records import ChangeDigests, ChangeKey, MemoryChangeDigests, RunRecords
 from ges_retention.runner import Runner
 from ges_retention.schedule import build_trigger
 from ges_retention.service import Service, check_endpoints, policy_endpoint
 from ges_retention.settings import Settings, SettingsError
+from ges_retention.state import PgLeases, RunLock, Taken
 from ges_retention.summary import Trigger, new_run_id
 from ges_retention.two_phase import refuse_two_phase
 
-__all__ = ["AlreadyRunning", "Daemon", "Paused", "UnknownPolicy", "run_daemon"]
+__all__ = ["AlreadyRunning", "Daemon", "LeaseHeld", "Paused", "UnknownPolicy", "run_daemon"]
 
 log = structlog.get_logger("ges_retention.daemon")
 
@@ -71,6 +73,7 @@ class Daemon:
         parse: Callable[..., PolicyFile] = parse_policy_text,
         settle_wait: Callable[[float], Awaitable[bool]] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        shared_state: bool = False,
     ) -> None:
         self.path = path
         self.settings = settings
@@ -98,6 +101,28 @@ class Daemon:
         self._parse = parse
         self._clock = clock
         self._watcher: asyncio.Task[None] | None = None
+        # Several replicas (PostgreSQL state): the policies this daemon may run are those whose lease it holds.
+        self.replicas = Replicas(shared=shared_state)
+
+    def attach_leases(self, leases: PgLeases) -> None:
+        """The state is connected and is PostgreSQL: run only what this daemon's leases allow."""
+        self.replicas.attach(
+            leases,
+            policies=lambda: self.policy_file.names() if self.policy_file else [],
+            on_acquired=self._lease_acquired,
+            metrics=self.metrics,
+        )
+
+    def _lease_acquired(self, name: str, taken: Taken) -> None:
+        """A lease was taken: resume a run its previous holder lost or handed over mid-run, else check
+        `run_on_change` (the previous holder may not have run a change)."""
+        policy = self.policy(name)
+        if policy is None or self.stopping.is_set():
+            return
+        if taken.takeover and policy.enabled and name not in self.running:
+            self._start_run([name], "takeover")
+        else:
+            self._run_if_changed(policy)
 
     @property
     def http_url(self) -> str | None:
@@ -220,6 +245,8 @@ class Daemon:
             self.queued.add(policy.name)
             log.info("run_queued", policy=policy.name, reason="its definition changed while it runs")
             return
+        if self.replicas.skipped(policy.name, "file"):
+            return  # the holder of its lease runs it (and records the digest)
         self.digests.record(self._change_key(policy), digest)
         self._start_run([policy.name], "file")
 
@@ -232,6 +259,8 @@ class Daemon:
                 return
             if name in self.running:
                 log.info("run_skipped", policy=name, reason="already_running", trigger="schedule")
+                return
+            if self.replicas.skipped(name, "schedule"):
                 return
             await self._start_run([name], "schedule")
         except Exception as exc:
@@ -253,12 +282,16 @@ class Daemon:
         paused = [n for n in wanted if not self.policy(n).enabled]  # type: ignore[union-attr]
         if paused:
             raise Paused(", ".join(paused))
+        for name in wanted:
+            if (found := self.replicas.elsewhere(name)) is not None:
+                raise LeaseHeld(name, *found)
         run_id = new_run_id()
         self._start_run(wanted, trigger, run_id=run_id)
         return run_id
 
     def run_all_now(self, trigger: Trigger) -> tuple[str | None, list[dict[str, str]]]:
-        """SIGUSR1 and `POST /v1/runs`: run every enabled policy not already running; (run id or None, skipped)."""
+        """SIGUSR1 and `POST /v1/runs`: run every enabled policy not already running whose lease this daemon holds
+        (several replicas); (run id or None, skipped)."""
         if self.policy_file is None:
             return None, []
         skipped: list[dict[str, str]] = []
@@ -268,10 +301,13 @@ class Daemon:
                 skipped.append({"policy": policy.name, "reason": "paused"})
             elif policy.name in self.running:
                 skipped.append({"policy": policy.name, "reason": "already_running"})
+            elif (found := self.replicas.elsewhere(policy.name)) is not None:
+                holder = {"holder": found[1]} if found[1] else {}
+                skipped.append({"policy": policy.name, "reason": found[0], **holder})
             else:
                 free.append(policy.name)
         for skip in skipped:
-            log.info("run_skipped", policy=skip["policy"], reason=skip["reason"], trigger=trigger)
+            log.info("run_skipped", **skip, trigger=trigger)
         if not free:
             return None, skipped
         try:
@@ -298,13 +334,20 @@ class Daemon:
         return task
 
     def should_continue(self, name: str) -> bool:
-        """The runner asks before each DELETE: a reload that removed, paused or dry-ran the policy stops it."""
+        """The runner asks before each DELETE: a reload that removed, paused or dry-ran the policy stops it, and so
+        does a lease no longer valid on the local clock (several replicas)."""
         current = self.policy(name)
-        return current is not None and current.enabled and not current.dry_run
+        if current is None or not current.enabled or current.dry_run:
+            return False
+        return self.replicas.may_delete(name)
 
     async def _run(self, policy_file: PolicyFile, selected: list[Policy], trigger: Trigger, run_id: str) -> None:
         names = {p.name for p in selected}
+        locks: list[RunLock] = []
         try:
+            # Several replicas: the run lock is the lease, marked with this run (a takeover resumes it).
+            locked, locks = await self.replicas.lock_runs([p.name for p in selected], run_id)
+            selected = [p for p in selected if p.name in locked]
             summary = await self.runner.run(
                 policy_file, selected, trigger=trigger, run_id=run_id, should_continue=self.should_continue
             )
@@ -317,6 +360,7 @@ class Daemon:
             self.records.crash(run_id, f"{type(exc).__name__}: {exc}", self._clock())
         finally:
             self.runner.active.pop(run_id, None)
+            await self.replicas.unlock_runs(locks)
             self.running.difference_update(names)
         for name in names & self.queued:
             self.queued.discard(name)
@@ -341,6 +385,9 @@ class Daemon:
         self.watcher.seen = read
         await self.http.start()
         self.scheduler.start()
+        if self.replicas.manager is not None:  # leases before the first load decides what runs on change
+            self.policy_file = first
+            await self.replicas.start()
         self._swap(first)
         self._watcher = asyncio.get_running_loop().create_task(self.watcher.run())
         log.info("daemon_started", path=str(self.path), policies=first.names())
@@ -357,6 +404,7 @@ class Daemon:
         with contextlib.suppress(Exception):
             self.scheduler.shutdown(wait=False)
         self.runner.request_stop()
+        await self.replicas.begin_shutdown()  # idle leases to the other daemons now; running ones after their runs
         pending = list(self.tasks)
         if pending:
             _done, still = await asyncio.wait(pending, timeout=self.settings.shutdown_grace_s)
@@ -364,6 +412,7 @@ class Daemon:
                 task.cancel()
             if still:
                 await asyncio.gather(*still, return_exceptions=True)
+        await self.replicas.close()
         await self.http.stop()
 
 

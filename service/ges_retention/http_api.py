@@ -98,6 +98,8 @@ class HttpApi:
             problems.append("no policies loaded")
         if daemon.authenticated() is False:
             problems.append("the last API call was not authenticated")
+        if daemon.replicas.unavailable():
+            problems.append("the state (PostgreSQL) is unreachable: no lease can be kept")
         if problems:
             return web.json_response({"status": "not ready", "problems": problems}, status=503)
         return web.json_response(
@@ -128,16 +130,18 @@ class HttpApi:
         return None
 
     async def _post_run(self, request: web.Request) -> web.Response:
-        from ges_retention.daemon import AlreadyRunning, Paused, UnknownPolicy
+        from ges_retention.daemon import AlreadyRunning, LeaseHeld, Paused, UnknownPolicy
 
         if (refused := self._refused(request)) is not None:
             return refused
         names = request.query.getall("policy", [])
+        await self.daemon.replicas.refresh()  # `skipped` and a 409 name the current holders
         if not names:  # like SIGUSR1: every enabled policy that is not already running
             run_id, skipped = self.daemon.run_all_now("http")
             if run_id is None:
                 reasons = {s["reason"] for s in skipped}
-                reason = "already_running" if "already_running" in reasons else "paused"
+                order = ("already_running", "lease_held", "state_unavailable", "paused")
+                reason = next((r for r in order if r in reasons), "paused")
                 error = "no policy to run: " + ", ".join(f"{s['policy']} ({s['reason']})" for s in skipped)
                 return _conflict(error if skipped else "no policy to run", reason)
             return web.json_response({"run_id": run_id, "skipped": skipped}, status=202)
@@ -149,6 +153,12 @@ class HttpApi:
             return _conflict(f"policy {exc} is paused", "paused")
         except AlreadyRunning as exc:
             return _conflict(f"policy {exc} is already running", "already_running")
+        except LeaseHeld as exc:
+            if exc.reason != "lease_held":
+                unavailable = {"error": f"policy {exc.policy}: the state is not connected", "reason": exc.reason}
+                return web.json_response(unavailable, status=503)
+            body = {"error": f"policy {exc.policy} is run by {exc.holder or 'another daemon'}", "reason": "lease_held"}
+            return web.json_response({**body, "holder": exc.holder}, status=409)
         return web.json_response({"run_id": run_id}, status=202)
 
     async def _get_run(self, request: web.Request) -> web.Response:
@@ -164,6 +174,7 @@ class HttpApi:
         if (refused := self._refused(request)) is not None:
             return refused
         names = [p.name for p in self.daemon.policy_file.policies] if self.daemon.policy_file else []
+        await self.daemon.replicas.refresh()  # the lease holders as the state has them now
         document: dict[str, Any] = {}
         try:
             journal = await journal_policy_fields(self._store(), names)
@@ -194,7 +205,8 @@ def policies_view(daemon: Daemon, journal: Mapping[str, Mapping[str, Any]] | Non
 
     `journal` (`http_journal.journal_policy_fields`) gives the last finished run recorded in the state (it survives
     restarts; its outcome is this policy's when this process ran it) and the pending deletions; without it, the last
-    run this process saw. `change_held` and `lease_holder` are null until the change gate and the leases fill them."""
+    run this process saw. `change_held` is null until the change gate fills it; `lease_holder` is the holder of
+    the policy's lease on a PostgreSQL state (several replicas), else null."""
     daemon.refresh_next_runs()
     views = []
     for policy in daemon.policy_file.policies if daemon.policy_file else ():
@@ -213,7 +225,7 @@ def policies_view(daemon: Daemon, journal: Mapping[str, Mapping[str, Any]] | Non
                 "last_run": _last_run(daemon.records.last_for(policy.name), recorded.get("last_run")),
                 "pending_deletions": recorded.get("pending_deletions"),
                 "change_held": None,
-                "lease_holder": None,
+                "lease_holder": daemon.replicas.holder_of(policy.name),  # several replicas: its lease's holder
             }
         )
     return views

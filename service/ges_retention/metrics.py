@@ -48,6 +48,7 @@ class Metrics:
         "deletions",
         "holds",
         "last_run",
+        "lease_held",
         "newest_success_age",
         "next_run",
         "pending_deletions",
@@ -126,6 +127,12 @@ class Metrics:
             Gauge,
             "ges_retention_next_run_timestamp_seconds",
             "Unix time of a scheduled policy's next run (no series when it has no schedule or is paused)",
+            ("policy",),
+        )
+        self.lease_held = self._policy_metric(
+            Gauge,
+            "ges_retention_lease_held",
+            "1 while this process holds the policy's lease (PostgreSQL state, several replicas), else 0",
             ("policy",),
         )
         self.pending_deletions = self._policy_metric(

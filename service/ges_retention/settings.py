@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=30.0, ge=0, le=3600)
     # A changed policy file is used once two reads this far apart agree (a half-written file is never acted on).
     reload_settle_s: float = Field(default=1.0, ge=0, le=60)
+    # PostgreSQL leases (several replicas): renewed every TTL/3; a lease is trusted locally until TTL - 1 s.
+    lease_ttl_s: float = Field(default=30.0, gt=1, le=3600)
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     http: str = "127.0.0.1:9464"

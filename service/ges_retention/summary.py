@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 Outcome = Literal["ok", "partial", "failed", "safety_stop", "change_held", "dry_run", "interrupted"]
-Trigger = Literal["cli", "schedule", "file", "signal", "http"]
+Trigger = Literal["cli", "schedule", "file", "signal", "http", "takeover"]
 DeletionOutcome = Literal["deleted", "already_deleted", "failed", "not_started"]
 # What a policy's run counts: `planned` = deleted + already_deleted + failed + not_started + pending (when it acts:
 # neither dry, held by the change gate nor safety-stopped). `pending`: kept in this run, waiting out confirm_after.

@@ -3,6 +3,8 @@ unavailable (exit 1), no message carries the password, and a run lock dies with 
 
 from __future__ import annotations
 
+import contextlib
+
 import asyncpg
 import pytest
 from state_helpers import FakeClock
@@ -15,7 +17,7 @@ from ges_retention.state import (
     open_store,
     resolve_state_location,
 )
-from ges_retention.state.postgres import LOCK_APPLICATION, to_dollar
+from ges_retention.state.postgres import to_dollar
 from support.postgres import PASSWORD, PgServer, free_port
 
 
@@ -43,7 +45,11 @@ async def test_a_missing_database_is_misconfiguration(pg_server: PgServer) -> No
         await open_store(resolve_state_location(pg_server.url(database="no_such_db")))
 
 
-async def test_a_run_lock_is_released_when_its_holders_session_dies(pg_server: PgServer, clock: FakeClock) -> None:
+async def test_a_run_lock_is_the_lease_and_frees_only_when_it_expires_on_the_database_clock(
+    pg_server: PgServer, clock: FakeClock
+) -> None:
+    """A holder that dies (its sessions gone) keeps the lease until it expires: its DELETEs may still be in flight.
+    The database clock moving past `expires_at` is simulated by moving `expires_at` back."""
     await pg_server.reset()
     location = resolve_state_location(pg_server.url())
     first = await open_store(location, clock=clock, holder="dies:1")
@@ -51,21 +57,23 @@ async def test_a_run_lock_is_released_when_its_holders_session_dies(pg_server: P
     assert first is not None and second is not None
     try:
         lock = await first.try_run_lock("nightly")
-        assert lock is not None and await second.run_lock_holder("nightly") == "dies:1"
-        admin = await asyncpg.connect(host=str(pg_server.sockets), port=pg_server.port, user="postgres")
-        try:  # what a killed process or a dropped connection looks like to the server
-            killed = await admin.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
-                LOCK_APPLICATION,
-            )
+        assert lock is not None and lock.lease is not None and await second.run_lock_holder("nightly") == "dies:1"
+        await first.close()  # its connections are gone, as when the process dies
+        admin = await asyncpg.connect(host=str(pg_server.sockets), port=pg_server.port, user="postgres", database="ges")
+        try:
+            assert await second.try_run_lock("nightly") is None
+            assert await second.run_lock_holder("nightly") == "dies:1"
+            await admin.execute("UPDATE leases SET expires_at = now() - interval '1 second'", timeout=10)
         finally:
             await admin.close()
-        assert killed == 1
         assert await second.run_lock_holder("nightly") is None
         taken = await second.try_run_lock("nightly")
         assert taken is not None and await second.run_lock_holder("nightly") == "lives:2"
+        assert taken.lease is not None and taken.lease.generation == lock.lease.generation + 1
         await taken.release()
-        await lock.release()  # releasing a dead session's lock is harmless
+        with contextlib.suppress(StateError):
+            await lock.release()  # releasing a superseded lease changes nothing
+        assert await second.run_lock_holder("nightly") is None
     finally:
         await first.close()
         await second.close()

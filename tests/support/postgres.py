@@ -132,6 +132,11 @@ class PgServer:
         finally:
             await conn.close()
 
+    def restart(self) -> None:
+        """Stop the server (fast: sessions are cut) and start it again with the same options and data."""
+        log = str(self.base / "server.log")
+        self._run("pg_ctl", "-D", str(self.data), "-l", log, "-w", "-t", "30", "-m", "fast", "restart")
+
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data), "stop", "-m", "immediate", check=False)

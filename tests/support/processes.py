@@ -137,6 +137,14 @@ class DaemonProcess:
                 await self._changed.wait()
         return self.named(name, **match)[count - 1]
 
+    async def lines_past(self, count: int) -> None:
+        """Until more than `count` stderr lines arrived; bound it with a timeout. Fails if stderr closes first."""
+        while len(self.lines) <= count:
+            if self._reader.done():
+                raise AssertionError(f"the daemon exited: {self.lines[-5:]}")
+            self._changed.clear()
+            await self._changed.wait()
+
     async def stop(self, signum: int | None = signal.SIGTERM, timeout_s: float = 30.0) -> int:
         """Send `signum` (None: send nothing) and wait, bounded, for the exit code; stdout is kept in
         `stdout_lines`. Killed if it overstays."""

@@ -75,7 +75,7 @@ from ges_retention.emulator.errors import (
 from ges_retention.emulator.gates import Dropped, Gates, Holds
 from ges_retention.emulator.iam import Iam
 from ges_retention.emulator.params import check_segments, checked_path, paging
-from ges_retention.emulator.stats import Stats
+from ges_retention.emulator.stats import Stats, client_of
 from ges_retention.emulator.store import DeleteResult, Store, format_api_time, random_uuid
 from ges_retention.ges.signing import SignedRequest
 
@@ -153,7 +153,7 @@ class Emulator:
                 # aiohttp finds the transport closed when it writes this, and lets it go quietly.
                 response = web.Response(status=500)
             finally:
-                self.stats.finished(operation, status)
+                self.stats.finished(operation, status, client_of(request.headers.get("User-Agent")))
         response.headers["X-Request-Id"] = request_id
         return response
 
@@ -243,7 +243,7 @@ class Emulator:
             raise ApiError(400, "GES.7024", MSG_BACKUP_NOT_FOUND)
         if result is DeleteResult.BACKING_UP:
             raise ApiError(400, "GES.7002", MSG_GRAPH_BACKING_UP)
-        self.stats.deleted_ids.append(info["backup_id"])
+        self.stats.deleted(info["backup_id"], client_of(request.headers.get("User-Agent")))
         return _json({})
 
     async def create_backup(self, request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ Records are in `records.py`, errors (and which exit code each means) in `errors.
 from ges_retention.state.errors import (
     DaemonLockHeld,
     InvalidStateInput,
+    LeaseLost,
     LockHeld,
     RunLockTimeout,
     StateAuthFailed,
@@ -21,6 +22,7 @@ from ges_retention.state.errors import (
     StateSchemaTooNew,
     StateUnavailable,
 )
+from ges_retention.state.leases import DEFAULT_TTL_S, Lease, LeaseRow, PgLeases, Taken
 from ges_retention.state.location import MEMORY, StateLocation, resolve_state_location
 from ges_retention.state.locks import DaemonLock, RunLock, default_holder
 from ges_retention.state.migrations import CURRENT_VERSION
@@ -50,6 +52,7 @@ from ges_retention.state.store import Store
 
 __all__ = [
     "CURRENT_VERSION",
+    "DEFAULT_TTL_S",
     "MEMORY",
     "Ack",
     "BackupFacts",
@@ -63,9 +66,13 @@ __all__ = [
     "IntentBatch",
     "IntentTicket",
     "InvalidStateInput",
+    "Lease",
+    "LeaseLost",
+    "LeaseRow",
     "LockHeld",
     "OpenMode",
     "Outcome",
+    "PgLeases",
     "PlannedDeletion",
     "PruneReport",
     "Resolution",
@@ -86,6 +93,7 @@ __all__ = [
     "StateUnavailable",
     "Store",
     "StoreInfo",
+    "Taken",
     "WhyReport",
     "default_holder",
     "open_store",

@@ -13,9 +13,11 @@
     ├── StateUnavailable            exit 1 / `state_unavailable`: PostgreSQL unreachable, a write failed (disk
     │                               full, I/O error, lock timeout inside the database). Retry later; mid-run: no
     │                               further DELETE.
-    └── LockHeld                    somebody else holds a lock; `holder` names it (host:pid) when known
-        ├── RunLockTimeout          a run lock stayed held for the whole wait: a one-shot `run` exits 1
-        └── DaemonLockHeld          a second daemon on the same SQLite file: exit 2
+    ├── LockHeld                    somebody else holds a lock; `holder` names it (host:pid) when known
+    │   ├── RunLockTimeout          a run lock stayed held for the whole wait: a one-shot `run` exits 1
+    │   └── DaemonLockHeld          a second daemon on the same SQLite file: exit 2
+    └── LeaseLost                   PostgreSQL: this process no longer holds the policy's lease at its generation
+                                    (expired, taken over, released): no further DELETE of that policy
     InvalidStateInput               (a ValueError) a malformed backup id, hold reason or hold end: exit 2 / HTTP 400
 
 All derive from `GesRetentionError` (`ges_retention/errors.py`), whose `exit_code` the command line uses.
@@ -33,6 +35,7 @@ from ges_retention.exit_codes import ExitCode
 __all__ = [
     "DaemonLockHeld",
     "InvalidStateInput",
+    "LeaseLost",
     "LockHeld",
     "RunLockTimeout",
     "StateAuthFailed",
@@ -116,6 +119,18 @@ class RunLockTimeout(LockHeld):
 
 class DaemonLockHeld(LockHeld):
     exit_code: ClassVar[ExitCode] = ExitCode.INVALID
+
+
+class LeaseLost(StateError):
+    """The fencing check failed: the batch was rolled back, and the policy's run must send no further DELETE."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.FAILED
+
+    def __init__(self, message: str, *, location: str, policy: str, holder: str | None, generation: int) -> None:
+        super().__init__(message, location=location)
+        self.policy = policy
+        self.holder = holder
+        self.generation = generation
 
 
 class InvalidStateInput(GesRetentionError, ValueError):

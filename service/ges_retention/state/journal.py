@@ -17,6 +17,7 @@ from typing import Any
 from ges_retention.state import deletions
 from ges_retention.state.errors import InvalidStateInput, StateUnavailable
 from ges_retention.state.gate_records import GateRecords
+from ges_retention.state.leases import Lease
 from ges_retention.state.locks import RunLock
 from ges_retention.state.records import (
     DeletionRecord,
@@ -145,8 +146,16 @@ class SqlStore(GateRecords):
         return await self._run_script("cancel_pending", script, write=True)
 
     async def write_intents(
-        self, run_id: str, scope: Scope, items: Sequence[PlannedDeletion], *, now: datetime | None = None
+        self,
+        run_id: str,
+        scope: Scope,
+        items: Sequence[PlannedDeletion],
+        *,
+        now: datetime | None = None,
+        lease: Lease | None = None,
     ) -> IntentBatch:
+        # `lease` fences the batch on PostgreSQL (`PostgresStore.write_intents`). SQLite has no leases: its run lock is
+        # an flock, held until the process dies, and one daemon per file.
         script = deletions.write_intents(run_id, scope, items, self._now(now))
         return await self._run_script("write_intents", script, write=True)
 

@@ -11,6 +11,10 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ges_retention.state.leases import Lease
 
 __all__ = ["DaemonLock", "LockHandle", "RunLock", "default_holder"]
 
@@ -55,14 +59,34 @@ class LockHandle:
 
 
 class RunLock(LockHandle):
-    """A policy's run lock. `policy` is the policy name; `owner` the store that granted it."""
+    """A policy's run lock. `policy` is the policy name; `owner` the store that granted it.
 
-    __slots__ = ("owner", "policy")
+    On PostgreSQL the run lock is the policy's lease (`state/leases.py`): `lease` is the fencing token that intent
+    batches pass to `write_intents`, and `valid()` the local monotonic check asked before each DELETE. On SQLite
+    `lease` is None and `valid()` is true while the lock is held.
+    """
 
-    def __init__(self, policy: str, holder: str, release: Callable[[], Awaitable[None]], owner: object) -> None:
+    __slots__ = ("_valid", "lease", "owner", "policy")
+
+    def __init__(
+        self,
+        policy: str,
+        holder: str,
+        release: Callable[[], Awaitable[None]],
+        owner: object,
+        *,
+        lease: Lease | None = None,
+        valid: Callable[[], bool] | None = None,
+    ) -> None:
         super().__init__(f"run:{policy}", holder, release)
         self.policy = policy
         self.owner = owner
+        self.lease = lease
+        self._valid = valid
+
+    def valid(self) -> bool:
+        """May a DELETE of this policy be sent now? (Held, and on PostgreSQL the lease valid on the local clock.)"""
+        return self.held and (self._valid is None or self._valid())
 
 
 class DaemonLock(LockHandle):

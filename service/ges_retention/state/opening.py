@@ -16,6 +16,7 @@ import asyncio
 from typing import Literal
 
 from ges_retention.state.journal import SqlStore
+from ges_retention.state.leases import DEFAULT_TTL_S
 from ges_retention.state.location import StateLocation
 from ges_retention.state.migrations import CURRENT_VERSION
 from ges_retention.state.store_base import Clock, Monotonic, Sleep, utc_now
@@ -34,9 +35,10 @@ async def open_store(
     sleep: Sleep = asyncio.sleep,
     holder: str | None = None,
     target_version: int = CURRENT_VERSION,
+    lease_ttl_s: float = DEFAULT_TTL_S,
 ) -> SqlStore | None:
     """The store at `location`, or None (`read_only` mode only) when there is none. `target_version` below the
-    current one exists for the migration tests."""
+    current one exists for the migration tests. `lease_ttl_s` (GES_RETENTION_LEASE_TTL_S) is used by PostgreSQL only."""
     if mode not in ("create", "existing", "read_only"):
         raise ValueError(f"unknown open mode {mode!r}")
     if location.kind == "postgresql":
@@ -50,6 +52,7 @@ async def open_store(
             monotonic=monotonic,
             sleep=sleep,
             holder=holder,
+            lease_ttl_s=lease_ttl_s,
         )
     from ges_retention.state.sqlite_open import open_sqlite
 

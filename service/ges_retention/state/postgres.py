@@ -5,9 +5,9 @@ Differences that matter:
   their own clocks say. (Holds are judged at the caller's instant, as on SQLite.)
 - Hold changes and intent batches serialise on a transaction advisory lock (exclusive for holds, shared for batches):
   a hold committed before a batch's check is seen by it, one placed after waits until the batch has committed.
-- Run lock: for now a session advisory lock on a dedicated connection (released by the server if the process or the
-  connection dies) plus the `run_locks` row naming the holder. Issue 15 replaces it with the fenced lease; the seam is
-  `try_run_lock`/`run_lock_holder` here and the `lease_generation` columns of `runs` and `deletions`.
+- Run lock: the policy's lease (`state/leases.py`, `self.leases`): a one-shot run takes it and renews it while it
+  runs; a daemon runs what its lease manager holds. Intent batches given a lease are fenced by it (`write_intents`).
+  The holder id is `host:pid:random` unless the caller names one.
 - Several daemons may share one PostgreSQL state, so the daemon lock excludes nobody.
 """
 
@@ -17,25 +17,26 @@ import contextlib
 import functools
 import hashlib
 import re
+import secrets
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
 
-from ges_retention.state.errors import StateReadOnly
+from ges_retention.state import deletions
+from ges_retention.state.errors import LeaseLost, StateReadOnly
 from ges_retention.state.journal import SqlStore
-from ges_retention.state.locks import DaemonLock, RunLock
+from ges_retention.state.leases import DEFAULT_TTL_S, Lease, PgLeases, fence
+from ges_retention.state.locks import DaemonLock, RunLock, default_holder
 from ges_retention.state.postgres_errors import classify
-from ges_retention.state.records import StoreInfo
+from ges_retention.state.records import IntentBatch, PlannedDeletion, Scope, StoreInfo
 from ges_retention.state.sql import Script, drive
 
 __all__ = ["PostgresStore", "advisory_key", "to_dollar"]
 
 HOLDS_KEY = -0x6765735F686F6C64  # "ges_hold", negated: one fixed advisory lock for hold changes vs intent batches
 CONNECT_TIMEOUT_S = 10.0
-LOCK_APPLICATION = "ges-retention-run-lock"
-"""`application_name` of the sessions that hold run locks (visible in `pg_stat_activity`)."""
 _QMARK = re.compile(r"\?")
 T = TypeVar("T")
 
@@ -88,10 +89,24 @@ class _PgTx:
 class PostgresStore(SqlStore):
     """Constructed by `open_postgres` (`state/postgres_open.py`)."""
 
-    def __init__(self, info: StoreInfo, *, pool: asyncpg.Pool, url: str, read_only: bool, **options: Any) -> None:
+    def __init__(
+        self,
+        info: StoreInfo,
+        *,
+        pool: asyncpg.Pool,
+        url: str,
+        read_only: bool,
+        lease_ttl_s: float = DEFAULT_TTL_S,
+        **options: Any,
+    ) -> None:
+        if options.get("holder") is None:
+            # Two processes with one pid on one host (containers) must not pass for one lease holder.
+            options["holder"] = f"{default_holder()}:{secrets.token_hex(3)}"
         super().__init__(info, read_only=read_only, **options)
         self._pool = pool
         self._url = url
+        self.pg_leases = PgLeases(self, ttl_s=lease_ttl_s, monotonic=self._monotonic)
+        self.leases = self.pg_leases
 
     def __repr__(self) -> str:
         return f"PostgresStore(location={self.info.location!r}, read_only={self.read_only})"
@@ -122,68 +137,45 @@ class PostgresStore(SqlStore):
         return self._transaction(operation, write=False)
 
     async def close(self) -> None:
+        await self.pg_leases.close()
         with contextlib.suppress(Exception):
             await self._pool.close()
 
+    async def write_intents(
+        self,
+        run_id: str,
+        scope: Scope,
+        items: Sequence[PlannedDeletion],
+        *,
+        now: datetime | None = None,
+        lease: Lease | None = None,
+    ) -> IntentBatch:
+        """With a lease: fenced. The batch commits only if the lease is still held at its generation (else
+        `LeaseLost`, nothing written, and the lease leaves this process's book)."""
+        if lease is None:
+            return await super().write_intents(run_id, scope, items, now=now)
+        script = deletions.write_intents(run_id, scope, items, self._now(now))
+        try:
+            async with self.writing("write_intents") as tx:
+                await fence(tx, lease, location=self.info.location)
+                return await tx.run(script)
+        except LeaseLost:
+            if self.pg_leases.lease(lease.policy) == lease:
+                self.pg_leases.forget(lease.policy)
+            raise
+
     # ---------------------------------------------------------------------------------------------- locks
 
-    async def _connect(self, operation: str) -> asyncpg.Connection:
-        try:
-            return await asyncpg.connect(
-                self._url, timeout=CONNECT_TIMEOUT_S, server_settings={"application_name": LOCK_APPLICATION}
-            )
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, ValueError) as exc:
-            raise classify(exc, location=self.info.location, operation=operation) from exc
-
-    async def try_run_lock(self, policy: str) -> RunLock | None:
+    async def try_run_lock(self, policy: str, run_id: str | None = None) -> RunLock | None:
         if self.read_only:
             raise StateReadOnly(f"the state at {self.info.location} was opened read-only", location=self.info.location)
-        key = advisory_key(f"run:{policy}")
-        # A cheap probe on a pooled connection first: a waiting run polls, and a new session per poll costs a login.
-        async with self._write("run_lock_probe") as probe:
-            if not (await probe.fetch("SELECT pg_try_advisory_xact_lock(?)", (key,)))[0][0]:
-                return None
-        conn = await self._connect("run_lock")
-        try:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
-                await conn.close()
-                return None
-            async with self._write("run_lock") as tx:
-                await tx.execute(
-                    "INSERT INTO run_locks (policy, holder, acquired_at) VALUES (?, ?, now()) ON CONFLICT (policy) "
-                    "DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at",
-                    (policy, self.holder),
-                )
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await conn.close()
-            raise
-        holder = self.holder
-
-        async def release() -> None:
-            try:
-                async with self._write("run_unlock") as tx:
-                    await tx.execute("DELETE FROM run_locks WHERE policy = ? AND holder = ?", (policy, holder))
-            except Exception:  # noqa: S110 - the row only names the holder; closing the session unlocks below
-                pass
-            finally:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-
-        return RunLock(policy, holder, release, owner=self)
+        return await self.pg_leases.run_lock(policy, run_id)
 
     async def run_lock_holder(self, policy: str) -> str | None:
-        key = advisory_key(f"run:{policy}")
-        async with self._write("run_lock_holder") as tx:
-            rows = await tx.fetch("SELECT holder FROM run_locks WHERE policy = ?", (policy,))
-            # Free if we can take it: then a row names a holder that is gone.
-            free = await tx.fetch("SELECT pg_try_advisory_xact_lock(?)", (key,))
-        if free and free[0][0]:
-            return None
-        return str(rows[0][0]) if rows else None
+        return await self.pg_leases.holder_of(policy)
 
     async def acquire_daemon_lock(self) -> DaemonLock:
-        """Several daemons may share a PostgreSQL state (policies are spread by leases, issue 15)."""
+        """Several daemons may share a PostgreSQL state (policies are spread by leases, `state/leases.py`)."""
 
         async def nothing() -> None:
             return None

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from ges_retention.state.errors import StateMissing
+from ges_retention.state.leases import DEFAULT_TTL_S, check_ttl
 from ges_retention.state.location import StateLocation
 from ges_retention.state.migrations import CURRENT_VERSION, MIGRATIONS, VERSION_TABLE, render
 from ges_retention.state.postgres import CONNECT_TIMEOUT_S, PostgresStore, advisory_key
@@ -39,8 +40,13 @@ async def open_postgres(
     **options: Any,
 ) -> PostgresStore | None:
     assert location.url is not None
+    check_ttl(float(options.get("lease_ttl_s", DEFAULT_TTL_S)))  # before a connection exists to be left open
     display = location.display
     settings = {"application_name": "ges-retention"}
+    # A process frozen in the middle of a transaction (SIGSTOP, a paused VM) must not keep its row locks, or the
+    # lease it lost could never be taken over: the server ends such a session after one lease TTL.
+    ttl_ms = int(float(options.get("lease_ttl_s", DEFAULT_TTL_S)) * 1000)
+    settings["idle_in_transaction_session_timeout"] = str(ttl_ms)
     if mode == "read_only":
         settings["default_transaction_read_only"] = "on"
     try:

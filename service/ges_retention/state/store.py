@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from ges_retention.state.leases import Lease, PgLeases
 from ges_retention.state.locks import DaemonLock, RunLock
 from ges_retention.state.records import (
     Ack,
@@ -35,6 +36,8 @@ __all__ = ["Store"]
 class Store(Protocol):
     info: StoreInfo
     read_only: bool
+    leases: PgLeases | None
+    """PostgreSQL: this process's leases (several replicas); SQLite: None."""
 
     async def close(self) -> None: ...
 
@@ -102,11 +105,18 @@ class Store(Protocol):
         ...
 
     async def write_intents(
-        self, run_id: str, scope: Scope, items: Sequence[PlannedDeletion], *, now: datetime | None = None
+        self,
+        run_id: str,
+        scope: Scope,
+        items: Sequence[PlannedDeletion],
+        *,
+        now: datetime | None = None,
+        lease: Lease | None = None,
     ) -> IntentBatch:
         """ONE transaction: each item becomes `deleting` (its pending row moves, or a new row), except a backup with
         a hold in force at that moment, which becomes `cancelled` with reason `held: ...`. Send a DELETE only for
-        `committed`, and only after this returns."""
+        `committed`, and only after this returns. With `lease` (PostgreSQL: the run lock's `lease`), the batch
+        commits only if that lease is still held at its generation, else `LeaseLost` and nothing is written."""
         ...
 
     async def record_outcomes(self, outcomes: Sequence[Outcome], *, now: datetime | None = None) -> None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from ges_retention.state.errors import RunLockTimeout, StateReadOnly
+from ges_retention.state.leases import PgLeases
 from ges_retention.state.locks import POLL_S, DaemonLock, RunLock, default_holder
 from ges_retention.state.records import StoreInfo
 from ges_retention.state.sql import Script, Tx
@@ -45,6 +46,7 @@ class StoreBase(ABC):
         self._monotonic = monotonic
         self._sleep = sleep
         self.holder = holder or default_holder()
+        self.leases: PgLeases | None = None
 
     # ---------------------------------------------------------------------------------------------- backend hooks
 
@@ -77,6 +79,9 @@ class StoreBase(ABC):
                 operation=operation,
             )
         return self._write(operation)
+
+    def reading(self, operation: str) -> AbstractAsyncContextManager[Tx]:
+        return self._read(operation)
 
     async def _run_script(self, operation: str, script: Script[T], *, write: bool) -> T:
         """One script as one transaction. A backend may run it faster (SQLite: in one hop to its thread)."""

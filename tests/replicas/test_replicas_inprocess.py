@@ -1,0 +1,91 @@
+"""Two daemons in this process on one PostgreSQL state: schedule fires driven through the scheduler's own jobs (no
+cron minute is waited for), each policy run exactly once per fire across both daemons."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import pytest
+from replicas_helpers import POLICIES, expected_ids, policy_text
+
+from ges_retention.daemon import Daemon
+from ges_retention.emulator.app import RunningEmulator
+from ges_retention.emulator.config import DEFAULT_AK, DEFAULT_SK
+from ges_retention.metrics import Metrics
+from ges_retention.service import Service
+from ges_retention.settings import Settings
+from ges_retention.state import open_store, resolve_state_location
+from ges_retention.state.postgres import PostgresStore
+from support.emulators import PROJECT
+from support.logs import EventLog, capture_events
+
+TTL_S = 3.0
+
+
+@pytest.fixture
+def logs() -> Iterator[EventLog]:
+    with capture_events() as events:
+        yield events
+
+
+async def _settle_now(_seconds: float) -> bool:
+    await asyncio.sleep(0)
+    return False
+
+
+async def _daemon(stack: AsyncExitStack, path: Path, url: str, pg_url: str, holder: str) -> Daemon:
+    settings = Settings(_env_file=None, endpoint=url, ak=DEFAULT_AK, sk=DEFAULT_SK, rate_limit=0, http="")
+    store = await open_store(resolve_state_location(pg_url), holder=holder, lease_ttl_s=TTL_S)
+    assert isinstance(store, PostgresStore)
+    stack.push_async_callback(store.close)
+    metrics = Metrics()
+    runner = await stack.enter_async_context(Service(settings, metrics=metrics))
+    daemon = Daemon(path, settings, runner, metrics=metrics, settle_wait=_settle_now, shared_state=True)
+    daemon.attach_leases(store.pg_leases)
+    assert await daemon.start()
+    stack.push_async_callback(daemon.stop)
+    return daemon
+
+
+def held(logs: EventLog, holder: str) -> set[str]:
+    mine: set[str] = set()
+    for event in logs:
+        if event.get("holder") != holder:
+            continue
+        if event["event"] == "lease_acquired":
+            mine.add(event["policy"])
+        elif event["event"] == "lease_released":
+            mine.discard(event["policy"])
+    return mine
+
+
+async def test_each_scheduled_fire_runs_a_policy_on_its_holder_only(
+    emulator: RunningEmulator, pg_url: str, tmp_path: Path, logs: EventLog
+) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy_text())
+    async with AsyncExitStack() as stack:
+        a = await _daemon(stack, path, emulator.url, pg_url, "a:1:aa")
+        b = await _daemon(stack, path, emulator.url, pg_url, "b:2:bb")
+        # a started alone and took all six; b gets three as a gives them back.
+        await logs.wait("lease_acquired", count=len(POLICIES) + 3, timeout_s=2 * TTL_S + 10)
+        assert len(held(logs, "a:1:aa")) == len(held(logs, "b:2:bb")) == 3
+        mine = {"a": held(logs, "a:1:aa"), "b": held(logs, "b:2:bb")}
+        assert mine["a"] | mine["b"] == set(POLICIES)
+
+        for daemon in (a, b):  # every policy's job fires on both daemons
+            for name in POLICIES:
+                job = daemon.scheduler.get_job(name)
+                await job.func(*job.args)
+        by_daemon = {
+            name: sorted(p for run in daemon.records._runs.values() for p in run.policies)
+            for name, daemon in (("a", a), ("b", b))
+        }
+        assert by_daemon == {"a": sorted(mine["a"]), "b": sorted(mine["b"])}
+        skipped = [e for e in logs.named("run_skipped") if e["trigger"] == "schedule"]
+        assert sorted(e["policy"] for e in skipped) == POLICIES
+        assert {e["reason"] for e in skipped} == {"lease_held"}
+        assert {b["id"] for b in emulator.store.backups(PROJECT)} == expected_ids()
