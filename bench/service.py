@@ -138,11 +138,15 @@ def run_service(
     timeout_s: float = 600.0,
     watch_emulator: bool = True,
     extra_settings: dict[str, str] | None = None,
+    state: str | None = None,
 ) -> ServiceRun:
-    """One `ges-retention run` against the emulator; its log goes to a file next to the policy. `rate_limit` may be
-    "auto"; `extra_settings` are more `GES_RETENTION_*` settings (lower-case names without the prefix)."""
+    """One `ges-retention run` against the emulator; its log goes to a file next to the policy. `state`: the
+    journal (`GES_RETENTION_STATE`); default a SQLite file next to the policy (never the machine's own state).
+    `rate_limit` may be "auto"; `extra_settings` are more `GES_RETENTION_*` settings (lower-case names without the
+    prefix)."""
     rate = rate_limit if isinstance(rate_limit, str) else f"{rate_limit:g}"
     settings = {"concurrency": str(concurrency), "rate_limit": rate, "page_size": str(page_size)}
+    settings["state"] = state if state is not None else str(policy.parent / "state.db")
     settings.update(extra_settings or {})
     command = [sys.executable, "-m", "ges_retention", "run", str(policy), "--format", "json"]
     if dry_run:
