@@ -67,13 +67,15 @@ def run_auto_rate(
         for limit in limits:
             emulator.configure(rate_limit_per_s=limit)
             state = Path(tmp) / f"state-{limit}.db"
-            settings = {"rate_max": f"{rate_max:g}", "rate_start": "10", "state": str(state)}
+            settings = {"rate_max": f"{rate_max:g}", "rate_start": "10"}
 
-            first, first_run = _measure(emulator, policy, cpus.measured, concurrency, settings, deletions, per_graph)
+            first, first_run = _measure(
+                emulator, policy, cpus.measured, concurrency, settings, state, deletions, per_graph
+            )
             learned = _learned_rate(state)
             second_size = _second_size(limit, second_run_s)
             second, second_run = _measure(
-                emulator, policy, cpus.measured, concurrency, settings, second_size, per_graph
+                emulator, policy, cpus.measured, concurrency, settings, state, second_size, per_graph
             )
             runs += [first, second]
             figures = _figures(limit, first, first_run, second, second_run, learned)
@@ -117,6 +119,7 @@ def _measure(
     cpu: int | None,
     concurrency: int,
     settings: dict[str, str],
+    state: Path,
     count: int,
     per_graph: int,
 ) -> tuple[dict[str, Any], ServiceRun]:
@@ -124,7 +127,14 @@ def _measure(
     time.sleep(1.0)  # the rate window starts empty: nothing of the previous run counts against this one
     kept: list[ServiceRun] = []
     figures = measure_service(
-        emulator, policy, cpu=cpu, concurrency=concurrency, rate_limit="auto", extra_settings=settings, runs=kept
+        emulator,
+        policy,
+        cpu=cpu,
+        concurrency=concurrency,
+        rate_limit="auto",
+        extra_settings=settings,
+        runs=kept,
+        state=str(state),
     )
     return figures, kept[0]
 

@@ -229,6 +229,7 @@ def measure_service(
     dry_run: bool = False,
     extra_settings: dict[str, str] | None = None,
     runs: list[ServiceRun] | None = None,
+    state: str | None = None,
 ) -> dict[str, Any]:
     """`run_service` with the emulator's side of it: its CPU, its wait for a CPU, what it answered. The `ServiceRun`
     itself is appended to `runs` when given."""
@@ -243,6 +244,7 @@ def measure_service(
         page_size=page_size,
         dry_run=dry_run,
         extra_settings=extra_settings,
+        state=state,
     )
     if runs is not None:
         runs.append(run)

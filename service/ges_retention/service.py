@@ -29,7 +29,7 @@ from ges_retention.progress import Progress
 from ges_retention.rate_memory import StateRateMemory
 from ges_retention.runner import Runner
 from ges_retention.settings import AkSkCredentials, Credentials, PasswordCredentials, Settings, SettingsError
-from ges_retention.state import OpenMode, Store, open_store, resolve_state_location
+from ges_retention.state import OpenMode, StateUnavailable, Store, open_store, resolve_state_location
 
 __all__ = [
     "GesBackupApi",
@@ -192,7 +192,11 @@ async def open_state(settings: Settings, mode: OpenMode) -> Store | None:
     """The process's one store (`GES_RETENTION_STATE`), or None (`read_only` and no state yet). A new state is the
     warning `state_created`: it has no holds, pending clocks or baselines."""
     location = resolve_state_location(settings.state_value())
-    store = await open_store(location, mode=mode)
+    try:
+        store = await open_store(location, mode=mode, lease_ttl_s=settings.lease_ttl_s)
+    except StateUnavailable as exc:  # unreachable is not misconfiguration: exit 1, and said as an event
+        log.error("state_unavailable", error=str(exc), location=exc.location)
+        raise
     if store is not None and store.info.created:
         log.warning("state_created", location=store.info.location, backend=store.info.backend)
     return store
@@ -238,7 +242,11 @@ class Service:
         if self.store is None:
             return NullJournal()
         return StateJournal(
-            self.store, endpoint_of=lambda policy: policy_endpoint(policy, self.settings), clock=self.clock
+            self.store,
+            endpoint_of=lambda policy: policy_endpoint(policy, self.settings),
+            clock=self.clock,
+            lock_timeout_s=self.settings.state_lock_timeout_s,
+            keep_days=self.settings.state_keep_days,
         )
 
     async def __aenter__(self) -> Runner:
