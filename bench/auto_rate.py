@@ -1,4 +1,4 @@
-"""Scenario 10, the adaptive rate: `GES_RETENTION_RATE_LIMIT=auto` against a limit the service is not told.
+"""Scenario 11, the adaptive rate: `GES_RETENTION_RATE_LIMIT=auto` against a limit the service is not told.
 
 For each limit L (50, 150, 400 requests per sliding second, the emulator's rate gate; 10 ms latency), the service
 (`GES_RETENTION_RATE_MAX=1000`, start 10/s, 64 in flight, a SQLite state of its own) deletes 6,000 expired backups,

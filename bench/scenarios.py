@@ -97,7 +97,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "auto_rate",
-            "10. auto rate, untold limit L in 50, 150, 400/s: 6,000 deletions >= 0.8 L after 10 s, 429s <= 2%; "
+            "11. auto rate, untold limit L in 50, 150, 400/s: 6,000 deletions >= 0.8 L after 10 s, 429s <= 2%; "
             "a second run starts >= 0.75 L",
             run_auto_rate,
             full={"deletions": 6000},
