@@ -1,4 +1,4 @@
-"""Scenario 11, CPU per delete (issue 17): the service against the bare aiohttp ceiling with nothing pinned.
+"""Scenario 12, CPU per delete (issue 17): the service against the bare aiohttp ceiling with nothing pinned.
 
 Scenario 6 pins the emulator and the measured side to different CPUs, which hides what a delete costs the service:
 each side has a core of its own and the round trip bounds both. Here the emulator (10 ms latency), the service and

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bench.auto_rate import run_auto_rate
 from bench.cold_start import run_cold_start
 from bench.cpu_per_delete import run_cpu_per_delete
 from bench.emulator_seeding import run_emulator_seeding
@@ -96,8 +97,16 @@ SCENARIOS: dict[str, Scenario] = {
             quick={"runs": 3},
         ),
         Scenario(
+            "auto_rate",
+            "11. auto rate, untold limit L in 50, 150, 400/s: 6,000 deletions >= 0.8 L after 10 s, 429s <= 2%; "
+            "a second run starts >= 0.75 L",
+            run_auto_rate,
+            full={"deletions": 6000},
+            quick={"deletions": 1500, "limits": (150, 400)},
+        ),
+        Scenario(
             "cpu_per_delete",
-            "11. CPU per delete, nothing pinned: >= 0.85 of the bare aiohttp loop's rate, <= 1.3x its CPU per delete",
+            "12. CPU per delete, nothing pinned: >= 0.85 of the bare aiohttp loop's rate, <= 1.3x its CPU per delete",
             run_cpu_per_delete,
             full={"deletions": 20_000, "rounds": 2},
             quick={"deletions": 5_000, "rounds": 1},

@@ -1,4 +1,4 @@
-"""Smoke test of scenario 11 (CPU per delete, nothing pinned): it runs, every side deletes its whole sample, and the
+"""Smoke test of scenario 12 (CPU per delete, nothing pinned): it runs, every side deletes its whole sample, and the
 figures the targets are held against are written. No target on the figures themselves: the sizes are tiny."""
 
 from __future__ import annotations
