@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from replicas_helpers import POLICIES, expected_ids, policy_text
 
-from ges_retention.daemon import Daemon
+from ges_retention.daemon import Daemon, LeaseHeld
 from ges_retention.emulator.app import RunningEmulator
 from ges_retention.emulator.config import DEFAULT_AK, DEFAULT_SK
 from ges_retention.metrics import Metrics
@@ -89,3 +89,17 @@ async def test_each_scheduled_fire_runs_a_policy_on_its_holder_only(
         assert sorted(e["policy"] for e in skipped) == POLICIES
         assert {e["reason"] for e in skipped} == {"lease_held"}
         assert {b["id"] for b in emulator.store.backups(PROJECT)} == expected_ids()
+
+        theirs = sorted(mine["b"])[0]
+        await a.replicas.refresh()
+        with pytest.raises(LeaseHeld) as caught:
+            a.trigger([theirs], "http")
+        assert (caught.value.reason, caught.value.holder) == ("lease_held", "b:2:bb")
+        run_id, skipped = a.run_all_now("signal")
+        assert run_id is not None
+        assert {s["policy"] for s in skipped if s["reason"] == "lease_held"} == mine["b"]
+        assert all(s.get("holder") == "b:2:bb" for s in skipped)
+        assert a.should_continue(sorted(mine["a"])[0]) and not a.should_continue(theirs)
+        assert [e["policy"] for e in logs.named("lease_lost")] == [theirs]
+        while a.tasks:
+            await asyncio.gather(*list(a.tasks))
