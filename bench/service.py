@@ -136,9 +136,12 @@ def run_service(
     dry_run: bool = False,
     timeout_s: float = 600.0,
     watch_emulator: bool = True,
+    state: str | None = None,
 ) -> ServiceRun:
-    """One `ges-retention run` against the emulator; its log goes to a file next to the policy."""
+    """One `ges-retention run` against the emulator; its log goes to a file next to the policy. `state`: the
+    journal (`GES_RETENTION_STATE`); default a SQLite file next to the policy (never the machine's own state)."""
     settings = {"concurrency": str(concurrency), "rate_limit": f"{rate_limit:g}", "page_size": str(page_size)}
+    settings["state"] = state if state is not None else str(policy.parent / "state.db")
     command = [sys.executable, "-m", "ges_retention", "run", str(policy), "--format", "json"]
     if dry_run:
         command.append("--dry-run")

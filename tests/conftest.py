@@ -13,10 +13,12 @@ from subprocess_env import SETTINGS_PREFIXES
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """No credential or setting leaks in from the machine, and no `.env` is read from the checkout."""
+    """No credential or setting leaks in from the machine, and no `.env` is read from the checkout. The default
+    state (`$XDG_STATE_HOME/ges-retention/state.db`) is the test's own, never the machine's."""
     for name in list(os.environ):
         if name.startswith(SETTINGS_PREFIXES):
             monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     yield
 

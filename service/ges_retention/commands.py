@@ -59,7 +59,7 @@ def live_plan(
     check_endpoints(selected, settings)
 
     async def main() -> list[PolicyResult]:
-        async with Service(settings) as runner:
+        async with Service(settings, state_mode="read_only") as runner:
             planned = await runner.list_and_plan(policy_file, selected, dry_run=True, now=now)
         return planned.results
 
@@ -84,7 +84,7 @@ def run_command(
 
     async def main() -> RunSummary:
         loop = asyncio.get_running_loop()
-        async with Service(settings) as runner:
+        async with Service(settings, state_mode="create") as runner:
             task = asyncio.current_task()
             assert task is not None
 

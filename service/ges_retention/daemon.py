@@ -424,7 +424,7 @@ def run_daemon(path: Path, settings: Settings) -> int:
 async def _daemon_main(path: Path, settings: Settings) -> int:
     metrics = Metrics()
     loop = asyncio.get_running_loop()
-    service = Service(settings, metrics=metrics)
+    service = Service(settings, metrics=metrics, state_mode="create")
     async with service as runner:
         daemon = Daemon(path, settings, runner, metrics=metrics, authenticated=service.readiness.authenticated)
         stop = asyncio.Event()

@@ -144,7 +144,7 @@ async def _demo(policy_file: PolicyFile, base: Settings | None, log_format: str 
         for project_id, key in zip(projects, config.access_keys, strict=True):
             settings = _demo_settings(emulator.url, key.ak)
             selected = [p for p in policy_file.policies if p.project_id == project_id]
-            async with Service(settings) as runner:
+            async with Service(settings, state_mode="create") as runner:
                 planned = await runner.list_and_plan(policy_file, selected, dry_run=True, now=now)
                 out.write(render_table(planned.results, now, collapse=4))
                 out.write("\nRunning the policies against the emulator...\n")
@@ -174,4 +174,5 @@ def _demo_settings(url: str, ak: str) -> Settings:
         iam_domain=None,
         rate_limit=0,
         concurrency=16,
+        state=":memory:",  # the demo remembers nothing: a real state is never touched by a rehearsal
     )

@@ -7,7 +7,8 @@ subscriber knows another.
 
 Events arrive in this order for one run: `run_started`; per project `listing_done` or `listing_failed`; per policy
 `policy_planned`; per deletion `deletion_pending` (queued), `deletion_started` (not when the run stops first), then
-`deletion_finished`; per policy `policy_finished`; `run_finished`. `plan` gives the listing and planning events only.
+`deletion_finished` (or, instead of both, `deletion_held`: a hold placed during the run keeps it); per policy
+`policy_finished`; `run_finished`. `plan` gives the listing and planning events only.
 Subscribers are called on the event loop, inline with the run: they must be quick and must not raise. The context
 bound by the runner (`run_id`, `policy`, `project_id`, `graph_id`, `backup_id`, `backup_name`) is in effect.
 """
@@ -43,6 +44,8 @@ class Deletion:
     status: int | None = None
     error_code: str | None = None
     error: str | None = None
+    request_id: str | None = None
+    """The DELETE's `X-Request-Id` (or the error body's `request_id`): what `why` shows next to the deletion."""
 
 
 class RunEvents(Protocol):
@@ -66,6 +69,9 @@ class RunEvents(Protocol):
 
     def deletion_finished(self, result: PolicyResult, decision: Decision, deletion: Deletion) -> None:
         """A queued deletion ended (`not_started` when the run stopped first); `result` already counts it."""
+
+    def deletion_held(self, result: PolicyResult, decision: Decision, reason: str) -> None:
+        """A queued deletion was not sent: a hold in force when its intent was written keeps it (`reason`)."""
 
     def policy_finished(self, result: PolicyResult, duration_s: float) -> None:
         """A policy's part of the run is over; `result.outcome` is final."""
@@ -98,6 +104,9 @@ class NullRunEvents:
         pass
 
     def deletion_finished(self, result: PolicyResult, decision: Decision, deletion: Deletion) -> None:
+        pass
+
+    def deletion_held(self, result: PolicyResult, decision: Decision, reason: str) -> None:
         pass
 
     def policy_finished(self, result: PolicyResult, duration_s: float) -> None:
@@ -142,6 +151,10 @@ class FanOut:
     def deletion_finished(self, result: PolicyResult, decision: Decision, deletion: Deletion) -> None:
         for s in self.subscribers:
             s.deletion_finished(result, decision, deletion)
+
+    def deletion_held(self, result: PolicyResult, decision: Decision, reason: str) -> None:
+        for s in self.subscribers:
+            s.deletion_held(result, decision, reason)
 
     def policy_finished(self, result: PolicyResult, duration_s: float) -> None:
         for s in self.subscribers:
@@ -197,6 +210,9 @@ class LoggingEvents(NullRunEvents):
                 error=deletion.error,
                 attempts=deletion.attempts,
             )
+
+    def deletion_held(self, result: PolicyResult, decision: Decision, reason: str) -> None:
+        log.info("deletion_cancelled", reasons=[reason])
 
     def policy_finished(self, result: PolicyResult, duration_s: float) -> None:
         log.info("policy_finished", **result.counts(), dry_run=result.dry_run, outcome=result.outcome)

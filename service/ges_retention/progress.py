@@ -63,6 +63,10 @@ class Progress(NullRunEvents):
         self.done += 1
         self._maybe_report()
 
+    def deletion_held(self, result: PolicyResult, decision: Decision, reason: str) -> None:
+        self.done += 1  # kept by a hold: not waiting any more
+        self._maybe_report()
+
     def _maybe_report(self) -> None:
         if self._started is None:
             return

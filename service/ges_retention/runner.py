@@ -7,16 +7,18 @@ tests). The guards, in the order they act:
 2. a backup selected by two policies of the file is kept (`plan_file` resolves overlap);
 3. a policy whose plan exceeds `max_deletes` deletes nothing (`safety_stop`);
 4. dry-run (the file's or the command's) deletes nothing;
-5. no deletion starts after the run deadline or once a stop was requested (SIGTERM): what is left is reported.
+5. no deletion starts after the run deadline or once a stop was requested (SIGTERM): what is left is reported;
+6. write-ahead: no DELETE is sent before its intent is committed in the journal (`journal.py`: batches of at most
+   `concurrency` intents, each batch re-checking holds); once the journal cannot be written, no further DELETE.
 
-The runner neither logs nor counts: it tells its `RunEvents` subscribers (`events.py`) what happens.
+The runner neither logs nor counts: it tells its `RunEvents` subscribers (`events.py`) what happens. It talks to the
+state only through its `RunJournal` (`journal.py`), at the points that seam names.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -24,13 +26,17 @@ from typing import Protocol
 import structlog
 
 from ges_retention.backup import Backup, InvalidBackupRecord
-from ges_retention.events import Deletion, LoggingEvents, RunEvents
+from ges_retention.deleting import DeletionPhase, state_failed
+from ges_retention.events import Deletion, FanOut, LoggingEvents, RunEvents
 from ges_retention.ges.client import BackupListing, DeleteResult
 from ges_retention.ges.errors import GesError
+from ges_retention.journal import JournalUnavailable, NullJournal, RunJournal
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile
 from ges_retention.retention import Decision, plan_file
 from ges_retention.summary import PolicyResult, RunSummary, Trigger, new_run_id, policy_outcome, run_outcome
+
+log = structlog.get_logger("ges_retention.runner")
 
 __all__ = [
     "BackupApi",
@@ -167,6 +173,7 @@ class Runner:
         concurrency: int = 8,
         run_deadline_s: float = 3600.0,
         events: Callable[[], RunEvents] = LoggingEvents,
+        journal: Callable[[], RunJournal] = NullJournal,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] | None = None,
     ) -> None:
@@ -176,6 +183,8 @@ class Runner:
         self.run_deadline_s = run_deadline_s
         # A factory: subscribers with per-run state (progress, the journal's run row) get a fresh instance per run.
         self._events = events
+        # Per run too: the journal keeps the run's id and what it heard.
+        self._journal = journal
         self._clock = clock
         # The client's deadlines are on the loop's clock: so are the run's.
         self._monotonic = monotonic or (lambda: asyncio.get_running_loop().time())
@@ -202,11 +211,14 @@ class Runner:
         deadline: float | None = None,
         now: datetime | None = None,
         events: RunEvents | None = None,
+        journal: RunJournal | None = None,
     ) -> Planned:
         """List each project of `selected` once (concurrently), then plan every selected policy as of `now` (default:
         the clock, read once the listings are in). Deletes nothing: `run`, the live `plan` and the demo all come
-        through here, so they agree."""
-        events = events if events is not None else self._events()
+        through here, so they agree. The journal's `before_planning` and `before_planning_ends` are awaited here."""
+        if journal is None:
+            journal = self._journal()
+        events = events if events is not None else FanOut(self._events(), journal)
         if deadline is None:
             deadline = self._monotonic() + self.run_deadline_s
         endpoints: dict[str, str] = {}
@@ -216,7 +228,9 @@ class Runner:
         found = await asyncio.gather(*(self._list_project(endpoints[p], p, deadline, events) for p in projects))
         listings = dict(zip(projects, found, strict=True))
         now = now if now is not None else self._clock()
+        await journal.before_planning(selected, {p: x.backups for p, x in listings.items()}, now)
         results = plan_listings(policy_file, selected, listings, now, dry_run=dry_run, endpoint_of=self.endpoint_of)
+        await journal.before_planning_ends(results, now)
         for result in results:
             with structlog.contextvars.bound_contextvars(policy=result.name, project_id=result.project_id):
                 events.policy_planned(result, now)
@@ -266,14 +280,31 @@ class Runner:
             selected = [_with_max_deletes(p, max_deletes) for p in selected]
         # Dry only when every policy is: a dry policy beside a live one must not make the run look harmless.
         all_dry = dry_run or (bool(selected) and all(p.dry_run for p in selected))
-        events = self._events()
+        journal = self._journal()
+        events = FanOut(self._events(), journal)
         with structlog.contextvars.bound_contextvars(run_id=run_id):
             events.run_started(run_id, trigger, [p.name for p in selected], all_dry)
-            planned = await self.list_and_plan(policy_file, selected, dry_run=dry_run, deadline=deadline, events=events)
+            try:
+                await journal.run_begins(run_id, trigger, [p.name for p in selected], all_dry)
+            except JournalUnavailable as exc:  # nothing listed, nothing deleted: the run cannot be remembered
+                log.error("state_unavailable", error=exc.error, operation=exc.operation)
+                raise
+            planned = await self.list_and_plan(
+                policy_file, selected, dry_run=dry_run, deadline=deadline, events=events, journal=journal
+            )
             results = planned.results
             summary = RunSummary(run_id, trigger, all_dry, results, planned.listed, planned.skipped_projects)
             self.active[run_id] = summary
-            stopped = await self._delete_all(results, deadline, events, should_continue or (lambda _name: True))
+            phase = DeletionPhase(
+                summary,
+                events,
+                journal,
+                send=lambda result, decision: self._delete_one(result, decision, deadline),
+                may_start=lambda: not self.stop_requested and self._monotonic() < deadline,
+                should_continue=should_continue or (lambda _name: True),
+                concurrency=self.concurrency,
+            )
+            stopped = await phase.run()
             summary.interrupted = self.stop_requested and any(r.not_started for r in results)
             for result in results:
                 result.outcome = policy_outcome(result, summary.interrupted or result.name in stopped)
@@ -281,51 +312,16 @@ class Runner:
                     events.policy_finished(result, self._monotonic() - started)
             summary.duration_s = self._monotonic() - started
             summary.outcome = run_outcome(results, summary.interrupted or bool(stopped))
+            if summary.state_error is None:
+                try:
+                    await journal.run_ends(summary)
+                except JournalUnavailable as exc:
+                    state_failed(summary, exc)
             events.run_finished(summary)
         self.active.pop(run_id, None)  # (a run that raises leaves its entry: the daemon drops it)
         return summary
 
     # --- deletions -------------------------------------------------------------------------------------------
-
-    async def _delete_all(
-        self,
-        results: Sequence[PolicyResult],
-        deadline: float,
-        events: RunEvents,
-        should_continue: Callable[[str], bool],
-    ) -> set[str]:
-        """Delete every due backup; the names of the policies `should_continue` stopped."""
-        stopped: set[str] = set()
-        queue: list[tuple[PolicyResult, Decision]] = []
-        for result in results:
-            if result.plan is None or result.dry_run:
-                continue
-            for decision in result.plan.deletions:
-                queue.append((result, decision))
-                with _deletion_context(result, decision):
-                    events.deletion_pending(result, decision)
-        if not queue:
-            return stopped
-        items = iter(queue)
-
-        async def worker() -> None:
-            for result, decision in items:
-                with _deletion_context(result, decision):
-                    if result.name not in stopped and not should_continue(result.name):
-                        stopped.add(result.name)
-                    if self.stop_requested or self._monotonic() >= deadline or result.name in stopped:
-                        result.record("not_started", decision.backup.id)
-                        events.deletion_finished(result, decision, Deletion("not_started"))
-                        continue
-                    events.deletion_started(result, decision)
-                    deletion = await self._delete_one(result, decision, deadline)
-                    result.record(deletion.outcome, decision.backup.id)
-                    events.deletion_finished(result, decision, deletion)
-
-        async with asyncio.TaskGroup() as group:
-            for _ in range(min(self.concurrency, len(queue))):
-                group.create_task(worker())
-        return stopped
 
     async def _delete_one(self, result: PolicyResult, decision: Decision, deadline: float) -> Deletion:
         backup = decision.backup
@@ -334,19 +330,10 @@ class Runner:
                 result.endpoint, result.project_id, backup.graph_id, backup.id, deadline=deadline
             )
         except GesError as exc:
-            return Deletion("failed", exc.attempts, 0.0, exc.status, exc.error_code, str(exc))
-        return Deletion(done.outcome, done.attempts, done.duration_s, done.status, done.error_code)
-
-
-def _deletion_context(result: PolicyResult, decision: Decision) -> AbstractContextManager[None]:
-    backup = decision.backup
-    return structlog.contextvars.bound_contextvars(
-        policy=result.name,
-        project_id=result.project_id,
-        graph_id=backup.graph_id,
-        backup_id=backup.id,
-        backup_name=backup.name,
-    )
+            return Deletion("failed", exc.attempts, 0.0, exc.status, exc.error_code, str(exc), exc.request_id)
+        return Deletion(
+            done.outcome, done.attempts, done.duration_s, done.status, done.error_code, request_id=done.request_id
+        )
 
 
 def _with_max_deletes(policy: Policy, max_deletes: int) -> Policy:

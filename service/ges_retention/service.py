@@ -1,7 +1,10 @@
 """The composition root: settings become a client, credentials become auth providers, subscribers are wired.
 
 `Service` owns the long-lived pieces of one process (the HTTP session, the GES client, the auth providers and
-their cached tokens, the readiness fact) and hands out the `Runner` built on them. Nothing else constructs them.
+their cached tokens, the readiness fact, the state store) and hands out the `Runner` built on them. Nothing else
+constructs them. The state (`GES_RETENTION_STATE`) is opened once per process, in the mode of the command:
+`create` for `run` and `daemon`, `read_only` for `plan` (None when there is no state), or not at all (`state_mode`
+None). Opening it happens before any request, so a misconfigured state is exit 2 with nothing called.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from ges_retention.backup import Backup
 from ges_retention.events import FanOut, LoggingEvents, MetricsEvents, RunEvents
 from ges_retention.ges.auth import AkSkAuth, AuthProvider, PasswordAuth, TokenAuth
 from ges_retention.ges.client import BackupListing, ClientConfig, DeleteResult, GesClient, ProjectClient, open_session
+from ges_retention.journal import NullJournal, RunJournal, StateJournal
 from ges_retention.metrics import Metrics
 from ges_retention.policy import Policy
 from ges_retention.progress import Progress
 from ges_retention.runner import Runner
 from ges_retention.settings import AkSkCredentials, Credentials, PasswordCredentials, Settings, SettingsError
+from ges_retention.state import OpenMode, Store, open_store, resolve_state_location
 
 __all__ = [
     "GesBackupApi",
@@ -31,6 +36,7 @@ __all__ = [
     "check_endpoints",
     "client_config",
     "make_auth",
+    "open_state",
     "policy_endpoint",
 ]
 
@@ -173,8 +179,18 @@ class GesBackupApi:
         return await self._project(endpoint, project_id).delete_backup(graph_id, backup_id, deadline=deadline)
 
 
+async def open_state(settings: Settings, mode: OpenMode) -> Store | None:
+    """The process's one store (`GES_RETENTION_STATE`), or None (`read_only` and no state yet). A new state is the
+    warning `state_created`: it has no holds, pending clocks or baselines."""
+    location = resolve_state_location(settings.state_value())
+    store = await open_store(location, mode=mode)
+    if store is not None and store.info.created:
+        log.warning("state_created", location=store.info.location, backend=store.info.backend)
+    return store
+
+
 class Service:
-    """The long-lived pieces of one process: the HTTP session, the client, the runner, readiness."""
+    """The long-lived pieces of one process: the HTTP session, the client, the runner, readiness, the state."""
 
     def __init__(
         self,
@@ -182,9 +198,16 @@ class Service:
         *,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        state_mode: OpenMode | None = None,
+        store: Store | None = None,
     ) -> None:
+        """`state_mode`: open the state in this mode on entry (and close it on exit); or pass an open `store`
+        (its owner closes it); neither: no state (every run is journalled nowhere)."""
         self.settings = settings
         self.clock = clock
+        self.state_mode = state_mode
+        self.store: Store | None = store
+        self._owns_store = False
         self.credentials = settings.credentials()
         self.metrics = metrics
         self.readiness = Readiness()
@@ -200,7 +223,18 @@ class Service:
         subscribers.append(Progress())
         return FanOut(*subscribers)
 
+    def run_journal(self) -> RunJournal:
+        """A run's journal: over the store when there is one (fresh per run: it keeps the run's id)."""
+        if self.store is None:
+            return NullJournal()
+        return StateJournal(
+            self.store, endpoint_of=lambda policy: policy_endpoint(policy, self.settings), clock=self.clock
+        )
+
     async def __aenter__(self) -> Runner:
+        if self.store is None and self.state_mode is not None:
+            self.store = await open_state(self.settings, self.state_mode)
+            self._owns_store = self.store is not None
         config = client_config(self.settings)
         self._session = open_session(config)
         client = GesClient(self._session, config, observer=self.observer)
@@ -211,10 +245,16 @@ class Service:
             concurrency=self.settings.concurrency,
             run_deadline_s=self.settings.run_deadline_s,
             events=self.run_events,
+            journal=self.run_journal,
             clock=self.clock,
         )
         return self.runner
 
     async def __aexit__(self, *exc: Any) -> None:
-        if self._session is not None:
-            await self._session.close()
+        try:
+            if self._session is not None:
+                await self._session.close()
+        finally:
+            if self._owns_store and self.store is not None:
+                self._owns_store = False
+                await self.store.close()

@@ -49,6 +49,7 @@ _STRIPPED = (
     "endpoint",
     "http_token",
     "ca_bundle",
+    "state",
 )
 # Credentials go into headers, signatures and a login body: a control character there fails only at the first call.
 _CREDENTIALS = ("token", "ak", "sk", "security_token", "iam_user", "iam_password", "iam_domain", "sdk_ak", "sdk_sk")
@@ -123,6 +124,11 @@ class Settings(BaseSettings):
     http: str = "127.0.0.1:9464"
     http_token: SecretStr | None = None
     ca_bundle: str | None = None
+    # The journal (`state/`): a SQLite path, a postgresql:// URL or `:memory:`; None = the default path
+    # (`state/location.py`). Resolved and opened by the composition root, never here: a URL may carry a password.
+    state: SecretStr | None = None
+    state_keep_days: int = Field(default=400, ge=1, le=100_000)
+    state_lock_timeout_s: float = Field(default=30.0, ge=0, le=86_400)
 
     @field_validator("log_format", "log_level", mode="before")
     @classmethod
@@ -221,7 +227,27 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every secret this process holds, for the log redaction processor."""
         secrets = [self.token, self.sk, self.security_token, self.iam_password, self.sdk_sk, self.http_token]
-        return [s.get_secret_value() for s in secrets if s is not None]
+        values = [s.get_secret_value() for s in secrets if s is not None]
+        password = self.state_password()
+        return values + ([password] if password else [])
+
+    def state_value(self) -> str | None:
+        """`GES_RETENTION_STATE` as written (None: the default location)."""
+        return self.state.get_secret_value() if self.state is not None else None
+
+    def state_password(self) -> str | None:
+        """The password of a `postgresql://` state URL, for the log redaction processor."""
+        value = self.state_value()
+        if value is None or "://" not in value:
+            return None
+        from urllib.parse import parse_qs, urlsplit
+
+        try:
+            parts = urlsplit(value)
+            password = parts.password or next(iter(parse_qs(parts.query).get("password", [])), None)
+        except ValueError:
+            return None
+        return password or None
 
 
 def parse_listener(value: str) -> tuple[str, int]:

@@ -61,6 +61,8 @@ class PolicyResult:
     two_phase: TwoPhase | None = None  # the planned deletions' clocks (None: not computed, every deletion due)
     gate: GateDecision | None = None  # the change gate's verdict (None: not computed)
     acked_by: str | None = None  # `file`, `cli` or `http`: who acknowledged a held definition
+    # Planned deletions a hold placed during the run kept (the intent batch found it): backup id -> `held: ...`.
+    held: dict[str, str] = field(default_factory=dict)
 
     def record(self, outcome: DeletionOutcome | Literal["pending"], backup_id: str) -> None:
         self.ids[outcome].append(backup_id)
@@ -94,8 +96,9 @@ class PolicyResult:
 
     @property
     def planned(self) -> int:
-        """Every deletion the plan decided, whether or not a safety stop holds them back."""
-        return len(self.plan.planned) if self.plan is not None else 0
+        """Every deletion the plan decided, whether or not a safety stop holds them back, less those a hold placed
+        during the run kept."""
+        return len(self.plan.planned) - len(self.held) if self.plan is not None else 0
 
     @property
     def kept(self) -> int:
@@ -139,6 +142,7 @@ class PolicyResult:
             "listing_error": self.listing_error,
             "outcome": self.outcome,
             "ids": {name: list(ids) for name, ids in self.ids.items()},
+            "held": dict(self.held),
         }
 
 
@@ -153,6 +157,8 @@ class RunSummary:
     duration_s: float = 0.0
     interrupted: bool = False
     outcome: Outcome = "ok"
+    # Why the journal could not be written during the run (`state_unavailable`): the run exits 1.
+    state_error: str | None = None
 
     def total(self, name: str) -> int:
         return sum(int(getattr(p, name)) for p in self.policies)
@@ -166,7 +172,8 @@ class RunSummary:
         return self.total("kept")
 
     def exit_code(self, interrupted_code: ExitCode = ExitCode.INTERRUPTED_SIGTERM) -> ExitCode:
-        return exit_code(self.policies, interrupted_code if self.interrupted else None)
+        code = exit_code(self.policies, interrupted_code if self.interrupted else None)
+        return combine([code, ExitCode.FAILED]) if self.state_error is not None else code
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -176,6 +183,7 @@ class RunSummary:
             **self.counts(),
             "skipped_projects": self.skipped_projects,
             "duration_s": round(self.duration_s, 3),
+            **({"state_error": self.state_error} if self.state_error is not None else {}),
             "policies": [p.to_json() for p in self.policies],
         }
 

@@ -180,3 +180,23 @@ def test_every_settings_error_is_a_ges_retention_error() -> None:
     from ges_retention.errors import GesRetentionError
 
     assert issubclass(SettingsError, GesRetentionError)
+
+
+def test_state_settings_defaults_and_the_url_password_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings(env_file=None)
+    assert (s.state_value(), s.state_keep_days, s.state_lock_timeout_s) == (None, 400, 30.0)
+    monkeypatch.setenv("GES_RETENTION_STATE", f"postgresql://ges:{SECRET}@db.internal:5432/ges")
+    monkeypatch.setenv("GES_RETENTION_STATE_KEEP_DAYS", "30")
+    monkeypatch.setenv("GES_RETENTION_STATE_LOCK_TIMEOUT_S", "2.5")
+    s = load_settings(env_file=None)
+    assert (s.state_keep_days, s.state_lock_timeout_s) == (30, 2.5)
+    assert SECRET not in repr(s) and SECRET in s.secret_values()  # the log redaction knows it
+    monkeypatch.setenv("GES_RETENTION_STATE", "  ")
+    assert load_settings(env_file=None).state_value() is None  # blank: the default location
+
+
+@pytest.mark.parametrize(("name", "value"), [("STATE_KEEP_DAYS", "0"), ("STATE_LOCK_TIMEOUT_S", "-1")])
+def test_bad_state_settings_are_named(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(f"GES_RETENTION_{name}", value)
+    with pytest.raises(SettingsError, match=f"GES_RETENTION_{name}"):
+        load_settings(env_file=None)

@@ -1,0 +1,177 @@
+"""The deletion phase of one run: write-ahead batches and the workers that send the DELETEs.
+
+A feeder takes the queued deletions in order, a batch at a time (at most `concurrency` items, all of one policy), and
+awaits the journal's `before_batch` (the intents committed in one transaction that re-checks holds) before handing
+the batch to the workers; it writes the next batch while the workers send the previous one, so the journal costs a
+commit per batch, not a wait per DELETE. A worker checks again, just before sending, that the run may still start a
+deletion of that policy (stop requested, deadline, `should_continue`, the journal still writable), sends it and
+reports the outcome (`after_deletion`). A committed intent that is not sent is reported `not_started`.
+
+Once the journal cannot be written (`JournalUnavailable`), no further DELETE is sent: what is left is `not_started`,
+`state_unavailable` is logged once and the run exits 1 (`RunSummary.state_error`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
+
+import structlog
+
+from ges_retention.events import Deletion, RunEvents
+from ges_retention.journal import BatchVerdict, JournalUnavailable, RunJournal
+from ges_retention.retention import Decision
+from ges_retention.summary import PolicyResult, RunSummary
+
+__all__ = ["DeletionPhase", "deletion_context", "state_failed"]
+
+log = structlog.get_logger("ges_retention.runner")
+
+# One item handed to a worker: (result, decision, ticket, sendable); None ends a worker.
+_Item = tuple[PolicyResult, Decision, object, bool] | None
+
+
+def deletion_context(result: PolicyResult, decision: Decision) -> AbstractContextManager[None]:
+    backup = decision.backup
+    return structlog.contextvars.bound_contextvars(
+        policy=result.name,
+        project_id=result.project_id,
+        graph_id=backup.graph_id,
+        backup_id=backup.id,
+        backup_name=backup.name,
+    )
+
+
+def state_failed(summary: RunSummary, exc: JournalUnavailable) -> None:
+    """The journal cannot be written: said once per run; the run exits 1."""
+    if summary.state_error is None:
+        summary.state_error = exc.error
+        log.error("state_unavailable", error=exc.error, operation=exc.operation)
+
+
+class DeletionPhase:
+    """Deletes every due backup of a run's results, write-ahead. `run()` returns the policies `should_continue`
+    stopped."""
+
+    __slots__ = (
+        "_may_start",
+        "_ready",
+        "_send",
+        "_should_continue",
+        "concurrency",
+        "events",
+        "journal",
+        "stopped",
+        "summary",
+    )
+
+    def __init__(
+        self,
+        summary: RunSummary,
+        events: RunEvents,
+        journal: RunJournal,
+        *,
+        send: Callable[[PolicyResult, Decision], Awaitable[Deletion]],
+        may_start: Callable[[], bool],
+        should_continue: Callable[[str], bool],
+        concurrency: int,
+    ) -> None:
+        self.summary = summary
+        self.events = events
+        self.journal = journal
+        self._send = send
+        self._may_start = may_start
+        self._should_continue = should_continue
+        self.concurrency = max(1, concurrency)
+        self.stopped: set[str] = set()
+        # At most one batch waits here while the workers send the previous one.
+        self._ready: asyncio.Queue[_Item] = asyncio.Queue(self.concurrency)
+
+    def may_start(self, result: PolicyResult) -> bool:
+        """May a deletion of this policy start now?"""
+        if result.name not in self.stopped and not self._should_continue(result.name):
+            self.stopped.add(result.name)
+        if self.summary.state_error is not None or result.name in self.stopped:
+            return False
+        return self._may_start()
+
+    async def run(self) -> set[str]:
+        queue = self._queue(self.summary.policies)
+        if queue:
+            workers = min(self.concurrency, len(queue))
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._feed(queue, workers))
+                for _ in range(workers):
+                    group.create_task(self._work())
+        return self.stopped
+
+    def _queue(self, results: Sequence[PolicyResult]) -> list[tuple[PolicyResult, Decision]]:
+        queue: list[tuple[PolicyResult, Decision]] = []
+        for result in results:
+            if result.plan is None or result.dry_run:
+                continue
+            for decision in result.plan.deletions:
+                queue.append((result, decision))
+                with deletion_context(result, decision):
+                    self.events.deletion_pending(result, decision)
+        return queue
+
+    async def _feed(self, queue: list[tuple[PolicyResult, Decision]], workers: int) -> None:
+        index = 0
+        while index < len(queue):
+            result = queue[index][0]
+            batch: list[Decision] = []
+            while index < len(queue) and queue[index][0] is result and len(batch) < self.concurrency:
+                batch.append(queue[index][1])
+                index += 1
+            verdict = await self._write_intents(result, batch)
+            for decision in batch:
+                await self._hand_out(result, decision, verdict)
+        for _ in range(workers):
+            await self._ready.put(None)
+
+    async def _write_intents(self, result: PolicyResult, batch: list[Decision]) -> BatchVerdict | None:
+        """The batch's verdict, or None when none of it may be sent (the run stopped, or the journal failed).
+        `should_continue` is asked once per deletion, by the worker, right before its DELETE."""
+        if self.summary.state_error is not None or result.name in self.stopped or not self._may_start():
+            return None
+        try:
+            return await self.journal.before_batch(result, batch)
+        except JournalUnavailable as exc:
+            state_failed(self.summary, exc)
+            return None
+
+    async def _hand_out(self, result: PolicyResult, decision: Decision, verdict: BatchVerdict | None) -> None:
+        backup_id = decision.backup.id
+        if verdict is not None and backup_id in verdict.held:
+            reason = verdict.held[backup_id]
+            result.held[backup_id] = reason
+            with deletion_context(result, decision):
+                self.events.deletion_held(result, decision, reason)
+            return
+        sendable = verdict is not None and backup_id in verdict.send
+        ticket = verdict.send[backup_id] if verdict is not None and sendable else None
+        await self._ready.put((result, decision, ticket, sendable))
+
+    async def _work(self) -> None:
+        while (item := await self._ready.get()) is not None:
+            result, decision, ticket, sendable = item
+            with deletion_context(result, decision):
+                if sendable and self.may_start(result):
+                    self.events.deletion_started(result, decision)
+                    deletion = await self._send(result, decision)
+                else:
+                    deletion = Deletion("not_started")
+                result.record(deletion.outcome, decision.backup.id)
+                self.events.deletion_finished(result, decision, deletion)
+                if sendable:  # its intent was committed: its outcome (or that it was not sent after all)
+                    await self._record(result, decision, ticket, deletion)
+
+    async def _record(self, result: PolicyResult, decision: Decision, ticket: object, deletion: Deletion) -> None:
+        if self.summary.state_error is not None:
+            return  # its row stays `deleting`: a later run with a trusted listing resolves it
+        try:
+            await self.journal.after_deletion(result, decision, ticket, deletion)
+        except JournalUnavailable as exc:
+            state_failed(self.summary, exc)

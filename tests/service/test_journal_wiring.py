@@ -1,0 +1,144 @@
+"""The runner with a real journal (`StateJournal` over a SQLite store): write-ahead intents before every DELETE,
+outcomes with the request id after, holds re-checked per batch, and no further DELETE once the state fails."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from test_runner import NOW, P1, Clock, policies, project
+
+from ges_retention.exit_codes import ExitCode
+from ges_retention.ges.client import DeleteResult
+from ges_retention.journal import StateJournal
+from ges_retention.runner import Runner
+from ges_retention.state import Scope, Store, open_store, resolve_state_location
+from support.logs import capture_events
+from support.memory_api import MemoryApi
+from support.state_faults import FailingWrites
+
+ENDPOINT = "mem://ges"
+
+
+class JournalledApi(MemoryApi):
+    """A `MemoryApi` that, at each DELETE, reads what the journal says of that backup (write-ahead: `deleting`),
+    and answers with a request id."""
+
+    store: Store | None = None
+    seen_states: dict[str, str]
+
+    async def delete_backup(
+        self, endpoint: str, project_id: str, graph_id: str, backup_id: str, *, deadline: float
+    ) -> DeleteResult:
+        assert self.store is not None
+        report = await self.store.why(backup_id)
+        self.seen_states[backup_id] = report.records[-1].state if report.records else "none"
+        done = await super().delete_backup(endpoint, project_id, graph_id, backup_id, deadline=deadline)
+        return DeleteResult(
+            done.outcome, done.attempts, done.duration_s, done.error_code, done.status, f"req-{backup_id}"
+        )
+
+
+@pytest.fixture
+async def store(tmp_path: Any) -> AsyncIterator[Store]:
+    opened = await open_store(resolve_state_location(str(tmp_path / "state.db")), mode="create")
+    assert opened is not None
+    yield opened
+    await opened.close()
+
+
+def make_runner(api: MemoryApi, store: Any, *, concurrency: int = 2) -> Runner:
+    return Runner(
+        api,
+        endpoint_of=lambda _p: ENDPOINT,
+        concurrency=concurrency,
+        run_deadline_s=60,
+        journal=lambda: StateJournal(store, endpoint_of=lambda _p: ENDPOINT, clock=lambda: NOW),
+        clock=lambda: NOW,
+        monotonic=Clock(),
+    )
+
+
+def journalled_api(store: Store) -> JournalledApi:
+    api = JournalledApi({P1: project(prod=6, staging=4)})
+    api.store = store
+    api.seen_states = {}
+    return api
+
+
+async def test_every_delete_is_sent_after_its_intent_and_why_shows_the_deletion(store: Store) -> None:
+    api = journalled_api(store)
+    policy_file = policies()
+    summary = await make_runner(api, store).run(policy_file, policy_file.policies, run_id="run-1")
+    assert summary.exit_code() == ExitCode.OK
+    assert sorted(api.deleted) == ["prod-a-2", "prod-a-3", "prod-a-4", "prod-a-5", "staging-a-1", "staging-a-2",
+                                   "staging-a-3"]  # fmt: skip
+    assert set(api.seen_states.values()) == {"deleting"}  # the intent was committed before each DELETE
+    report = await store.why("prod-a-3")
+    (record,) = report.records
+    assert (record.state, record.scope, record.run_id) == ("deleted", Scope("prod", ENDPOINT, P1), "run-1")
+    assert (record.request_id, record.attempts, record.reasons) == ("req-prod-a-3", 1, ("expired",))
+    run = await store.get_run("run-1")
+    assert run is not None and run.outcome == "ok" and run.ended_at is not None
+    assert run.policies == ("prod", "staging")
+    assert run.counts["deleted"] == 7
+
+
+async def test_a_dry_run_is_recorded_and_writes_no_intent(store: Store) -> None:
+    api = journalled_api(store)
+    policy_file = policies()
+    summary = await make_runner(api, store).run(policy_file, policy_file.policies, dry_run=True, run_id="dry")
+    assert summary.outcome == "dry_run" and api.started == []
+    assert (await store.why("prod-a-3")).empty
+    run = await store.get_run("dry")
+    assert run is not None and run.outcome == "dry_run"
+
+
+async def test_a_hold_placed_before_the_batch_keeps_the_backup_with_its_reason(store: Store) -> None:
+    api = journalled_api(store)
+    await store.put_hold("prod-a-4", "legal asked", by="test")
+    policy_file = policies()
+    with capture_events() as events:
+        summary = await make_runner(api, store).run(policy_file, policy_file.policies, run_id="held")
+    assert "prod-a-4" not in api.started
+    prod = summary.policies[0]
+    assert prod.held == {"prod-a-4": "held: legal asked"}
+    assert (prod.planned, prod.deleted, prod.not_started) == (3, 3, 0)
+    assert summary.exit_code() == ExitCode.OK
+    assert [e["reasons"] for e in events.named("deletion_cancelled")] == [["held: legal asked"]]
+    (record,) = (await store.why("prod-a-4")).records
+    assert (record.state, record.reasons) == ("cancelled", ("held: legal asked",))
+
+
+@pytest.mark.parametrize("fail_on", [2, 3, 5])  # 1 = start_run; 2 = the first intent batch; later: outcomes
+async def test_once_the_state_cannot_be_written_no_further_delete_is_sent(store: Store, fail_on: int) -> None:
+    api = journalled_api(store)
+    failing = FailingWrites(store, fail_on=fail_on)
+    policy_file = policies()
+    runner = make_runner(api, failing, concurrency=2)
+    with capture_events() as events:
+        summary = await runner.run(policy_file, policy_file.policies, run_id="full")
+    (unavailable,) = events.named("state_unavailable")
+    assert "disk is full" in unavailable["error"]
+    assert summary.exit_code() == ExitCode.FAILED
+    assert summary.state_error is not None
+    # Every DELETE sent had its intent committed before the failure; none was sent after it.
+    failed_at = len(failing.writes)
+    assert set(api.seen_states.values()) <= {"deleting"}
+    assert len(api.started) <= 2 * max(0, fail_on - 2)  # at most the batches committed before the failure
+    not_started = sum(p.not_started for p in summary.policies)
+    assert not_started + len(api.started) == 7
+    assert not_started > 0
+    assert failing.writes[failed_at - 1] in {"write_intents", "record_outcomes", "end_run"}
+
+
+async def test_a_state_that_cannot_record_the_start_lists_nothing_and_deletes_nothing(store: Store) -> None:
+    from ges_retention.journal import JournalUnavailable
+
+    api = journalled_api(store)
+    policy_file = policies()
+    with capture_events() as events, pytest.raises(JournalUnavailable):
+        await make_runner(api, FailingWrites(store, fail_on=1)).run(policy_file, policy_file.policies)
+    assert api.listed == [] and api.started == []
+    assert len(events.named("state_unavailable")) == 1
