@@ -29,7 +29,7 @@ from ges_retention.metrics import Metrics
 from ges_retention.policy import Policy, definition_digest, never_runs
 from ges_retention.policy_loading import PolicyError, PolicyFile, Problem, parse_policy_text
 from ges_retention.policy_watch import FileRead, PolicyWatcher
-from ges_retention.replicas import LeaseHeld, Replicas
+from ges_retention.replicas import LeaseHeld, Replicas, shared_state
 from ges_retention.run_records import ChangeDigests, ChangeKey, MemoryChangeDigests, RunRecords
 from ges_retention.runner import Runner
 from ges_retention.schedule import build_trigger
@@ -426,7 +426,16 @@ async def _daemon_main(path: Path, settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     service = Service(settings, metrics=metrics, state_mode="create")
     async with service as runner:
-        daemon = Daemon(path, settings, runner, metrics=metrics, authenticated=service.readiness.authenticated)
+        daemon = Daemon(
+            path,
+            settings,
+            runner,
+            metrics=metrics,
+            authenticated=service.readiness.authenticated,
+            shared_state=shared_state(settings),
+        )
+        if service.store is not None and service.store.leases is not None:
+            daemon.attach_leases(service.store.leases)
         stop = asyncio.Event()
 
         def on_stop(signum: int) -> None:

@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 import structlog
 
 from ges_retention.events import Deletion, RunEvents
-from ges_retention.journal import BatchVerdict, JournalUnavailable, RunJournal
+from ges_retention.journal import BatchVerdict, JournalUnavailable, PolicyStopped, RunJournal
 from ges_retention.retention import Decision
 from ges_retention.summary import PolicyResult, RunSummary
 
@@ -138,6 +138,9 @@ class DeletionPhase:
             return None
         try:
             return await self.journal.before_batch(result, batch)
+        except PolicyStopped:  # its lease is gone (several replicas): this policy only
+            self.stopped.add(result.name)
+            return None
         except JournalUnavailable as exc:
             state_failed(self.summary, exc)
             return None

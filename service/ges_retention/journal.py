@@ -40,6 +40,7 @@ from ges_retention.retention import Decision
 from ges_retention.state import (
     BackupFacts,
     IntentTicket,
+    LeaseLost,
     Outcome,
     PlannedDeletion,
     RunRecord,
@@ -54,6 +55,7 @@ __all__ = [
     "BatchVerdict",
     "JournalUnavailable",
     "NullJournal",
+    "PolicyStopped",
     "RunJournal",
     "StateJournal",
     "backup_facts",
@@ -62,6 +64,13 @@ __all__ = [
 
 log = structlog.get_logger("ges_retention.runner")
 T = TypeVar("T")
+
+
+class PolicyStopped(GesRetentionError):
+    """Several replicas: this process no longer holds the policy's lease (fencing). No further DELETE of that policy;
+    its outcome is `interrupted`; the other policies of the run go on."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.FAILED
 
 
 class JournalUnavailable(GesRetentionError):
@@ -177,7 +186,23 @@ class StateJournal(NullRunEvents):
     async def before_batch(self, result: PolicyResult, decisions: Sequence[Decision]) -> BatchVerdict:
         assert self.run_id is not None, "run_begins first"
         items = [PlannedDeletion(backup_facts(d.backup), tuple(d.reasons)) for d in decisions]
-        batch = await _guarded("write_intents", self.store.write_intents(self.run_id, scope_of(result), items))
+        lease = None
+        if self.store.leases is not None:  # PostgreSQL: the batch is fenced by the policy's lease
+            lease = self.store.leases.lease(result.name)
+            if lease is None:
+                log.error("lease_lost", policy=result.name, holder=None, reason="not held")
+                raise PolicyStopped(result.name)
+        try:
+            batch = await self.store.write_intents(self.run_id, scope_of(result), items, lease=lease)
+        except LeaseLost as exc:
+            log.error("lease_lost", policy=result.name, holder=exc.holder, reason="fenced")
+            raise PolicyStopped(result.name) from exc
+        except StateError as exc:
+            if lease is not None and self.store.leases is not None and not self.store.leases.valid(result.name):
+                # Frozen past its lease (the server ended the session meanwhile): the lease is what failed.
+                log.error("lease_lost", policy=result.name, holder=None, reason="not valid on the local clock")
+                raise PolicyStopped(result.name) from exc
+            raise JournalUnavailable(str(exc), operation="write_intents") from exc
         return BatchVerdict(
             send={ticket.backup_id: ticket for ticket in batch.committed},
             held={skip.backup_id: skip.reason for skip in batch.held},

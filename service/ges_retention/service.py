@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from ges_retention import __version__
 from ges_retention.agencies import Agencies, check_agencies, iam_endpoint_for
 from ges_retention.backup import Backup
 from ges_retention.events import FanOut, LoggingEvents, MetricsEvents, RunEvents
@@ -62,8 +63,12 @@ def check_endpoints(policies: Iterable[Policy], settings: Settings) -> None:
     check_agencies(policies, settings, lambda policy: policy_endpoint(policy, settings))
 
 
-def client_config(settings: Settings) -> ClientConfig:
+def client_config(settings: Settings, *, holder: str | None = None) -> ClientConfig:
+    """`holder`: a lease holder id (several replicas) carried in the User-Agent, `ges-retention/V (holder=ID)`, so
+    that the GES side (and the emulator's per-client stats) can tell the replicas' requests apart."""
+    agent = f"ges-retention/{__version__}" + (f" (holder={holder})" if holder else "")
     return ClientConfig(
+        user_agent=agent,
         concurrency=settings.concurrency,
         rate_limit_per_s=settings.rate_limit,
         page_size=settings.page_size,
@@ -183,7 +188,7 @@ async def open_state(settings: Settings, mode: OpenMode) -> Store | None:
     """The process's one store (`GES_RETENTION_STATE`), or None (`read_only` and no state yet). A new state is the
     warning `state_created`: it has no holds, pending clocks or baselines."""
     location = resolve_state_location(settings.state_value())
-    store = await open_store(location, mode=mode)
+    store = await open_store(location, mode=mode, lease_ttl_s=settings.lease_ttl_s)
     if store is not None and store.info.created:
         log.warning("state_created", location=store.info.location, backend=store.info.backend)
     return store
@@ -235,7 +240,8 @@ class Service:
         if self.store is None and self.state_mode is not None:
             self.store = await open_state(self.settings, self.state_mode)
             self._owns_store = self.store is not None
-        config = client_config(self.settings)
+        leases = self.store.leases if self.store is not None else None
+        config = client_config(self.settings, holder=leases.holder if leases is not None else None)
         self._session = open_session(config)
         client = GesClient(self._session, config, observer=self.observer)
         api = GesBackupApi(client, self.settings, self.credentials)
