@@ -93,8 +93,10 @@ class Replicas:
             await self.manager.refresh()
 
     def unavailable(self) -> bool:
-        """The state's leases cannot be kept now (`/readyz` 503)."""
-        return self.manager is not None and self.manager.available is False
+        """The state's leases cannot be kept now, or the PostgreSQL state is not connected yet (`/readyz` 503)."""
+        if self.manager is None:
+            return self.shared
+        return self.manager.available is False
 
     async def lock_runs(self, names: Sequence[str], run_id: str) -> tuple[list[str], list[RunLock]]:
         if self.manager is None:
