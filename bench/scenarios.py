@@ -8,6 +8,7 @@ from typing import Any
 
 from bench.cold_start import run_cold_start
 from bench.emulator_seeding import run_emulator_seeding
+from bench.journal import run_journal
 from bench.listing import run_listing
 from bench.planning import run_planning_scenario
 from bench.rate_limit import run_rate_limit
@@ -78,6 +79,13 @@ SCENARIOS: dict[str, Scenario] = {
             run_simulation_scenario,
             full={"days": 730},
             quick={"days": 365},
+        ),
+        Scenario(
+            "journal",
+            "10. write-ahead journal: SQLite file >= 0.85 of :memory: (64 in flight, zero latency); PostgreSQL too",
+            run_journal,
+            full={"deletions": 20_000},
+            quick={"deletions": 5_000},
         ),
         Scenario(
             "cold_start",

@@ -219,12 +219,20 @@ def measure_service(
     rate_limit: float,
     page_size: int = 100,
     dry_run: bool = False,
+    state: str | None = None,
 ) -> dict[str, Any]:
     """`run_service` with the emulator's side of it: its CPU, its wait for a CPU, what it answered."""
     emulator.reset_stats()
     cpu0, wait0 = emulator.cpu_seconds(), emulator.runqueue_wait_s()
     run = run_service(
-        emulator, policy, cpu=cpu, concurrency=concurrency, rate_limit=rate_limit, page_size=page_size, dry_run=dry_run
+        emulator,
+        policy,
+        cpu=cpu,
+        concurrency=concurrency,
+        rate_limit=rate_limit,
+        page_size=page_size,
+        dry_run=dry_run,
+        state=state,
     )
     figures = run.figures()
     stats = emulator.stats()

@@ -19,7 +19,6 @@ from ges_retention.backup import Backup
 from ges_retention.exit_codes import ExitCode
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile
-from ges_retention.replicas import lease_one_shot
 from ges_retention.report import render_json, render_summary_text, render_table
 from ges_retention.runner import plan_listings, trusted_backups
 from ges_retention.service import Service, check_endpoints
@@ -85,8 +84,7 @@ def run_command(
 
     async def main() -> RunSummary:
         loop = asyncio.get_running_loop()
-        service = Service(settings, state_mode="create")
-        async with service as runner:
+        async with Service(settings, state_mode="create") as runner:
             task = asyncio.current_task()
             assert task is not None
 
@@ -102,21 +100,7 @@ def run_command(
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, on_signal, signum)
             try:
-                # PostgreSQL: the policies' leases, as a daemon holds them (waiting as for a run lock).
-                names = [p.name for p in selected]
-                locks, lease_valid = await lease_one_shot(service.store, names, settings.state_lock_timeout_s)
-                try:
-                    return await runner.run(
-                        policy_file,
-                        selected,
-                        dry_run=dry_run,
-                        max_deletes=max_deletes,
-                        trigger="cli",
-                        should_continue=lease_valid,
-                    )
-                finally:
-                    for lock in locks:
-                        await lock.release()
+                return await runner.run(policy_file, selected, dry_run=dry_run, max_deletes=max_deletes, trigger="cli")
             finally:
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(signum)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,13 @@ from typing import Any
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from ges_retention.change_runs import ChangeRuns
+from ges_retention.daemon_state import StateLink, StoreChangeDigests
 from ges_retention.exit_codes import ExitCode
 from ges_retention.http_api import HttpApi
+from ges_retention.journal import JournalUnavailable
 from ges_retention.metrics import Metrics
-from ges_retention.policy import Policy, definition_digest, never_runs
+from ges_retention.policy import Policy, never_runs
 from ges_retention.policy_loading import PolicyError, PolicyFile, Problem, parse_policy_text
 from ges_retention.policy_watch import FileRead, PolicyWatcher
 from ges_retention.replicas import LeaseHeld, Replicas, shared_state
@@ -35,11 +38,11 @@ from ges_retention.runner import Runner
 from ges_retention.schedule import build_trigger
 from ges_retention.service import Service, check_endpoints, policy_endpoint
 from ges_retention.settings import Settings, SettingsError
-from ges_retention.state import PgLeases, RunLock, Taken
+from ges_retention.state import PgLeases, RunLock, Store, Taken
 from ges_retention.summary import Trigger, new_run_id
 from ges_retention.two_phase import refuse_two_phase
 
-__all__ = ["AlreadyRunning", "Daemon", "LeaseHeld", "Paused", "UnknownPolicy", "run_daemon"]
+__all__ = ["AlreadyRunning", "Daemon", "LeaseHeld", "Paused", "StateNotReady", "UnknownPolicy", "run_daemon"]
 
 log = structlog.get_logger("ges_retention.daemon")
 
@@ -59,6 +62,10 @@ class Paused(Exception):
     pass
 
 
+class StateNotReady(Exception):
+    """The journal is not connected (PostgreSQL unreachable at start): nothing runs until it is."""
+
+
 class Daemon:
     def __init__(
         self,
@@ -73,6 +80,7 @@ class Daemon:
         parse: Callable[..., PolicyFile] = parse_policy_text,
         settle_wait: Callable[[float], Awaitable[bool]] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        state: StateLink | None = None,
         shared_state: bool = False,
     ) -> None:
         self.path = path
@@ -80,7 +88,14 @@ class Daemon:
         self.runner = runner
         self.metrics = metrics
         self.authenticated = authenticated
-        self.digests: ChangeDigests = change_digests or MemoryChangeDigests()
+        # The journal (None: a daemon without one, e.g. the in-process test harness): runs journal through the
+        # service's store; `run_on_change` digests live in it.
+        self.state = state
+        if state is not None:
+            state.on_connected = self._state_connected
+        self.on_change = ChangeRuns(
+            self, change_digests or (StoreChangeDigests(state) if state is not None else MemoryChangeDigests())
+        )
         self.records = RunRecords()
         self.policy_file: PolicyFile | None = None
         self.scheduler = AsyncIOScheduler(timezone=UTC)
@@ -128,7 +143,25 @@ class Daemon:
         if taken.takeover and policy.enabled and name not in self.running:
             self._start_run([name], "takeover")
         else:
-            self._run_if_changed(policy)
+            self.on_change.check(policy)
+
+    async def _state_connected(self, store: Store) -> None:
+        """The journal is connected (at start, or later after retries). On PostgreSQL, from now on this daemon runs
+        what its leases allow; connected late, the `run_on_change` checks that found no state are made again."""
+        leases = getattr(store, "pg_leases", None)
+        if isinstance(leases, PgLeases):
+            self.attach_leases(leases)
+        if self.policy_file is None or self.stopping.is_set():
+            return  # at start: `start()` goes on from here
+        if self.replicas.manager is not None:
+            await self.replicas.start()
+        for policy in self.policy_file.policies:
+            self.on_change.check(policy)
+
+    @property
+    def store(self) -> Store | None:
+        """The journal, once connected (None: not connected, or a daemon without one)."""
+        return self.state.store if self.state is not None else None
 
     @property
     def http_url(self) -> str | None:
@@ -190,7 +223,7 @@ class Daemon:
                     reason="enabled, with neither schedule nor run_on_change: it runs only when asked",
                 )
         for policy in new.policies:
-            self._run_if_changed(policy)
+            self.on_change.check(policy)
 
     def _reschedule(self, policy_file: PolicyFile) -> None:
         wanted = {p.name: p for p in policy_file.policies if p.schedule is not None and p.enabled}
@@ -237,24 +270,29 @@ class Daemon:
 
     # --- runs ------------------------------------------------------------------------------------------------
 
-    def _change_key(self, policy: Policy) -> ChangeKey:
+    # The `ChangeHost` of `change_runs`: what the run_on_change decisions need of the daemon.
+
+    def change_key(self, policy: Policy) -> ChangeKey:
         return (policy.name, policy_endpoint(policy, self.settings), policy.project_id)
 
-    def _run_if_changed(self, policy: Policy) -> None:
-        """`run_on_change`: run a policy whose definition differs from its last such run's (queue it if running)."""
-        if not (policy.enabled and policy.run_on_change) or self.stopping.is_set():
-            return
-        digest = definition_digest(policy)
-        if self.digests.last(self._change_key(policy)) == digest:
-            return
-        if policy.name in self.running:
-            self.queued.add(policy.name)
-            log.info("run_queued", policy=policy.name, reason="its definition changed while it runs")
-            return
-        if self.replicas.skipped(policy.name, "file"):
-            return  # the holder of its lease runs it (and records the digest)
-        self.digests.record(self._change_key(policy), digest)
-        self._start_run([policy.name], "file")
+    def stopping_now(self) -> bool:
+        return self.stopping.is_set()
+
+    def start_run_now(self, names: list[str], trigger: Trigger, run_id: str) -> None:
+        self._start_run(names, trigger, run_id=run_id)
+
+    def run_here(self, name: str) -> bool:
+        """Several replicas: only the holder of a policy's lease runs it (else `run_skipped` `lease_held`)."""
+        return not self.replicas.skipped(name, "file")
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def state_ready(self) -> bool:
+        """False while the journal is not connected: the daemon then runs nothing."""
+        return self.state is None or self.state.connected
 
     async def _scheduled_run(self, name: str) -> None:
         try:
@@ -266,6 +304,9 @@ class Daemon:
             if name in self.running:
                 log.info("run_skipped", policy=name, reason="already_running", trigger="schedule")
                 return
+            if not self.state_ready():
+                log.info("run_skipped", policy=name, reason="state_unavailable", trigger="schedule")
+                return
             if self.replicas.skipped(name, "schedule"):
                 return
             await self._start_run([name], "schedule")
@@ -275,8 +316,11 @@ class Daemon:
     def trigger(self, names: Iterable[str] | None, trigger: Trigger) -> str:
         """Start a run of the named policies (all enabled ones without names); its run id.
 
-        Raises UnknownPolicy, Paused, AlreadyRunning (a policy named, or with no names: every enabled one).
+        Raises UnknownPolicy, Paused, AlreadyRunning (a policy named, or with no names: every enabled one),
+        StateNotReady.
         """
+        if not self.state_ready():
+            raise StateNotReady(self.state.error if self.state is not None and self.state.error else "not connected")
         if self.policy_file is None:
             raise UnknownPolicy("no policies loaded")
         wanted = list(dict.fromkeys(names or [])) or [p.name for p in self.policy_file.policies if p.enabled]
@@ -303,7 +347,9 @@ class Daemon:
         skipped: list[dict[str, str]] = []
         free = []
         for policy in self.policy_file.policies:
-            if not policy.enabled:
+            if not self.state_ready():
+                skipped.append({"policy": policy.name, "reason": "state_unavailable"})
+            elif not policy.enabled:
                 skipped.append({"policy": policy.name, "reason": "paused"})
             elif policy.name in self.running:
                 skipped.append({"policy": policy.name, "reason": "already_running"})
@@ -355,9 +401,17 @@ class Daemon:
             locked, locks = await self.replicas.lock_runs([p.name for p in selected], run_id)
             selected = [p for p in selected if p.name in locked]
             summary = await self.runner.run(
-                policy_file, selected, trigger=trigger, run_id=run_id, should_continue=self.should_continue
+                policy_file,
+                selected,
+                trigger=trigger,
+                run_id=run_id,
+                should_continue=self.should_continue,
+                on_busy="skip",  # a policy another process is running is `run_skipped` (`running_elsewhere`)
+                held_locks=locks,  # the leases' run locks: the journal fences its intent batches with them
             )
             self.records.finish(run_id, summary.to_json(), self._clock())
+        except JournalUnavailable as exc:  # logged as `state_unavailable` by the runner
+            self.records.crash(run_id, f"state_unavailable: {exc.error}", self._clock())
         except asyncio.CancelledError:
             self.records.crash(run_id, "cancelled at shutdown", self._clock())
             raise
@@ -373,7 +427,7 @@ class Daemon:
             policy = self.policy(name)
             try:
                 if policy is not None:
-                    self._run_if_changed(policy)
+                    self.on_change.check(policy)
             except Exception as exc:
                 log.exception("run_crashed", policies=[name], error=repr(exc), trigger="file")
 
@@ -384,6 +438,8 @@ class Daemon:
 
         Nothing runs before the listener is bound. False if a stop came while the first read was settling.
         """
+        if self.state is not None:
+            await self.state.start()  # misconfigured or locked by another daemon: raises (exit 2)
         read = await self.watcher.read_settled()
         if read is None:
             return False
@@ -420,6 +476,8 @@ class Daemon:
                 await asyncio.gather(*still, return_exceptions=True)
         await self.replicas.close()
         await self.http.stop()
+        if self.state is not None:
+            await self.state.stop()
 
 
 def run_daemon(path: Path, settings: Settings) -> int:
@@ -430,7 +488,7 @@ def run_daemon(path: Path, settings: Settings) -> int:
 async def _daemon_main(path: Path, settings: Settings) -> int:
     metrics = Metrics()
     loop = asyncio.get_running_loop()
-    service = Service(settings, metrics=metrics, state_mode="create")
+    service = Service(settings, metrics=metrics)  # the daemon opens the state itself: it may retry (`StateLink`)
     async with service as runner:
         daemon = Daemon(
             path,
@@ -438,10 +496,9 @@ async def _daemon_main(path: Path, settings: Settings) -> int:
             runner,
             metrics=metrics,
             authenticated=service.readiness.authenticated,
+            state=StateLink(service),
             shared_state=shared_state(settings),
         )
-        if service.store is not None and service.store.leases is not None:
-            daemon.attach_leases(service.store.leases)
         stop = asyncio.Event()
 
         def on_stop(signum: int) -> None:
@@ -464,7 +521,12 @@ async def _daemon_main(path: Path, settings: Settings) -> int:
         for signum, handler in handlers.items():
             loop.add_signal_handler(signum, handler)
         try:
-            if await daemon.start():
+            try:
+                started = await daemon.start()
+            except BaseException:  # invalid at start (exit 2): give back what it took (the state, its lock)
+                await daemon.stop()
+                raise
+            if started:
                 await stop.wait()
             await daemon.stop()
         finally:

@@ -34,7 +34,7 @@ BACKOFF_MAX_S = 60.0
 class StateLink:
     """The daemon's store (through `service.store`), its daemon lock, and the retry loop while it is unreachable."""
 
-    __slots__ = ("_lock", "_open", "_retry", "_sleep", "error", "service")
+    __slots__ = ("_connected", "_lock", "_open", "_retry", "_sleep", "error", "on_connected", "service")
 
     def __init__(
         self,
@@ -44,10 +44,13 @@ class StateLink:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.service = service
-        self._open = open_store or (lambda: open_state(service.settings, "create"))
+        self._open = open_store or (lambda: open_state(service.settings, "create", holder=service.lease_holder))
         self._sleep = sleep
         self._lock: DaemonLock | None = None
         self._retry: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self.on_connected: Callable[[Store], Awaitable[None]] | None = None
+        """Told once the store is connected (the daemon attaches its leases on PostgreSQL)."""
         self.error: str | None = None
         """Why the state is not connected (None once it is)."""
 
@@ -63,8 +66,8 @@ class StateLink:
         """Connect now, or start retrying in the background when unreachable; misconfiguration raises (exit 2)."""
         try:
             await self._connect()
-        except StateUnavailable as exc:
-            self._unavailable(exc)
+        except StateUnavailable as exc:  # (`open_state` logged it)
+            self.error = str(exc)
             self._retry = asyncio.get_running_loop().create_task(self._keep_trying())
 
     async def _connect(self) -> None:
@@ -77,10 +80,13 @@ class StateLink:
             raise
         self.service.store = store
         self.error = None
+        self._connected.set()
+        if self.on_connected is not None:
+            await self.on_connected(store)
 
-    def _unavailable(self, exc: StateUnavailable) -> None:
-        self.error = str(exc)
-        log.error("state_unavailable", error=self.error, location=exc.location)
+    async def wait_connected(self) -> None:
+        """Until the state is connected (bound it with a timeout)."""
+        await self._connected.wait()
 
     async def _keep_trying(self) -> None:
         delay_s = BACKOFF_FIRST_S
@@ -89,7 +95,7 @@ class StateLink:
             try:
                 await self._connect()
             except StateUnavailable as exc:
-                self._unavailable(exc)
+                self.error = str(exc)
                 delay_s = min(BACKOFF_MAX_S, delay_s * 2)
             except Exception as exc:  # misconfigured after all (a password changed): keep the daemon serving
                 self.error = str(exc)

@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 import structlog
 
 from ges_retention.events import Deletion, RunEvents
-from ges_retention.journal import BatchVerdict, JournalUnavailable, PolicyStopped, RunJournal
+from ges_retention.journal import BatchVerdict, JournalUnavailable, PolicyFenced, RunJournal
 from ges_retention.retention import Decision
 from ges_retention.summary import PolicyResult, RunSummary
 
@@ -94,6 +94,9 @@ class DeletionPhase:
             self.stopped.add(result.name)
         if self.summary.state_error is not None or result.name in self.stopped:
             return False
+        if not self.journal.may_send(result):  # PostgreSQL: the policy's lease no longer valid here
+            self.stopped.add(result.name)
+            return False
         return self._may_start()
 
     async def run(self) -> set[str]:
@@ -138,8 +141,9 @@ class DeletionPhase:
             return None
         try:
             return await self.journal.before_batch(result, batch)
-        except PolicyStopped:  # its lease is gone (several replicas): this policy only
+        except PolicyFenced as exc:  # another process holds the policy now: none of its deletions more, here
             self.stopped.add(result.name)
+            log.error("lease_lost", policy=exc.policy, holder=exc.holder, reason="fenced")
             return None
         except JournalUnavailable as exc:
             state_failed(self.summary, exc)

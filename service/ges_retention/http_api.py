@@ -20,6 +20,7 @@ import structlog
 from aiohttp import web
 
 from ges_retention.http_journal import JournalRoutes, journal_policy_fields
+from ges_retention.http_runs import journal_run_view, runs_view
 from ges_retention.metrics import CONTENT_TYPE
 from ges_retention.settings import SettingsError
 from ges_retention.state import StateError, Store
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["HttpApi", "is_loopback"]
 
 log = structlog.get_logger("ges_retention.http_api")
+
+MAX_RUNS_LISTED = 1000
 
 
 class HttpApi:
@@ -48,6 +51,7 @@ class HttpApi:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/v1/runs", self._post_run)
+        app.router.add_get("/v1/runs", self._list_runs)
         app.router.add_get("/v1/runs/{run_id}", self._get_run)
         app.router.add_get("/v1/policies", self._get_policies)
         JournalRoutes(self._store, self._refused).add_to(app)
@@ -98,6 +102,9 @@ class HttpApi:
             problems.append("no policies loaded")
         if daemon.authenticated() is False:
             problems.append("the last API call was not authenticated")
+        if not daemon.state_ready():
+            error = daemon.state.error if daemon.state is not None else None
+            problems.append(f"the state is unavailable: {error or 'not connected'}")
         if daemon.replicas.unavailable():
             problems.append("the state (PostgreSQL) is unreachable: no lease can be kept")
         if problems:
@@ -130,10 +137,12 @@ class HttpApi:
         return None
 
     async def _post_run(self, request: web.Request) -> web.Response:
-        from ges_retention.daemon import AlreadyRunning, LeaseHeld, Paused, UnknownPolicy
+        from ges_retention.daemon import AlreadyRunning, LeaseHeld, Paused, StateNotReady, UnknownPolicy
 
         if (refused := self._refused(request)) is not None:
             return refused
+        if not self.daemon.state_ready():
+            return _state_unavailable(self.daemon)
         names = request.query.getall("policy", [])
         await self.daemon.replicas.refresh()  # `skipped` and a 409 name the current holders
         if not names:  # like SIGUSR1: every enabled policy that is not already running
@@ -153,6 +162,8 @@ class HttpApi:
             return _conflict(f"policy {exc} is paused", "paused")
         except AlreadyRunning as exc:
             return _conflict(f"policy {exc} is already running", "already_running")
+        except StateNotReady:
+            return _state_unavailable(self.daemon)
         except LeaseHeld as exc:
             if exc.reason != "lease_held":
                 unavailable = {"error": f"policy {exc.policy}: the state is not connected", "reason": exc.reason}
@@ -165,10 +176,20 @@ class HttpApi:
         if (refused := self._refused(request)) is not None:
             return refused
         run_id = request.match_info["run_id"]
-        view = run_view(self.daemon, run_id)
+        view = await journal_run_view(self.daemon, run_id)
         if view is None:
             return web.json_response({"error": f"unknown run {run_id[:64]!r} (only recent runs are kept)"}, status=404)
         return web.json_response(view)
+
+    async def _list_runs(self, request: web.Request) -> web.Response:
+        """`GET /v1/runs?limit=N` (default 20, at most 1000): runs newest first, from the journal, with the runs in
+        progress (live counts) first."""
+        if (refused := self._refused(request)) is not None:
+            return refused
+        text = request.query.get("limit", "20")
+        if not text.isdigit() or not 1 <= int(text) <= MAX_RUNS_LISTED:
+            return web.json_response({"error": f"limit must be a whole number from 1 to {MAX_RUNS_LISTED}"}, status=400)
+        return web.json_response({"runs": await runs_view(self.daemon, int(text))})
 
     async def _get_policies(self, request: web.Request) -> web.Response:
         if (refused := self._refused(request)) is not None:
@@ -184,20 +205,15 @@ class HttpApi:
         return web.json_response({"policies": policies_view(self.daemon, journal), **document})
 
 
+def _state_unavailable(daemon: Daemon) -> web.Response:
+    """503 while the journal is not connected: the daemon runs nothing until it is."""
+    error = daemon.state.error if daemon.state is not None and daemon.state.error else "not connected"
+    body = {"error": f"the state is unavailable: {error}", "reason": "state_unavailable"}
+    return web.json_response(body, status=503, headers={"Retry-After": "5"})
+
+
 def _conflict(error: str, reason: str) -> web.Response:
     return web.json_response({"error": error, "reason": reason}, status=409)
-
-
-def run_view(daemon: Daemon, run_id: str) -> dict[str, Any] | None:
-    """`GET /v1/runs/{run_id}`: live counts while running (from the runner's summary in progress), then the final
-    summary."""
-    record = daemon.records.get(run_id)
-    if record is None:
-        return None
-    live = daemon.runner.active.get(run_id)
-    if record.status == "running" and live is not None:
-        record.live = {**live.counts(), "policies": [p.to_json() for p in live.policies]}
-    return record.to_json()
 
 
 def policies_view(daemon: Daemon, journal: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:

@@ -4,6 +4,12 @@ The runner talks to the state only through this seam (and the gates that plug in
 - a `RunEvents` subscriber (`events.py`) for what it only records (it hears every event of the run, like the log);
 - the awaited steps the runner calls at fixed points of a run, in this order:
 
+    lock_policies(policies, wait=..., held=...) -> busy  before anything: each policy's run lock (`wait`: up to
+                                                         GES_RETENTION_STATE_LOCK_TIMEOUT_S, then `PolicyLocked`,
+                                                         exit 1 naming the holder; else the busy ones are returned
+                                                         with their holder and the run goes on without them).
+                                                         `held`: locks the caller took (a daemon's leases), used
+                                                         as they are and left to the caller to release
     run_begins(run_id, trigger, policies, dry_run)       before any listing: the run's row (`start_run`)
     before_planning(selected, listings, now)             listings are in, nothing planned yet: the trusted
                                                          listings resolve `deleting` rows of ended runs
@@ -13,12 +19,18 @@ The runner talks to the state only through this seam (and the gates that plug in
                                                          DELETEs: intents committed in one transaction that re-checks
                                                          holds (and, with leases, fencing). Only `send` items get a
                                                          DELETE; `held` items are kept (reason `held: ...`)
+    may_send(result)                                     just before each DELETE: False sends no further DELETE
+                                                         of that policy (PostgreSQL: its lease no longer valid on
+                                                         the local clock)
     after_deletion(result, decision, ticket, deletion)   each committed intent's outcome (request id, attempts)
-    run_ends(summary)                                    the run's end, outcome and counts
+    run_ends(summary)                                    the run's end, outcome and counts; then pruning
+    run_closes()                                         always, last (even when the run raised): locks released
 
-Any step may raise `JournalUnavailable` (the state cannot be written): from then on the runner sends no further
-DELETE, what is left is `not_started`, `state_unavailable` is logged and the run exits 1. `NullJournal` is the
-journal of a process without a state (unit tests, `plan --from-file`): every step succeeds and records nothing.
+A batch whose fencing fails (PostgreSQL: the lease was taken over) raises `PolicyFenced`: no further DELETE of that
+policy (its outcome `interrupted`), the others go on. Any step may raise `JournalUnavailable` (the state cannot be
+written): from then on the runner sends no further DELETE, what is left is `not_started`, `state_unavailable` is
+logged and the run exits 1. `NullJournal` is the journal of a process without a state (unit tests,
+`plan --from-file`): every step succeeds and records nothing.
 `StateJournal` is the journal over a `state.Store`; `service.py` builds one per run.
 """
 
@@ -43,6 +55,8 @@ from ges_retention.state import (
     LeaseLost,
     Outcome,
     PlannedDeletion,
+    RunLock,
+    RunLockTimeout,
     RunRecord,
     Scope,
     StateError,
@@ -55,7 +69,8 @@ __all__ = [
     "BatchVerdict",
     "JournalUnavailable",
     "NullJournal",
-    "PolicyStopped",
+    "PolicyFenced",
+    "PolicyLocked",
     "RunJournal",
     "StateJournal",
     "backup_facts",
@@ -85,6 +100,28 @@ class JournalUnavailable(GesRetentionError):
         self.operation = operation
 
 
+class PolicyLocked(GesRetentionError):
+    """A one-shot run waited for a policy's run lock in vain: exit 1, naming the holder."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.FAILED
+
+    def __init__(self, message: str, *, policy: str, holder: str | None) -> None:
+        super().__init__(message)
+        self.policy = policy
+        self.holder = holder
+
+
+class PolicyFenced(GesRetentionError):
+    """An intent batch was refused by its fencing check: this process no longer holds the policy's lease."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.FAILED
+
+    def __init__(self, message: str, *, policy: str, holder: str | None) -> None:
+        super().__init__(message)
+        self.policy = policy
+        self.holder = holder
+
+
 @dataclass(frozen=True, slots=True)
 class BatchVerdict:
     """What may happen to one batch: `send` maps a backup id to the ticket its outcome is reported with; `held`
@@ -96,6 +133,12 @@ class BatchVerdict:
 
 class RunJournal(RunEvents, Protocol):
     """The awaited steps of a run (see the module's docstring for when each is called)."""
+
+    async def lock_policies(
+        self, policies: Sequence[str], *, wait: bool, held: Sequence[object] = ()
+    ) -> dict[str, str | None]: ...
+
+    def may_send(self, result: PolicyResult) -> bool: ...
 
     async def run_begins(self, run_id: str, trigger: Trigger, policies: Sequence[str], dry_run: bool) -> None: ...
 
@@ -113,11 +156,21 @@ class RunJournal(RunEvents, Protocol):
 
     async def run_ends(self, summary: RunSummary) -> None: ...
 
+    async def run_closes(self) -> None: ...
+
 
 class NullJournal(NullRunEvents):
     """No state: every deletion may be sent, nothing is recorded."""
 
     __slots__ = ()
+
+    async def lock_policies(
+        self, policies: Sequence[str], *, wait: bool, held: Sequence[object] = ()
+    ) -> dict[str, str | None]:
+        return {}
+
+    def may_send(self, result: PolicyResult) -> bool:
+        return True
 
     async def run_begins(self, run_id: str, trigger: Trigger, policies: Sequence[str], dry_run: bool) -> None:
         pass
@@ -141,6 +194,9 @@ class NullJournal(NullRunEvents):
     async def run_ends(self, summary: RunSummary) -> None:
         pass
 
+    async def run_closes(self) -> None:
+        pass
+
 
 def scope_of(result: PolicyResult) -> Scope:
     """The journal's key of a policy's records: (policy, effective endpoint, project)."""
@@ -160,9 +216,19 @@ def backup_facts(backup: Backup) -> BackupFacts:
 
 
 class StateJournal(NullRunEvents):
-    """The journal of one run over a `Store` (one per run: it keeps the run's id)."""
+    """The journal of one run over a `Store` (one per run: it keeps the run's id and its run locks)."""
 
-    __slots__ = ("_clock", "_endpoint_of", "holder", "run_id", "store")
+    __slots__ = (
+        "_clock",
+        "_endpoint_of",
+        "_owned",
+        "holder",
+        "keep_days",
+        "lock_timeout_s",
+        "locks",
+        "run_id",
+        "store",
+    )
 
     def __init__(
         self,
@@ -171,38 +237,102 @@ class StateJournal(NullRunEvents):
         endpoint_of: Callable[[Policy], str],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         holder: str | None = None,
+        lock_timeout_s: float = 30.0,
+        keep_days: int = 400,
     ) -> None:
         self.store = store
         self._endpoint_of = endpoint_of
         self._clock = clock
         self.holder = holder or default_holder()
+        self.lock_timeout_s = lock_timeout_s
+        self.keep_days = keep_days
         self.run_id: str | None = None
+        self.locks: dict[str, RunLock] = {}
+        self._owned: set[str] = set()  # the locks this journal took (and releases)
+
+    async def lock_policies(
+        self, policies: Sequence[str], *, wait: bool, held: Sequence[object] = ()
+    ) -> dict[str, str | None]:
+        for lock in held:
+            if isinstance(lock, RunLock):
+                self.locks[lock.policy] = lock
+        busy: dict[str, str | None] = {}
+        for policy in dict.fromkeys(policies):
+            if policy in self.locks:
+                continue
+            try:
+                if wait:
+                    lock = await self.store.acquire_run_lock(policy, timeout_s=self.lock_timeout_s)
+                else:
+                    found = await self.store.try_run_lock(policy)
+                    if found is None:
+                        busy[policy] = await self.store.run_lock_holder(policy)
+                        continue
+                    lock = found
+            except RunLockTimeout as exc:
+                await self.run_closes()
+                raise PolicyLocked(str(exc), policy=policy, holder=exc.holder) from None
+            except StateError as exc:
+                await self.run_closes()
+                raise JournalUnavailable(str(exc), operation="run_lock") from exc
+            self.locks[policy] = lock
+            self._owned.add(policy)
+        return busy
+
+    def may_send(self, result: PolicyResult) -> bool:
+        lock = self.locks.get(result.name)
+        return lock is None or lock.valid()
 
     async def run_begins(self, run_id: str, trigger: Trigger, policies: Sequence[str], dry_run: bool) -> None:
         self.run_id = run_id
         record = RunRecord(run_id, trigger, tuple(policies), host=self.holder, started_at=self._clock())
         await _guarded("start_run", self.store.start_run(record))
 
+    async def before_planning(
+        self, selected: Sequence[Policy], listings: Mapping[str, Sequence[Backup] | None], now: datetime
+    ) -> None:
+        """Resolve the `deleting` rows of ended runs of each policy whose project's listing is trusted: absent =
+        `deleted`, present = `not_started` (and decided afresh by this plan). Never sends anything. `plan` (no
+        run, a read-only store) resolves nothing."""
+        if self.run_id is None or self.store.read_only:
+            return
+        for policy in selected:
+            backups = listings.get(policy.project_id)
+            if backups is None:
+                continue  # an untrusted listing resolves nothing
+            scope = Scope(policy.name, self._endpoint_of(policy), policy.project_id)
+            resolution = await _guarded(
+                "resolve_deleting",
+                self.store.resolve_deleting(
+                    self.run_id, scope, {b.id for b in backups}, lock=self.locks.get(policy.name), now=now
+                ),
+            )
+            if resolution.deleted or resolution.not_started or resolution.unresolved:
+                log.info(
+                    "deleting_resolved",
+                    policy=policy.name,
+                    deleted=len(resolution.deleted),
+                    not_started=len(resolution.not_started),
+                    unresolved=len(resolution.unresolved),
+                )
+
     async def before_batch(self, result: PolicyResult, decisions: Sequence[Decision]) -> BatchVerdict:
         assert self.run_id is not None, "run_begins first"
         items = [PlannedDeletion(backup_facts(d.backup), tuple(d.reasons)) for d in decisions]
-        lease = None
-        if self.store.leases is not None:  # PostgreSQL: the batch is fenced by the policy's lease
-            lease = self.store.leases.lease(result.name)
-            if lease is None:
-                log.error("lease_lost", policy=result.name, holder=None, reason="not held")
-                raise PolicyStopped(result.name)
+        lock = self.locks.get(result.name)
+        lease = lock.lease if lock is not None else None  # PostgreSQL: the batch is fenced by the policy's lease
         try:
-            batch = await self.store.write_intents(self.run_id, scope_of(result), items, lease=lease)
-        except LeaseLost as exc:
-            log.error("lease_lost", policy=result.name, holder=exc.holder, reason="fenced")
-            raise PolicyStopped(result.name) from exc
-        except StateError as exc:
-            if lease is not None and self.store.leases is not None and not self.store.leases.valid(result.name):
+            batch = await _guarded(
+                "write_intents", self.store.write_intents(self.run_id, scope_of(result), items, lease=lease)
+            )
+        except JournalUnavailable as exc:
+            if isinstance(exc.__cause__, LeaseLost):
+                lost = exc.__cause__
+                raise PolicyFenced(str(lost), policy=result.name, holder=lost.holder) from lost
+            if lease is not None and lock is not None and not lock.valid():
                 # Frozen past its lease (the server ended the session meanwhile): the lease is what failed.
-                log.error("lease_lost", policy=result.name, holder=None, reason="not valid on the local clock")
-                raise PolicyStopped(result.name) from exc
-            raise JournalUnavailable(str(exc), operation="write_intents") from exc
+                raise PolicyFenced(exc.error, policy=result.name, holder=None) from exc
+            raise
         return BatchVerdict(
             send={ticket.backup_id: ticket for ticket in batch.committed},
             held={skip.backup_id: skip.reason for skip in batch.held},
@@ -223,17 +353,24 @@ class StateJournal(NullRunEvents):
         await _guarded("record_outcomes", self.store.record_outcomes([outcome]))
 
     async def run_ends(self, summary: RunSummary) -> None:
+        """The run's end; then pruning (after every DELETE of the run, never before one)."""
         if self.run_id is None:
             return
         counts: dict[str, Any] = {**summary.counts(), "skipped_projects": list(summary.skipped_projects)}
+        ended_at = self._clock()
         await _guarded(
-            "end_run", self.store.end_run(self.run_id, ended_at=self._clock(), outcome=summary.outcome, counts=counts)
+            "end_run", self.store.end_run(self.run_id, ended_at=ended_at, outcome=summary.outcome, counts=counts)
         )
+        await _guarded("prune", self.store.prune(keep_days=self.keep_days, now=ended_at))
 
-    async def before_planning(
-        self, selected: Sequence[Policy], listings: Mapping[str, Sequence[Backup] | None], now: datetime
-    ) -> None:
-        pass
+    async def run_closes(self) -> None:
+        locks = [lock for name, lock in self.locks.items() if name in self._owned]  # held ones: their owner's
+        self.locks, self._owned = {}, set()
+        for lock in locks:
+            try:
+                await lock.release()
+            except Exception as exc:  # the OS lock goes with the process anyway; say so and go on
+                log.warning("run_lock_release_failed", policy=lock.policy, error=str(exc))
 
     async def before_planning_ends(self, results: Sequence[PolicyResult], now: datetime) -> None:
         pass

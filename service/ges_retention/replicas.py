@@ -16,9 +16,9 @@ import structlog
 from ges_retention.lease_manager import LeaseManager
 from ges_retention.metrics import Metrics
 from ges_retention.settings import Settings
-from ges_retention.state import PgLeases, RunLock, Store, Taken, resolve_state_location
+from ges_retention.state import PgLeases, RunLock, Taken, resolve_state_location
 
-__all__ = ["LeaseHeld", "Replicas", "lease_one_shot", "shared_state"]
+__all__ = ["LeaseHeld", "Replicas", "shared_state"]
 
 log = structlog.get_logger("ges_retention.daemon")
 
@@ -120,31 +120,3 @@ class Replicas:
     async def close(self) -> None:
         if self.manager is not None:
             await self.manager.close()
-
-
-async def lease_one_shot(
-    store: Store | None, names: Sequence[str], timeout_s: float
-) -> tuple[list[RunLock], Callable[[str], bool]]:
-    """A one-shot `run` on PostgreSQL takes its policies' leases like a daemon (each waited for up to `timeout_s`;
-    `RunLockTimeout`, exit 1, names the holder) and renews them while it runs; the check asked before each DELETE
-    is the lease's validity on the local clock. On another state: no locks here, every DELETE may go."""
-    if store is None or store.leases is None:
-        return [], lambda _name: True
-    locks: list[RunLock] = []
-    try:
-        for name in names:
-            locks.append(await store.acquire_run_lock(name, timeout_s=timeout_s))
-    except BaseException:
-        for lock in locks:
-            await lock.release()
-        raise
-    by_name = {lock.policy: lock for lock in locks}
-
-    def valid(name: str) -> bool:
-        lock = by_name.get(name)
-        if lock is not None and lock.valid():
-            return True
-        log.error("lease_lost", policy=name, holder=None, reason="not valid on the local clock")
-        return False
-
-    return locks, valid

@@ -1,7 +1,7 @@
 """What the daemon remembers in memory: recent runs (bounded), each policy's last run, `run_on_change` digests.
 
-The digests sit behind `ChangeDigests` so that the journal (a later issue) can keep them across restarts; in memory,
-a restart runs every `run_on_change` policy once.
+The digests sit behind `ChangeDigests`: the daemon keeps them in the journal (`daemon_state.StoreChangeDigests`),
+so a restart does not re-run an unchanged policy; `MemoryChangeDigests` is for a daemon without a state.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ ChangeKey = tuple[str, str, str]
 class ChangeDigests(Protocol):
     """The definition digest of each policy's last `run_on_change` run."""
 
-    def last(self, key: ChangeKey) -> str | None: ...
+    async def last(self, key: ChangeKey) -> str | None: ...
 
-    def record(self, key: ChangeKey, digest: str) -> None: ...
+    async def record(self, key: ChangeKey, digest: str, run_id: str) -> None: ...
 
 
 class MemoryChangeDigests:
@@ -34,10 +34,10 @@ class MemoryChangeDigests:
     def __init__(self) -> None:
         self._digests: dict[ChangeKey, str] = {}
 
-    def last(self, key: ChangeKey) -> str | None:
+    async def last(self, key: ChangeKey) -> str | None:
         return self._digests.get(key)
 
-    def record(self, key: ChangeKey, digest: str) -> None:
+    async def record(self, key: ChangeKey, digest: str, run_id: str) -> None:
         self._digests[key] = digest
 
 
@@ -113,6 +113,14 @@ class RunRecords:
 
     def get(self, run_id: str) -> RunRecord | None:
         return self._runs.get(run_id)
+
+    def running_ids(self) -> list[str]:
+        """Runs in progress, newest first."""
+        return [rid for rid, r in reversed(self._runs.items()) if r.status == "running"]
+
+    def finished_ids(self) -> list[str]:
+        """Finished (or crashed) runs, newest first."""
+        return [rid for rid, r in reversed(self._runs.items()) if r.status != "running"]
 
     def last_for(self, policy: str) -> dict[str, Any] | None:
         return self._last.get(policy)

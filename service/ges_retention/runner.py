@@ -21,7 +21,7 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 import structlog
 
@@ -79,6 +79,8 @@ class Planned:
     listed: int
     skipped_projects: list[str]
     now: datetime
+    state_error: str | None = None
+    """The journal could not be written while planning (`state_unavailable`): nothing of this plan may be deleted."""
 
 
 def trusted_listing(listing: BackupListing) -> ProjectListing:
@@ -228,9 +230,17 @@ class Runner:
         found = await asyncio.gather(*(self._list_project(endpoints[p], p, deadline, events) for p in projects))
         listings = dict(zip(projects, found, strict=True))
         now = now if now is not None else self._clock()
-        await journal.before_planning(selected, {p: x.backups for p, x in listings.items()}, now)
+        state_error: str | None = None
+        try:
+            await journal.before_planning(selected, {p: x.backups for p, x in listings.items()}, now)
+        except JournalUnavailable as exc:
+            state_error = _state_unavailable(exc)
         results = plan_listings(policy_file, selected, listings, now, dry_run=dry_run, endpoint_of=self.endpoint_of)
-        await journal.before_planning_ends(results, now)
+        if state_error is None:
+            try:
+                await journal.before_planning_ends(results, now)
+            except JournalUnavailable as exc:
+                state_error = _state_unavailable(exc)
         for result in results:
             with structlog.contextvars.bound_contextvars(policy=result.name, project_id=result.project_id):
                 events.policy_planned(result, now)
@@ -239,6 +249,7 @@ class Runner:
             listed=sum(len(x.backups) for x in listings.values() if x.backups is not None),
             skipped_projects=sorted(p for p, x in listings.items() if x.backups is None),
             now=now,
+            state_error=state_error,
         )
 
     async def _list_project(self, endpoint: str, project_id: str, deadline: float, events: RunEvents) -> ProjectListing:
@@ -269,57 +280,98 @@ class Runner:
         trigger: Trigger = "cli",
         run_id: str | None = None,
         should_continue: Callable[[str], bool] | None = None,
+        on_busy: Literal["wait", "skip"] = "wait",
+        held_locks: Sequence[object] = (),
     ) -> RunSummary:
         """One run. `should_continue(policy_name)` is asked before each DELETE: False starts no further deletion of
         that policy (its outcome `interrupted`); the daemon says False for a policy a reload removed, paused or
-        turned to dry_run."""
+        turned to dry_run.
+
+        Each policy's run lock is taken first. `on_busy="wait"` (a one-shot `run`): wait for it up to the lock
+        timeout, then `PolicyLocked` (exit 1, naming the holder). `"skip"` (a daemon fire): a policy locked by
+        another process is left out (`run_skipped`, `running_elsewhere`, with its holder). `held_locks`: run locks
+        the caller already holds (a daemon's leases): used, not taken again, and left to the caller to release."""
         run_id = run_id or new_run_id()
-        started = self._monotonic()
-        deadline = started + self.run_deadline_s
         if max_deletes is not None:
             selected = [_with_max_deletes(p, max_deletes) for p in selected]
-        # Dry only when every policy is: a dry policy beside a live one must not make the run look harmless.
-        all_dry = dry_run or (bool(selected) and all(p.dry_run for p in selected))
         journal = self._journal()
-        events = FanOut(self._events(), journal)
         with structlog.contextvars.bound_contextvars(run_id=run_id):
-            events.run_started(run_id, trigger, [p.name for p in selected], all_dry)
             try:
-                await journal.run_begins(run_id, trigger, [p.name for p in selected], all_dry)
-            except JournalUnavailable as exc:  # nothing listed, nothing deleted: the run cannot be remembered
-                log.error("state_unavailable", error=exc.error, operation=exc.operation)
-                raise
-            planned = await self.list_and_plan(
-                policy_file, selected, dry_run=dry_run, deadline=deadline, events=events, journal=journal
-            )
-            results = planned.results
-            summary = RunSummary(run_id, trigger, all_dry, results, planned.listed, planned.skipped_projects)
-            self.active[run_id] = summary
-            phase = DeletionPhase(
-                summary,
-                events,
-                journal,
-                send=lambda result, decision: self._delete_one(result, decision, deadline),
-                may_start=lambda: not self.stop_requested and self._monotonic() < deadline,
-                should_continue=should_continue or (lambda _name: True),
-                concurrency=self.concurrency,
-            )
-            stopped = await phase.run()
-            summary.interrupted = self.stop_requested and any(r.not_started for r in results)
-            for result in results:
-                result.outcome = policy_outcome(result, summary.interrupted or result.name in stopped)
-                with structlog.contextvars.bound_contextvars(policy=result.name, project_id=result.project_id):
-                    events.policy_finished(result, self._monotonic() - started)
-            summary.duration_s = self._monotonic() - started
-            summary.outcome = run_outcome(results, summary.interrupted or bool(stopped))
-            if summary.state_error is None:
                 try:
-                    await journal.run_ends(summary)
+                    names = [p.name for p in selected]
+                    busy = await journal.lock_policies(names, wait=on_busy == "wait", held=held_locks)
                 except JournalUnavailable as exc:
-                    state_failed(summary, exc)
+                    _state_unavailable(exc)
+                    raise
+                for name, holder in busy.items():
+                    log.info("run_skipped", policy=name, reason="running_elsewhere", holder=holder, trigger=trigger)
+                free = [p for p in selected if p.name not in busy]
+                if busy and not free:
+                    return RunSummary(run_id, trigger, dry_run, skipped_policies=busy)
+                summary, events = await self._run_locked(
+                    policy_file, free, journal, dry_run=dry_run, trigger=trigger, run_id=run_id,
+                    should_continue=should_continue or (lambda _name: True),
+                )  # fmt: skip
+                summary.skipped_policies = busy
+            finally:
+                await journal.run_closes()
+            # Said once the run's locks are released: whoever reads `run_finished` may start the next run.
             events.run_finished(summary)
         self.active.pop(run_id, None)  # (a run that raises leaves its entry: the daemon drops it)
         return summary
+
+    async def _run_locked(
+        self,
+        policy_file: PolicyFile,
+        selected: Sequence[Policy],
+        journal: RunJournal,
+        *,
+        dry_run: bool,
+        trigger: Trigger,
+        run_id: str,
+        should_continue: Callable[[str], bool],
+    ) -> tuple[RunSummary, RunEvents]:
+        started = self._monotonic()
+        deadline = started + self.run_deadline_s
+        # Dry only when every policy is: a dry policy beside a live one must not make the run look harmless.
+        all_dry = dry_run or (bool(selected) and all(p.dry_run for p in selected))
+        events = FanOut(self._events(), journal)
+        events.run_started(run_id, trigger, [p.name for p in selected], all_dry)
+        try:
+            await journal.run_begins(run_id, trigger, [p.name for p in selected], all_dry)
+        except JournalUnavailable as exc:  # nothing listed, nothing deleted: the run cannot be remembered
+            _state_unavailable(exc)
+            raise
+        planned = await self.list_and_plan(
+            policy_file, selected, dry_run=dry_run, deadline=deadline, events=events, journal=journal
+        )
+        results = planned.results
+        summary = RunSummary(run_id, trigger, all_dry, results, planned.listed, planned.skipped_projects)
+        summary.state_error = planned.state_error  # (then nothing is deleted: every deletion is `not_started`)
+        self.active[run_id] = summary
+        phase = DeletionPhase(
+            summary,
+            events,
+            journal,
+            send=lambda result, decision: self._delete_one(result, decision, deadline),
+            may_start=lambda: not self.stop_requested and self._monotonic() < deadline,
+            should_continue=should_continue,
+            concurrency=self.concurrency,
+        )
+        stopped = await phase.run()
+        summary.interrupted = self.stop_requested and any(r.not_started for r in results)
+        for result in results:
+            result.outcome = policy_outcome(result, summary.interrupted or result.name in stopped)
+            with structlog.contextvars.bound_contextvars(policy=result.name, project_id=result.project_id):
+                events.policy_finished(result, self._monotonic() - started)
+        summary.duration_s = self._monotonic() - started
+        summary.outcome = run_outcome(results, summary.interrupted or bool(stopped))
+        if summary.state_error is None:
+            try:
+                await journal.run_ends(summary)
+            except JournalUnavailable as exc:
+                state_failed(summary, exc)
+        return summary, events
 
     # --- deletions -------------------------------------------------------------------------------------------
 
@@ -334,6 +386,11 @@ class Runner:
         return Deletion(
             done.outcome, done.attempts, done.duration_s, done.status, done.error_code, request_id=done.request_id
         )
+
+
+def _state_unavailable(exc: JournalUnavailable) -> str:
+    log.error("state_unavailable", error=exc.error, operation=exc.operation)
+    return exc.error
 
 
 def _with_max_deletes(policy: Policy, max_deletes: int) -> Policy:

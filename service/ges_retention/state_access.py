@@ -23,9 +23,10 @@ __all__ = ["cli_placed_by", "existing_store", "state_location"]
 
 
 def state_location(settings: Settings | None) -> StateLocation:
-    """Where `GES_RETENTION_STATE` points (the default path when unset)."""
-    del settings  # the journal's settings arrive with the service wiring; until then the environment says it
-    return resolve_state_location(os.environ.get("GES_RETENTION_STATE"))
+    """Where `GES_RETENTION_STATE` points (the default path when unset): from the settings (environment, `.env`,
+    `/run/secrets/`) when they could be read, else from the environment."""
+    value = settings.state_value() if settings is not None else os.environ.get("GES_RETENTION_STATE")
+    return resolve_state_location(value)
 
 
 @asynccontextmanager

@@ -159,6 +159,8 @@ class RunSummary:
     outcome: Outcome = "ok"
     # Why the journal could not be written during the run (`state_unavailable`): the run exits 1.
     state_error: str | None = None
+    # Policies left out because another process held their run lock: name -> holder (`running_elsewhere`).
+    skipped_policies: dict[str, str | None] = field(default_factory=dict)
 
     def total(self, name: str) -> int:
         return sum(int(getattr(p, name)) for p in self.policies)
@@ -184,6 +186,7 @@ class RunSummary:
             "skipped_projects": self.skipped_projects,
             "duration_s": round(self.duration_s, 3),
             **({"state_error": self.state_error} if self.state_error is not None else {}),
+            **({"skipped_policies": dict(self.skipped_policies)} if self.skipped_policies else {}),
             "policies": [p.to_json() for p in self.policies],
         }
 

@@ -15,7 +15,7 @@ from inprocess_harness import PROJECT, Harness, policy_text, running_harness, wa
 from prometheus_client.parser import text_string_to_metric_families
 
 from ges_retention.daemon import Paused
-from ges_retention.http_api import run_view
+from ges_retention.http_runs import run_view
 from ges_retention.policy_watch import FileRead
 from support.logs import capture_events
 

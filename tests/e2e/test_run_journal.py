@@ -81,6 +81,7 @@ async def _newer_state(path: Path) -> str:
         ("{tmp}/not-a-dir/state.db", "state"),
         ("{newer}", "newer than this program"),
         ("{tmp}/foreign.db", "not a ges-retention state"),
+        ("/sys/ges-retention-test/state.db", "permission denied"),  # root may not create it either
     ],
 )
 async def test_a_misconfigured_state_is_exit_2_before_any_request(
@@ -97,3 +98,29 @@ async def test_a_misconfigured_state_is_exit_2_before_any_request(
     assert message in failure["error"]
     assert "s3cret-pw" not in result.stderr
     assert emulator.stats.to_json()["total_requests"] == 0
+
+
+async def test_a_daemon_with_a_misconfigured_state_exits_2_before_any_request(
+    emulator: RunningEmulator, policy_path: Path
+) -> None:
+    env = cli_env(emulator, GES_RETENTION_STATE="mysql://db.example/ges", GES_RETENTION_HTTP="127.0.0.1:0")
+    result = await run_cli(["daemon", str(policy_path)], env)
+    assert result.code == 2, result.stderr
+    assert "unsupported state URL scheme" in result.events("command_failed")[0]["error"]
+    assert result.events("daemon_started") == []
+    assert emulator.stats.to_json()["total_requests"] == 0
+
+
+async def test_plan_reads_a_state_and_never_creates_or_writes_one(
+    emulator: RunningEmulator, policy_path: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.db"
+    env = cli_env(emulator, GES_RETENTION_STATE=str(state))
+    planned = await run_cli(["plan", str(policy_path), "--format", "json"], env)
+    assert planned.code == 0, planned.stderr
+    assert not state.exists() and planned.events("state_created") == []
+    assert (await run_cli(["run", str(policy_path)], env)).code == 0
+    before = state.stat().st_mtime_ns, state.stat().st_size
+    again = await run_cli(["plan", str(policy_path), "--format", "json"], env)
+    assert again.code == 0, again.stderr
+    assert (state.stat().st_mtime_ns, state.stat().st_size) == before

@@ -111,7 +111,8 @@ async def test_a_hold_placed_before_the_batch_keeps_the_backup_with_its_reason(s
     assert (record.state, record.reasons) == ("cancelled", ("held: legal asked",))
 
 
-@pytest.mark.parametrize("fail_on", [2, 3, 5])  # 1 = start_run; 2 = the first intent batch; later: outcomes
+# Writes: 1 start_run, 2-3 resolve_deleting (prod, staging), 4 the first intent batch, then outcomes and batches.
+@pytest.mark.parametrize("fail_on", [2, 4, 5, 7])
 async def test_once_the_state_cannot_be_written_no_further_delete_is_sent(store: Store, fail_on: int) -> None:
     api = journalled_api(store)
     failing = FailingWrites(store, fail_on=fail_on)
@@ -124,13 +125,13 @@ async def test_once_the_state_cannot_be_written_no_further_delete_is_sent(store:
     assert summary.exit_code() == ExitCode.FAILED
     assert summary.state_error is not None
     # Every DELETE sent had its intent committed before the failure; none was sent after it.
-    failed_at = len(failing.writes)
     assert set(api.seen_states.values()) <= {"deleting"}
-    assert len(api.started) <= 2 * max(0, fail_on - 2)  # at most the batches committed before the failure
+    committed_batches = failing.writes[: fail_on - 1].count("write_intents")
+    assert len(api.started) <= 2 * committed_batches
     not_started = sum(p.not_started for p in summary.policies)
     assert not_started + len(api.started) == 7
     assert not_started > 0
-    assert failing.writes[failed_at - 1] in {"write_intents", "record_outcomes", "end_run"}
+    assert failing.writes[fail_on - 1] in {"resolve_deleting", "write_intents", "record_outcomes"}
 
 
 async def test_a_state_that_cannot_record_the_start_lists_nothing_and_deletes_nothing(store: Store) -> None:
@@ -142,3 +143,29 @@ async def test_a_state_that_cannot_record_the_start_lists_nothing_and_deletes_no
         await make_runner(api, FailingWrites(store, fail_on=1)).run(policy_file, policy_file.policies)
     assert api.listed == [] and api.started == []
     assert len(events.named("state_unavailable")) == 1
+
+
+async def test_each_run_prunes_what_ended_longer_ago_than_keep_days(store: Store) -> None:
+    from datetime import timedelta
+
+    from ges_retention.state import RunRecord
+
+    old = RunRecord("old", "cli", ("prod",), "elsewhere:1", started_at=NOW - timedelta(days=500))
+    await store.start_run(old)
+    await store.end_run("old", ended_at=NOW - timedelta(days=500), outcome="ok", counts={})
+    older = RunRecord("older", "cli", ("prod",), "elsewhere:1", started_at=NOW - timedelta(days=600))
+    await store.start_run(older)
+    await store.end_run("older", ended_at=NOW - timedelta(days=600), outcome="ok", counts={})
+    api = journalled_api(store)
+    policy_file = policies()
+    runner = Runner(
+        api,
+        endpoint_of=lambda _p: ENDPOINT,
+        run_deadline_s=60,
+        journal=lambda: StateJournal(store, endpoint_of=lambda _p: ENDPOINT, clock=lambda: NOW, keep_days=400),
+        clock=lambda: NOW,
+        monotonic=Clock(),
+    )
+    await runner.run(policy_file, policy_file.policies, run_id="now")
+    assert await store.get_run("older") is None and await store.get_run("old") is None
+    assert await store.get_run("now") is not None

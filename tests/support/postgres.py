@@ -101,13 +101,7 @@ class PgServer:
                 "initdb", "-D", str(server.data), "-U", "postgres", "-E", "UTF8", "--no-sync",
                 "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}",
             )  # fmt: skip
-            options = (
-                f"-c listen_addresses=127.0.0.1 -c port={server.port} -c unix_socket_directories={server.sockets} "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=60 "
-                "-c shared_buffers=16MB"
-            )
-            server._run("pg_ctl", "-D", str(server.data), "-l", str(base / "server.log"), "-w", "-t", "30",
-                        "-o", options, "start")  # fmt: skip
+            server.resume()
             _run_coroutine_in_thread(server._create_role)
         except Exception as exc:
             log = (base / "server.log").read_text() if (base / "server.log").exists() else ""
@@ -131,6 +125,19 @@ class PgServer:
             await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
         finally:
             await conn.close()
+
+    def halt(self) -> None:
+        """Stop the server, keeping its data (`resume` starts it again on the same port): an outage."""
+        self._run("pg_ctl", "-D", str(self.data), "stop", "-m", "immediate", "-w")
+
+    def resume(self) -> None:
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.sockets} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=60 "
+            "-c shared_buffers=16MB"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.base / "server.log"), "-w", "-t", "30",
+                  "-o", options, "start")  # fmt: skip
 
     def restart(self) -> None:
         """Stop the server (fast: sessions are cut) and start it again with the same options and data."""

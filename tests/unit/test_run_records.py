@@ -47,9 +47,9 @@ def test_a_crashed_run_is_recorded_as_such() -> None:
     assert records.last_for("a")["outcome"] == "crashed"  # type: ignore[index]
 
 
-def test_change_digests_are_kept_per_key() -> None:
+async def test_change_digests_are_kept_per_key() -> None:
     digests = MemoryChangeDigests()
     key = ("a", "https://ges.example", "p1")
-    assert digests.last(key) is None
-    digests.record(key, "d1")
-    assert digests.last(key) == "d1" and digests.last(("a", "https://other", "p1")) is None
+    assert await digests.last(key) is None
+    await digests.record(key, "d1", "run-1")
+    assert await digests.last(key) == "d1" and await digests.last(("a", "https://other", "p1")) is None
