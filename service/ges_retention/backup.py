@@ -3,10 +3,16 @@
 The API grows: unknown fields are tolerated. A record that lacks what retention needs (`id`, `graph_id`, `status`,
 `start_timestamp`) or carries it with the wrong type is an `InvalidBackupRecord`, never a half-built backup: the
 caller decides that the whole listing is then untrustworthy.
+
+`size` (MB) may be absent or null (a backup in progress may not know it yet): `size_mb` is then None and left out of
+every sum. A negative or non-numeric `size` is a record that cannot be trusted, like a bad timestamp. `encrypted` is
+shown, never decided on; a non-boolean one is invalid too. `orphan` is not the API's: the runner sets it once the
+graph listing says whether the backup's graph still exists (None = not known, as in an export).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +53,9 @@ class Backup:
     name: str = ""
     graph_name: str = ""
     backup_method: str = ""
+    size_mb: float | None = None
+    encrypted: bool | None = None
+    orphan: bool | None = None
 
     @property
     def start(self) -> datetime:
@@ -85,6 +94,8 @@ class Backup:
             name=_optional_str(record, "name", backup_id),
             graph_name=_optional_str(record, "graph_name", backup_id),
             backup_method=_optional_str(record, "backup_method", backup_id),
+            size_mb=_size_mb(record, backup_id),
+            encrypted=_encrypted(record, backup_id),
         )
 
     def to_api(self) -> dict[str, Any]:
@@ -99,7 +110,47 @@ class Backup:
             "status": self.status,
             "start_timestamp": self.start_ms,
             "start_time": start.strftime("%Y-%m-%dT%H:%M:%S"),
+            "size": _api_size(self.size_mb),
+            "encrypted": self.encrypted,
         }
+
+
+def _api_size(size_mb: float | None) -> int | float | None:
+    if size_mb is None or not size_mb.is_integer():
+        return size_mb
+    return int(size_mb)
+
+
+def _size_mb(record: Mapping[str, Any], backup_id: str) -> float | None:
+    """`size` in MB: None when absent or null; a negative, non-finite or non-numeric size is an invalid record."""
+    value = record.get("size")
+    if value is None:
+        return None
+    size: float | None = None
+    # bool is an int in Python; a JSON true is not a size. A JSON integer too large for a float is no size either.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            size = float(value)
+        except OverflowError:
+            size = None
+    if size is None or not math.isfinite(size) or size < 0:
+        raise InvalidBackupRecord(
+            f"backup {shorten(backup_id)}: 'size' must be a number of MB >= 0 (or absent), got {shorten(value)}",
+            backup_id=backup_id,
+            field="size",
+        )
+    return size
+
+
+def _encrypted(record: Mapping[str, Any], backup_id: str) -> bool | None:
+    value = record.get("encrypted")
+    if value is None or isinstance(value, bool):
+        return value
+    raise InvalidBackupRecord(
+        f"backup {shorten(backup_id)}: 'encrypted' must be true or false, got {shorten(value)}",
+        backup_id=backup_id,
+        field="encrypted",
+    )
 
 
 def _required_str(record: Mapping[str, Any], key: str, backup_id: str) -> str:

@@ -154,6 +154,17 @@ def policy_schema() -> dict[str, Any]:
     return schema
 
 
+def _refuse_orphan_selection(selected: Sequence[Policy]) -> None:
+    """An export has no graph listing: whether a backup is an orphan is not known, so `orphans: exclude|only` cannot
+    be planned from it (exit 2) rather than being planned as if nothing were an orphan."""
+    for policy in selected:
+        if policy.select.orphans != "include":
+            raise UsageError(
+                f"policy {policy.name!r}: select.orphans: {policy.select.orphans} needs a live graph listing; "
+                "plan --from-file has none (plan it without --from-file)"
+            )
+
+
 def _cmd_plan(args: argparse.Namespace, settings: Settings | None) -> int:
     from ges_retention.commands import plan_command
     from ges_retention.policy_loading import load_policy_file
@@ -162,6 +173,8 @@ def _cmd_plan(args: argparse.Namespace, settings: Settings | None) -> int:
     policy_file = load_policy_file(args.policy_file)
     selected = policy_file.select(args.policy)
     now = parse_now(args.now)
+    if args.from_file is not None:
+        _refuse_orphan_selection(selected)
     export = read_backup_export(args.from_file) if args.from_file is not None else None
     if export is None and settings is None:
         raise SettingsError("settings are required to list backups from the API")

@@ -170,7 +170,7 @@ class DeletionPhase:
                     deletion = await self._send(result, decision)
                 else:
                     deletion = Deletion("not_started")
-                result.record(deletion.outcome, decision.backup.id)
+                result.record(deletion.outcome, decision.backup.id, decision.backup.size_mb)
                 self.events.deletion_finished(result, decision, deletion)
                 if sendable:  # its intent was committed: its outcome (or that it was not sent after all)
                     await self._record(result, decision, ticket, deletion)

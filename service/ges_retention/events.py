@@ -5,7 +5,8 @@ The runner acts and reports through `RunEvents`; it never logs or counts itself.
 emits `run_progress`; the journal will be the next. `FanOut` hands every event to each subscriber in turn; no
 subscriber knows another.
 
-Events arrive in this order for one run: `run_started`; per project `listing_done` or `listing_failed`; per policy
+Events arrive in this order for one run: `run_started`; per project `listing_done` or `listing_failed` (after the
+backups and the graph listing), then, after `listing_done`, `quota_read` or `quota_unavailable`; per policy
 `policy_planned`; per deletion `deletion_pending` (queued), `deletion_started` (not when the run stops first), then
 `deletion_finished` (or, instead of both, `deletion_held`: a hold placed during the run keeps it); per policy
 `policy_finished`; `run_finished`. `plan` gives the listing and planning events only.
@@ -26,6 +27,7 @@ import structlog
 
 from ges_retention.backup import Backup
 from ges_retention.metrics import Metrics
+from ges_retention.quota import low_threshold, quota_low
 from ges_retention.retention import Decision, Plan
 from ges_retention.summary import DeletionOutcome, PolicyResult, RunSummary, Trigger
 
@@ -57,6 +59,12 @@ class RunEvents(Protocol):
 
     def listing_failed(self, project_id: str, error_code: str | None, error: str) -> None:
         """A project's listing failed or cannot be trusted: its policies delete nothing."""
+
+    def quota_read(self, project_id: str, available: int, listed: int) -> None:
+        """The project's backup quota has `available` left (-1 = unlimited); `listed` backups were listed."""
+
+    def quota_unavailable(self, project_id: str, error: str) -> None:
+        """The project's backup quota could not be read (best effort: nothing else changes)."""
 
     def policy_planned(self, result: PolicyResult, now: datetime) -> None:
         """A policy's plan, before any deletion."""
@@ -92,6 +100,12 @@ class NullRunEvents:
         pass
 
     def listing_failed(self, project_id: str, error_code: str | None, error: str) -> None:
+        pass
+
+    def quota_read(self, project_id: str, available: int, listed: int) -> None:
+        pass
+
+    def quota_unavailable(self, project_id: str, error: str) -> None:
         pass
 
     def policy_planned(self, result: PolicyResult, now: datetime) -> None:
@@ -136,6 +150,14 @@ class FanOut:
         for s in self.subscribers:
             s.listing_failed(project_id, error_code, error)
 
+    def quota_read(self, project_id: str, available: int, listed: int) -> None:
+        for s in self.subscribers:
+            s.quota_read(project_id, available, listed)
+
+    def quota_unavailable(self, project_id: str, error: str) -> None:
+        for s in self.subscribers:
+            s.quota_unavailable(project_id, error)
+
     def policy_planned(self, result: PolicyResult, now: datetime) -> None:
         for s in self.subscribers:
             s.policy_planned(result, now)
@@ -177,10 +199,23 @@ class LoggingEvents(NullRunEvents):
         if conflicting_ids:
             log.warning("listing_conflict", project_id=project_id, backup_ids=list(conflicting_ids)[:20])
         graphs = len({b.graph_id for b in backups})
-        log.info("backups_listed", project_id=project_id, count=len(backups), graphs=graphs)
+        orphans = sum(1 for b in backups if b.orphan)
+        log.info("backups_listed", project_id=project_id, count=len(backups), graphs=graphs, orphans=orphans)
 
     def listing_failed(self, project_id: str, error_code: str | None, error: str) -> None:
         log.error("listing_failed", project_id=project_id, error_code=error_code, error=error)
+
+    def quota_read(self, project_id: str, available: int, listed: int) -> None:
+        if quota_low(available, listed):
+            threshold = low_threshold(available, listed)
+            log.warning(
+                "backup_quota_low", project_id=project_id, available=available, listed=listed, threshold=threshold
+            )
+        else:
+            log.debug("backup_quota", project_id=project_id, available=available, listed=listed)
+
+    def quota_unavailable(self, project_id: str, error: str) -> None:
+        log.warning("quota_unavailable", project_id=project_id, error=error)
 
     def policy_planned(self, result: PolicyResult, now: datetime) -> None:
         if result.plan is None:
@@ -199,7 +234,12 @@ class LoggingEvents(NullRunEvents):
 
     def deletion_finished(self, result: PolicyResult, decision: Decision, deletion: Deletion) -> None:
         if deletion.outcome == "deleted":
-            log.info("backup_deleted", attempts=deletion.attempts, duration_ms=round(deletion.duration_s * 1000, 1))
+            log.info(
+                "backup_deleted",
+                attempts=deletion.attempts,
+                duration_ms=round(deletion.duration_s * 1000, 1),
+                size_mb=decision.backup.size_mb,
+            )
         elif deletion.outcome == "already_deleted":
             log.info("backup_already_deleted", error_code=deletion.error_code or "GES.7024")
         elif deletion.outcome == "failed":
@@ -215,12 +255,13 @@ class LoggingEvents(NullRunEvents):
         log.info("deletion_cancelled", reasons=[reason])
 
     def policy_finished(self, result: PolicyResult, duration_s: float) -> None:
-        log.info("policy_finished", **result.counts(), dry_run=result.dry_run, outcome=result.outcome)
+        log.info("policy_finished", **result.counts(), **result.sizes(), dry_run=result.dry_run, outcome=result.outcome)
 
     def run_finished(self, summary: RunSummary) -> None:
         log.info(
             "run_finished",
             **summary.counts(),
+            **summary.sizes(),
             skipped_projects=summary.skipped_projects,
             duration_s=round(summary.duration_s, 3),
             outcome=summary.outcome,
@@ -272,6 +313,12 @@ class MetricsEvents(NullRunEvents):
     def deletion_finished(self, result: PolicyResult, decision: Decision, deletion: Deletion) -> None:
         if deletion.outcome != "not_started":
             self.metrics.deletions.labels(result.name, deletion.outcome).inc()
+        size_mb = decision.backup.size_mb
+        if deletion.outcome == "deleted" and size_mb:
+            self.metrics.deleted_megabytes.labels(result.name).inc(size_mb)
+
+    def quota_read(self, project_id: str, available: int, listed: int) -> None:
+        self.metrics.backup_quota_available.labels(project_id).set(available)
 
     def policy_finished(self, result: PolicyResult, duration_s: float) -> None:
         if result.acts and result.two_phase is not None:  # only such a run moves the policy's pending rows

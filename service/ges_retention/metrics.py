@@ -43,8 +43,10 @@ _M = TypeVar("_M", Counter, Gauge, Histogram)
 class Metrics:
     __slots__ = (
         "_per_policy",
+        "backup_quota_available",
         "backups",
         "build_info",
+        "deleted_megabytes",
         "deletions",
         "holds",
         "last_run",
@@ -79,6 +81,18 @@ class Metrics:
         self._per_policy: list[tuple[_PolicyMetric, tuple[str, ...]]] = []
         self.deletions = self._policy_metric(
             Counter, "ges_retention_deletions", "Backup deletions by policy and outcome", ("policy", "outcome")
+        )
+        self.deleted_megabytes = self._policy_metric(
+            Counter,
+            "ges_retention_deleted_megabytes",
+            "Megabytes of the backups a policy deleted (backups without a size are not counted)",
+            ("policy",),
+        )
+        self.backup_quota_available = Gauge(
+            "ges_retention_backup_quota_available",
+            "Backups left in the project's GES backup quota at the last read (-1 = unlimited)",
+            ["project_id"],
+            registry=r,
         )
         self.requests = Counter(
             "ges_retention_requests",

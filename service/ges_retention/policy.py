@@ -201,6 +201,17 @@ class Select(_Model):
     # would silently select nothing (or everything).
     backup_methods: Annotated[list[BackupMethod], Field(min_length=1, max_length=100)] | None = None
     names: Globs = Field(default_factory=lambda: ["*"], min_length=1)
+    # Backups whose graph no longer exists (deleted with keep_backup): managed like any (include), left alone
+    # (exclude), or the only ones managed (only). Deciding needs a live graph listing (not `plan --from-file`).
+    orphans: Literal["include", "exclude", "only"] = "include"
+
+    def matches_orphan(self, orphan: bool | None) -> bool:
+        """`orphan` None (not known) passes only `include`: `exclude` and `only` need to know (fail closed)."""
+        if self.orphans == "include":
+            return True
+        if orphan is None:
+            return False
+        return orphan if self.orphans == "only" else not orphan
 
     def matches_graph(self, graph_id: str, graph_name: str) -> bool:
         """By exact graph id, or by name glob. A graph whose name is unknown (`""`: no record of it carries one)

@@ -46,6 +46,8 @@ def _decision_json(decision: Decision, report: PolicyResult) -> dict[str, Any]:
         "backup_method": backup.backup_method,
         "status": backup.status,
         "start_time": iso_utc(backup.start),
+        "size_mb": backup.size_mb,
+        "orphan": backup.orphan,
         "action": decision.action,
         "reasons": list(decision.reasons),
     }
@@ -86,7 +88,20 @@ def render_json(reports: Sequence[PolicyResult], generated_at: datetime, state: 
     return json.dumps(plan_document(reports, generated_at, state), indent=2, ensure_ascii=False) + "\n"
 
 
-_COLUMNS = ("ACTION", "GRAPH", "BACKUP", "METHOD", "STATUS", "START (UTC)", "REASONS")
+_COLUMNS = ("ACTION", "GRAPH", "BACKUP", "METHOD", "STATUS", "START (UTC)", "SIZE MB", "ORPHAN", "REASONS")
+_START, _SIZE, _ORPHAN, _REASONS = 5, 6, 7, 8
+
+
+def _size(size_mb: float | None) -> str:
+    if size_mb is None:
+        return "-"
+    value = float(size_mb)
+    return f"{value:.0f}" if value.is_integer() else f"{value:.3f}".rstrip("0")
+
+
+def _orphan(orphan: bool | None) -> str:
+    # None: not known (`plan --from-file` has no graph listing).
+    return {True: "orphan", False: "-", None: "?"}[orphan]
 
 
 def _row(decision: Decision, report: PolicyResult) -> tuple[str, ...]:
@@ -105,6 +120,8 @@ def _row(decision: Decision, report: PolicyResult) -> tuple[str, ...]:
         plain(backup.backup_method or "-"),
         plain(backup.status),
         backup.start.strftime("%Y-%m-%d %H:%M"),
+        _size(backup.size_mb),
+        _orphan(backup.orphan),
         reasons,
     )
 
@@ -116,13 +133,25 @@ def _collapse(rows: list[tuple[str, ...]], min_run: int) -> list[tuple[str, ...]
     while i < len(rows):
         j = i
         deleting = rows[i][0] in ("DELETE", "PENDING")  # (a pending row's reasons end with its due time)
-        same = (rows[i][0], rows[i][1], rows[i][6])
-        while deleting and j < len(rows) and (rows[j][0], rows[j][1], rows[j][6]) == same:
+        same = (rows[i][0], rows[i][1], rows[i][_REASONS])
+        while deleting and j < len(rows) and (rows[j][0], rows[j][1], rows[j][_REASONS]) == same:
             j += 1
         if deleting and j - i >= min_run:
             oldest, newest = rows[j - 1], rows[i]  # rows are newest first
+            sizes = [float(r[_SIZE]) for r in rows[i:j] if r[_SIZE] != "-"]
+            orphans = {r[_ORPHAN] for r in rows[i:j]}
             out.append(
-                (rows[i][0], rows[i][1], f"{j - i} backups", "*", "*", f"{oldest[5]} .. {newest[5]}", rows[i][6])
+                (
+                    rows[i][0],
+                    rows[i][1],
+                    f"{j - i} backups",
+                    "*",
+                    "*",
+                    f"{oldest[_START]} .. {newest[_START]}",
+                    _size(sum(sizes)) if sizes else "-",
+                    orphans.pop() if len(orphans) == 1 else "*",
+                    rows[i][_REASONS],
+                )
             )
             i = j
         else:
@@ -152,7 +181,9 @@ def render_table(reports: Sequence[PolicyResult], generated_at: datetime, *, col
         waiting = len(report.waiting)
         totals = f"  => keep {len(plan.decisions) - planned}, delete {planned}"
         lines.append(
-            totals + (f" ({planned - waiting} due, {waiting} pending)" if report.two_phase and waiting else "")
+            totals
+            + (f" ({planned - waiting} due, {waiting} pending)" if report.two_phase and waiting else "")
+            + _freed(report)
         )
         if plan.safety_stop:
             lines.append(
@@ -162,6 +193,24 @@ def render_table(reports: Sequence[PolicyResult], generated_at: datetime, *, col
         if report.change_held and report.gate is not None:
             lines.append(_held_line(report))
     return "\n".join(lines) + "\n"
+
+
+def _freed(report: PolicyResult) -> str:
+    """`, freeing N MB now` for a plan's due deletions (sizes not known are left out, and said so)."""
+    if report.plan is None or report.safety_stop or not report.due:
+        return ""
+    unknown = sum(1 for d in report.due if d.backup.size_mb is None)
+    text = f", freeing {_size(report.would_free_mb)} MB"
+    return text + (f" (+{unknown} of unknown size)" if unknown else "")
+
+
+def _sizes_text(sizes: dict[str, float]) -> str:
+    parts = []
+    if "freed_mb" in sizes:
+        parts.append(f"freed {_size(sizes['freed_mb'])} MB")
+    if "would_free_mb" in sizes:
+        parts.append(f"would free {_size(sizes['would_free_mb'])} MB")
+    return "".join(f", {p}" for p in parts)
 
 
 def _held_line(report: PolicyResult) -> str:
@@ -186,6 +235,7 @@ def render_summary_text(summary: RunSummary) -> str:
         f"already deleted {summary.total('already_deleted')}, failed {summary.total('failed')}, "
         f"not started {summary.total('not_started')}"
         + (f", pending {summary.total('pending')}" if summary.total("pending") else "")
+        + _sizes_text(summary.sizes())
     ]
     for p in summary.policies:
         detail = f"  {p.name}: {p.outcome}" + (" (dry run)" if p.dry_run and not summary.dry_run else "")
@@ -194,6 +244,7 @@ def render_summary_text(summary: RunSummary) -> str:
             detail += f", not started {p.not_started}"
         if p.pending:
             detail += f", pending {p.pending}"
+        detail += _sizes_text(p.sizes())
         if p.listing_error:
             detail += f" (listing failed: {plain(p.listing_error)})"
         if p.plan is not None and p.plan.safety_stop:

@@ -3,7 +3,10 @@
 This is the only place where plans meet the network, through a `BackupApi` (GES in production, a dict in the unit
 tests). The guards, in the order they act:
 1. a project whose listing failed, is incomplete or contradicts itself (two copies of an id that differ, one graph
-   id under two names) deletes nothing (`listing_failed`); a graph's name is resolved from any record of it;
+   id under two names) deletes nothing (`listing_failed`); a graph's name is resolved from any record of it, else
+   from the graph listing, which follows the backups listing and marks orphans (`orphans.py`): a failed or
+   untrusted graph listing makes the project's listing untrusted too. The backup quota is read after a trusted
+   listing, best effort (a failure is a warning, never a run failure);
 2. a backup selected by two policies of the file is kept (`plan_file` resolves overlap);
 3. a policy whose plan exceeds `max_deletes` deletes nothing (`safety_stop`);
 4. dry-run (the file's or the command's) deletes nothing;
@@ -28,9 +31,10 @@ import structlog
 from ges_retention.backup import Backup, InvalidBackupRecord
 from ges_retention.deleting import DeletionPhase, state_failed
 from ges_retention.events import Deletion, FanOut, LoggingEvents, RunEvents
-from ges_retention.ges.client import BackupListing, DeleteResult
+from ges_retention.ges.client import BackupListing, DeleteResult, GraphListing
 from ges_retention.ges.errors import GesError
 from ges_retention.journal import JournalUnavailable, NullJournal, RunJournal
+from ges_retention.orphans import mark_orphans, trusted_graphs
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile
 from ges_retention.retention import Decision, plan_file
@@ -50,10 +54,16 @@ __all__ = [
 
 
 class BackupApi(Protocol):
-    """What a run needs from GES: list a project's backups, delete one backup."""
+    """What a run needs from GES: list a project's backups and graphs, read its backup quota, delete one backup."""
 
     async def list_backups(self, endpoint: str, project_id: str, *, deadline: float) -> BackupListing:
         """Every backup of the project as `Backup` values; raises `GesError` or `InvalidBackupRecord`."""
+
+    async def list_graphs(self, endpoint: str, project_id: str, *, deadline: float) -> GraphListing:
+        """Every graph of the project, raw; raises `GesError`."""
+
+    async def backup_quota(self, endpoint: str, project_id: str, *, deadline: float) -> int | None:
+        """Backups left in the project's quota (-1 = unlimited; None = not in the answer); raises `GesError`."""
 
     async def delete_backup(
         self, endpoint: str, project_id: str, graph_id: str, backup_id: str, *, deadline: float
@@ -262,11 +272,52 @@ class Runner:
                 checked = ProjectListing(None, exc.error_code, str(exc))
             except InvalidBackupRecord as exc:
                 checked = ProjectListing(None, "invalid_record", str(exc))
+            if checked.backups is not None:
+                # Only once the backups listing is complete: see `orphans`.
+                checked = await self._with_graphs(endpoint, project_id, checked, deadline)
             if checked.backups is None:
                 events.listing_failed(project_id, checked.error_code, checked.error or "")
             else:
                 events.listing_done(project_id, checked.backups, checked.conflicting_ids)
+                # Only after a trusted listing: its count is the threshold's, and a project that cannot be listed
+                # (refused credentials, an agency withdrawn) would only fail again, with another login.
+                await self._read_quota(endpoint, project_id, len(checked.backups), deadline, events)
             return checked
+
+    async def _with_graphs(
+        self, endpoint: str, project_id: str, checked: ProjectListing, deadline: float
+    ) -> ProjectListing:
+        """The listing with orphans marked and names completed from the graph listing, or untrusted with its reason."""
+        try:
+            graphs = await self.api.list_graphs(endpoint, project_id, deadline=deadline)
+        except GesError as exc:
+            return ProjectListing(None, exc.error_code or "graph_listing_failed", f"graph listing: {exc}")
+        check = trusted_graphs(
+            graphs.graphs,
+            complete=graphs.complete,
+            reported_count=graphs.reported_count,
+            later_copies=graphs.later_copies,
+        )
+        if check.names is None:
+            return ProjectListing(None, check.error_code, check.error)
+        marked = mark_orphans(checked.backups or (), check.names)
+        if marked.backups is None:
+            return ProjectListing(None, marked.error_code, marked.error)
+        return replace(checked, backups=marked.backups)
+
+    async def _read_quota(
+        self, endpoint: str, project_id: str, listed: int, deadline: float, events: RunEvents
+    ) -> None:
+        """Best effort: any failure is the warning `quota_unavailable`, never a failure of the run."""
+        try:
+            available = await self.api.backup_quota(endpoint, project_id, deadline=deadline)
+        except Exception as exc:  # best effort by contract: the run goes on whatever happened
+            events.quota_unavailable(project_id, str(exc) or type(exc).__name__)
+            return
+        if available is None:
+            events.quota_unavailable(project_id, "the quota answer has no 'backup' entry")
+        else:
+            events.quota_read(project_id, available, listed)
 
     # --- one run ---------------------------------------------------------------------------------------------
 

@@ -22,7 +22,15 @@ from ges_retention.agencies import Agencies, check_agencies, iam_endpoint_for
 from ges_retention.backup import Backup
 from ges_retention.events import FanOut, LoggingEvents, MetricsEvents, RunEvents
 from ges_retention.ges.auth import AkSkAuth, AuthProvider, PasswordAuth, TokenAuth
-from ges_retention.ges.client import BackupListing, ClientConfig, DeleteResult, GesClient, ProjectClient, open_session
+from ges_retention.ges.client import (
+    BackupListing,
+    ClientConfig,
+    DeleteResult,
+    GesClient,
+    GraphListing,
+    ProjectClient,
+    open_session,
+)
 from ges_retention.journal import NullJournal, RunJournal, StateJournal
 from ges_retention.metrics import Metrics
 from ges_retention.policy import Policy
@@ -186,6 +194,12 @@ class GesBackupApi:
 
     async def list_backups(self, endpoint: str, project_id: str, *, deadline: float) -> BackupListing:
         return await self._project(endpoint, project_id).list_backups(deadline=deadline, parse=Backup.from_api)
+
+    async def list_graphs(self, endpoint: str, project_id: str, *, deadline: float) -> GraphListing:
+        return await self._project(endpoint, project_id).list_graphs(deadline=deadline)
+
+    async def backup_quota(self, endpoint: str, project_id: str, *, deadline: float) -> int | None:
+        return await self._project(endpoint, project_id).backup_quota(deadline=deadline)
 
     async def delete_backup(
         self, endpoint: str, project_id: str, graph_id: str, backup_id: str, *, deadline: float

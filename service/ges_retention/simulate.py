@@ -226,7 +226,8 @@ def simulate(scenario: Scenario) -> Forecast:
         methods = sorted({c.method for c in scenario.cadences})
         raise SimulationError(
             f"policy {policy.name!r} selects none of the simulated backups (methods {methods}; the policy selects "
-            f"backup_methods {policy.select.backup_methods}, names {policy.select.names})"
+            f"backup_methods {policy.select.backup_methods}, names {policy.select.names}, "
+            f"orphans {policy.select.orphans})"
         )
 
     # Events: (instant, 0 = a backup is due / 1 = the policy runs, cadence index). Backups due at the instant of a run
@@ -325,6 +326,7 @@ def _new_backup(
         name=_instantiate(name_pattern, f"{graph[1]}_{stamp}"),
         graph_name=graph[1],
         backup_method=method,
+        orphan=False,  # the synthetic graph exists for the whole simulation
     )
 
 

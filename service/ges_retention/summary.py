@@ -26,6 +26,7 @@ __all__ = [
     "RunSummary",
     "Trigger",
     "exit_code",
+    "megabytes",
     "new_run_id",
     "policy_outcome",
     "run_outcome",
@@ -63,9 +64,29 @@ class PolicyResult:
     acked_by: str | None = None  # `file`, `cli` or `http`: who acknowledged a held definition
     # Planned deletions a hold placed during the run kept (the intent batch found it): backup id -> `held: ...`.
     held: dict[str, str] = field(default_factory=dict)
+    # MB of the backups deleted by this run (not those found already gone; backups without a size not counted).
+    freed_mb: float = 0.0
 
-    def record(self, outcome: DeletionOutcome | Literal["pending"], backup_id: str) -> None:
+    def record(
+        self, outcome: DeletionOutcome | Literal["pending"], backup_id: str, size_mb: float | None = None
+    ) -> None:
         self.ids[outcome].append(backup_id)
+        if outcome == "deleted" and size_mb is not None:
+            self.freed_mb += size_mb
+
+    @property
+    def would_free_mb(self) -> float:
+        """MB of what the plan would delete now (the due deletions; nothing under a safety stop); sizes not known
+        are left out."""
+        if self.plan is None or self.safety_stop:
+            return 0.0
+        return float(sum(d.backup.size_mb for d in self.due if d.backup.size_mb is not None))
+
+    def sizes(self) -> dict[str, float]:
+        """`freed_mb` for a real run, `would_free_mb` for a dry one (a policy held by the change gate runs dry)."""
+        if self.dry_run or self.change_held:
+            return {"would_free_mb": megabytes(self.would_free_mb)}
+        return {"freed_mb": megabytes(self.freed_mb)}
 
     @property
     def change_held(self) -> bool:
@@ -136,6 +157,7 @@ class PolicyResult:
             "policy": self.name,
             "project_id": self.project_id,
             **self.counts(),
+            **self.sizes(),
             "dry_run": self.dry_run,
             "safety_stop": self.safety_stop,
             "change_held": self.gate.to_json() if self.change_held and self.gate is not None else None,
@@ -173,6 +195,17 @@ class RunSummary:
     def kept(self) -> int:
         return self.total("kept")
 
+    def sizes(self) -> dict[str, float]:
+        """The run's `freed_mb` (over its real policies) and, when some policy was dry, `would_free_mb`."""
+        real = [p for p in self.policies if not (p.dry_run or p.change_held)]
+        dry = [p for p in self.policies if p.dry_run or p.change_held]
+        sizes: dict[str, float] = {}
+        if real or not dry:
+            sizes["freed_mb"] = megabytes(sum(p.freed_mb for p in real))
+        if dry:
+            sizes["would_free_mb"] = megabytes(sum(p.would_free_mb for p in dry))
+        return sizes
+
     def exit_code(self, interrupted_code: ExitCode = ExitCode.INTERRUPTED_SIGTERM) -> ExitCode:
         code = exit_code(self.policies, interrupted_code if self.interrupted else None)
         return combine([code, ExitCode.FAILED]) if self.state_error is not None else code
@@ -183,12 +216,18 @@ class RunSummary:
             "outcome": self.outcome,
             "dry_run": self.dry_run,
             **self.counts(),
+            **self.sizes(),
             "skipped_projects": self.skipped_projects,
             "duration_s": round(self.duration_s, 3),
             **({"state_error": self.state_error} if self.state_error is not None else {}),
             **({"skipped_policies": dict(self.skipped_policies)} if self.skipped_policies else {}),
             "policies": [p.to_json() for p in self.policies],
         }
+
+
+def megabytes(value: float) -> float:
+    """A sum of sizes as shown: MB to three decimals."""
+    return float(round(value, 3))
 
 
 def exit_code(results: Iterable[PolicyResult], interrupted: ExitCode | None = None) -> ExitCode:

@@ -105,9 +105,13 @@ def test_plan_json_document(files: tuple[Path, Path], capsys: pytest.CaptureFixt
         "backup_method",
         "status",
         "start_time",
+        "size_mb",
+        "orphan",
         "action",
         "reasons",
     ]
+    # An export has no graph listing: whether a backup is an orphan is not known.
+    assert {d["orphan"] for d in prod["decisions"]} == {None}
 
 
 def test_plan_json_is_byte_identical_in_any_input_order(files: tuple[Path, Path], tmp_path: Path) -> None:

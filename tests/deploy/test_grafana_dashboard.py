@@ -77,6 +77,8 @@ def _exported_metric_names() -> set[str]:
     metrics.next_run.labels("p").set(1)
     metrics.policies_loaded.set(1)
     metrics.reload_errors.inc()
+    metrics.deleted_megabytes.labels("p").inc(12.5)
+    metrics.backup_quota_available.labels("0a1b2c3d4e5f").set(40)
     return {
         sample.name for family in text_string_to_metric_families(metrics.render().decode()) for sample in family.samples
     }
@@ -108,6 +110,8 @@ def test_the_dashboard_covers_what_an_operator_watches() -> None:
         "ges_retention_request_duration_seconds_bucket",  # request latency
         "ges_retention_run_duration_seconds_bucket",
         "ges_retention_backups",
+        "ges_retention_deleted_megabytes_total",  # what retention frees
+        "ges_retention_backup_quota_available",  # when it falls behind, new backups fail (GES.7019)
         "ges_retention_build_info",
         "up",
     ):

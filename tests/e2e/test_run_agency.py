@@ -174,7 +174,8 @@ async def test_a_static_token_with_an_agency_is_exit_2_before_any_request(
 ) -> None:
     settings = env(emulator, GES_RETENTION_TOKEN=DEFAULT_TOKEN)
     del settings["GES_RETENTION_AK"], settings["GES_RETENTION_SK"]
-    for command in (["run", str(policy_path)], ["plan", str(policy_path)]):
+    settings["GES_RETENTION_HTTP"] = ""  # (the daemon: no listener)
+    for command in (["run", str(policy_path)], ["plan", str(policy_path)], ["daemon", str(policy_path)]):
         result = await run_cli(command, settings)
         assert result.code == 2, result.stderr
         assert "static token" in result.stderr and "'remote'" in result.stderr
@@ -192,3 +193,19 @@ async def test_two_agencies_in_one_project_are_exit_2_before_any_request(
         assert result.code == 2, result.stderr
         assert "'remote'" in result.stderr and "'remote-too'" in result.stderr
     assert emulator.stats.to_json()["total_requests"] == 0
+
+
+async def test_a_live_plan_lists_the_other_account_through_the_agency(
+    emulator: RunningEmulator, policy_path: Path, now: datetime
+) -> None:
+    keep_other = expected_keep(emulator, now, OTHER)
+    before = ids(emulator, OTHER)
+
+    result = await run_cli(["plan", str(policy_path), "--format", "json"], env(emulator))
+
+    assert result.code == 0, result.stderr
+    remote = next(p for p in json.loads(result.stdout)["policies"] if p["name"] == "remote")
+    assert remote["project_id"] == OTHER
+    assert {d["backup_id"] for d in remote["decisions"] if d["action"] == "keep"} == keep_other
+    assert ids(emulator, OTHER) == before  # a plan deletes nothing
+    assert requests(emulator, "iam_securitytokens") == {"201": 1}

@@ -127,7 +127,15 @@ def test_flags_defaults_and_help() -> None:
 def test_fault_rate_is_spread_over_500_503_and_drop() -> None:
     config = build_config(_parse("--fault-rate", "0.3", "--rate-limit", "20", "--latency-ms", "5"))
     share = FaultRates(error_500=0.1, error_503=0.1, drop=0.1)
-    assert set(config.faults) == {"list_graphs", "list_backups", "list_graph_backups", "delete_backup", "create_backup"}
+    assert set(config.faults) == {
+        "list_graphs",
+        "list_backups",
+        "list_graph_backups",
+        "delete_backup",
+        "create_backup",
+        "delete_graph",
+        "list_quotas",
+    }
     for rates in config.faults.values():
         assert rates.error_500 == pytest.approx(share.error_500)
         assert (rates.error_503, rates.drop, rates.hang) == (rates.error_500, rates.error_500, 0.0)

@@ -22,10 +22,12 @@ from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException  # n
 from huaweicloudsdkcore.http.http_config import HttpConfig  # noqa: E402
 from huaweicloudsdkges.v2 import (  # noqa: E402
     DeleteBackup2Request,
+    DeleteGraph2Request,
     GesClient,
     ListBackups2Request,
     ListGraphBackups2Request,
     ListGraphs2Request,
+    ListQuotas2Request,
 )
 
 
@@ -108,3 +110,27 @@ async def test_the_official_sdk_signing_with_a_wrong_sk_is_refused(emulator: Run
     assert refused.value.status_code == 401
     assert refused.value.error_code == "APIGW.0301"
     assert emulator.stats.count("list_backups", 401) == 1
+
+
+async def test_the_official_sdk_reads_the_quotas_and_deletes_a_graph_keeping_backups(
+    emulator: RunningEmulator, sdk: _Clients
+) -> None:
+    client = sdk(emulator.url)
+    emulator.config.backup_quota = 40
+    quotas = await asyncio.to_thread(client.list_quotas2, ListQuotas2Request())
+    by_type = {r.type: r.available for r in quotas.quotas.resources}
+    assert by_type["backup"] == 40 - 36
+    assert set(by_type) == {"graph", "backup", "metadata"}
+
+    graph = emulator.store.graphs(PROJECT)[0]["id"]
+    before = [b for b in emulator.store.backups(PROJECT) if b["graph_id"] == graph]
+    answer = await asyncio.to_thread(client.delete_graph2, DeleteGraph2Request(graph_id=graph, keep_backup=True))
+    assert answer.job_id
+    kept = [b for b in emulator.store.backups(PROJECT) if b["graph_id"] == graph]
+    assert 0 < len(kept) <= 3 < len(before)
+    graphs = await asyncio.to_thread(client.list_graphs2, ListGraphs2Request(offset=0, limit=10))
+    assert graphs.graph_count == 2 and graph not in {g.id for g in graphs.graphs}
+
+    with pytest.raises(ClientRequestException) as gone:
+        await asyncio.to_thread(client.delete_graph2, DeleteGraph2Request(graph_id=graph))
+    assert (gone.value.status_code, gone.value.error_code) == (400, "GES.7000")

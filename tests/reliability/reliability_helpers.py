@@ -221,13 +221,16 @@ class SeenRequest:
 
 class ListingServer:
     """Serves `GET /v2/{p}/graphs/backups` from a queue of raw bodies (then an empty page with `tail_count`), answers
-    every DELETE with `{}`, and records every request with its raw path, as sent on the wire."""
+    every DELETE with `{}`, and records every request with its raw path, as sent on the wire. The graph listing is
+    `graphs` (default: none, so every backup is an orphan, which `orphans: include` plans like any other); the
+    quota is unlimited."""
 
     def __init__(self) -> None:
         self.pages: list[bytes] = []
         self.tail_count = 0
         self.served: list[bytes] = []
         self.requests: list[SeenRequest] = []
+        self.graphs: list[dict[str, Any]] = []
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -252,6 +255,10 @@ class ListingServer:
                 body = json.dumps({"backup_count": self.tail_count, "backup_list": []}).encode()
             self.served.append(body)
             return web.Response(body=body, content_type="application/json")
+        if request.method == "GET" and request.path.endswith("/graphs"):
+            return web.json_response({"graph_count": len(self.graphs), "graphs": self.graphs})
+        if request.method == "GET" and request.path.endswith("/graphs/quotas"):
+            return web.json_response({"quotas": {"resources": [{"type": "backup", "available": -1}]}})
         return web.json_response({"error_code": "APIGW.0101", "error_msg": "no such API"}, status=404)
 
     async def __aenter__(self) -> ListingServer:

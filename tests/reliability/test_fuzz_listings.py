@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -60,6 +61,12 @@ def record_is_valid(record: Any) -> bool:
             return False
     ts = record.get("start_timestamp")
     if type(ts) is not int or not 0 <= ts <= MAX_TS_MS:
+        return False
+    size = record.get("size")
+    # A size may be absent or null (not known yet); a negative or non-numeric one makes the record invalid.
+    if size is not None and (type(size) not in (int, float) or not math.isfinite(size) or size < 0):
+        return False
+    if record.get("encrypted") is not None and type(record["encrypted"]) is not bool:
         return False
     return all(
         record.get(key) is None or isinstance(record[key], str) for key in ("name", "graph_name", "backup_method")
@@ -123,7 +130,9 @@ BAD_OPTIONAL = st.sampled_from(NOT_STRINGS)  # for name, graph_name, backup_meth
 BAD_TIMESTAMPS = st.sampled_from(
     [-1, -(10**13), MAX_TS_MS + 1, 10**20, 1.7e12, float(NOW_MS), "1700000000000", True, None, [NOW_MS]]
 )
+BAD_SIZES = st.sampled_from([-1, -0.001, -(10**12), "12", "", True, False, [1], {"mb": 1}, float("nan"), float("inf")])
 DEFECTS = (
+    "bad size",
     "truncated",
     "not json",
     "invalid utf-8",
@@ -206,6 +215,8 @@ class Pages:
                 target.pop(draw(st.sampled_from(["id", "graph_id", "status", "start_timestamp"])), None)
             elif kind == "bad timestamp":
                 target["start_timestamp"] = draw(BAD_TIMESTAMPS)
+            elif kind == "bad size":
+                target["size"] = draw(BAD_SIZES)
             else:
                 key = draw(st.sampled_from(["id", "graph_id", "status", "name", "graph_name", "backup_method"]))
                 target[key] = draw(BAD_REQUIRED if key in ("id", "graph_id", "status") else BAD_OPTIONAL)
@@ -235,7 +246,8 @@ class Pages:
         if original is None or not isinstance(original.get("id"), str):
             return False
         twin = dict(original)
-        field = draw(st.sampled_from(["status", "start_timestamp", "graph_id", "name", "backup_method"]))
+        fields = ["status", "start_timestamp", "graph_id", "name", "backup_method"]
+        field = draw(st.sampled_from(fields if kind == "changed copy of an id" else [*fields, "size"]))
         if kind == "changed copy of an id":  # valid, different: e.g. a backup that finished meanwhile
             values = {
                 "status": st.sampled_from(["success", "failed", "backing_up"]),
@@ -249,6 +261,8 @@ class Pages:
                 return False
         elif field == "start_timestamp":
             twin[field] = draw(BAD_TIMESTAMPS)
+        elif field == "size":
+            twin[field] = draw(BAD_SIZES)
         else:
             twin[field] = draw(BAD_REQUIRED if field in ("status", "graph_id") else BAD_OPTIONAL)
         later = draw(st.integers(k, len(pages) - 1))

@@ -226,3 +226,21 @@ def test_the_readme_picture_is_what_the_readme_command_draws(
     words = [str(REPO / w) if w.startswith("config/") else w for w in words]
     assert _run(capsys, *words)[0] == 0
     assert (tmp_path / "drawn.svg").read_bytes() == (REPO / committed).read_bytes()
+
+
+@pytest.mark.parametrize(("orphans", "code"), [("include", 0), ("exclude", 0), ("only", 2)])
+def test_the_simulated_graph_is_no_orphan(
+    orphans: str, code: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "orphans.yaml"
+    path.write_text(
+        f"version: 1\npolicies:\n  - name: o\n    project_id: p1\n    select: {{orphans: {orphans}}}\n"
+        "    keep: {last: 3}\n"
+    )
+    argv = ["--policy", "o", "--days", "20", "--start", "2027-01-01", "--format", "json"]
+    result, out, err = _run(capsys, str(path), *argv)
+    assert result == code, err
+    if code == 0:
+        assert json.loads(out)["steady_state"] == 3  # the policy managed the simulated graph's backups
+    else:
+        assert "orphans only" in err and out == ""

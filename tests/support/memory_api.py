@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ges_retention.backup import Backup
-from ges_retention.ges.client import BackupListing, DeleteResult
+from ges_retention.ges.client import BackupListing, DeleteResult, GraphListing
 from ges_retention.ges.errors import GesError
 
 
@@ -34,6 +34,13 @@ def listing_of(
     )
 
 
+def graph_listing_of(graphs: dict[str, str], *, reported_count: int | None = None) -> GraphListing:
+    """A graph listing as the client would return it, from graph id -> name."""
+    records = [{"id": graph_id, "name": name} for graph_id, name in graphs.items()]
+    count = len(records) if reported_count is None else reported_count
+    return GraphListing(records, count, 1, len(records) >= count)
+
+
 @dataclass
 class MemoryApi:
     projects: dict[str, list[Backup]] = field(default_factory=dict)
@@ -46,6 +53,11 @@ class MemoryApi:
     # When set, every deletion waits for it (after `started` records it).
     gate: asyncio.Event | None = None
     listed: list[tuple[str, str]] = field(default_factory=list)
+    # Graph listings: a listing or an exception per project; by default every graph a backup names exists.
+    graph_listings: dict[str, GraphListing | Exception] = field(default_factory=dict)
+    graphs_listed: list[tuple[str, str]] = field(default_factory=list)
+    # Backup quota per project: available (-1 unlimited, None no backup entry) or an exception; default -1.
+    quotas: dict[str, int | Exception | None] = field(default_factory=dict)
     _started_changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def wait_started(self, count: int, timeout_s: float = 5.0) -> None:
@@ -63,6 +75,24 @@ class MemoryApi:
         if answer is not None:
             return answer
         return listing_of(b for b in self.projects.get(project_id, []) if b.id not in self.deleted)
+
+    async def list_graphs(self, endpoint: str, project_id: str, *, deadline: float) -> GraphListing:
+        self.graphs_listed.append((endpoint, project_id))
+        answer = self.graph_listings.get(project_id)
+        if isinstance(answer, Exception):
+            raise answer
+        if answer is not None:
+            return answer
+        names: dict[str, str] = {}
+        for backup in self.projects.get(project_id, []):
+            names.setdefault(backup.graph_id, backup.graph_name)
+        return graph_listing_of(names)
+
+    async def backup_quota(self, endpoint: str, project_id: str, *, deadline: float) -> int | None:
+        answer = self.quotas.get(project_id, -1)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     async def delete_backup(
         self, endpoint: str, project_id: str, graph_id: str, backup_id: str, *, deadline: float

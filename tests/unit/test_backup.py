@@ -50,8 +50,42 @@ def test_a_full_record_is_read_and_unknown_fields_are_ignored() -> None:
         name="nightly-2026-11-25",
         graph_name="prod-graph",
         backup_method="auto",
+        size_mb=1234.0,
+        encrypted=False,
     )
     assert backup.start == datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    assert backup.orphan is None  # the API does not say: the runner finds out from the graph listing
+
+
+@pytest.mark.parametrize("how", ["absent", "null"])
+def test_a_size_absent_or_null_is_unknown_not_zero(how: str) -> None:
+    # A backup still being made may not know its size: it is kept out of every sum, not counted as 0 MB.
+    backup = Backup.from_api(record(status="backing_up", size=_DROP if how == "absent" else None))
+    assert backup.size_mb is None
+    assert Backup.from_api(backup.to_api()) == backup
+
+
+@pytest.mark.parametrize("size", [0, 1, 2.5, 10**6])
+def test_a_size_of_zero_or_more_mb_is_read(size: float) -> None:
+    assert Backup.from_api(record(size=size)).size_mb == float(size)
+
+
+@pytest.mark.parametrize("size", [-1, -0.5, "12", True, [1], {"mb": 1}, float("nan"), float("inf"), 10**400])
+def test_a_negative_or_non_numeric_size_makes_the_record_invalid(size: object) -> None:
+    with pytest.raises(InvalidBackupRecord, match="'size'") as caught:
+        Backup.from_api(record(size=size))
+    assert caught.value.field == "size"
+    assert caught.value.backup_id == "b-001"
+
+
+@pytest.mark.parametrize("encrypted", ["yes", 1, 0, []])
+def test_encrypted_must_be_a_boolean(encrypted: object) -> None:
+    with pytest.raises(InvalidBackupRecord, match="'encrypted'"):
+        Backup.from_api(record(encrypted=encrypted))
+
+
+def test_encrypted_absent_is_unknown() -> None:
+    assert Backup.from_api(record(encrypted=_DROP)).encrypted is None
 
 
 def test_optional_fields_may_be_missing_or_null() -> None:

@@ -7,6 +7,8 @@ Routes (ges-api.md, to the letter):
     GET    /v2/{project_id}/graphs/{graph_id}/backups               list_graph_backups  {"backup_count", "backup_list"}
     POST   /v2/{project_id}/graphs/{graph_id}/backups               create_backup       {"job_id"}
     DELETE /v2/{project_id}/graphs/{graph_id}/backups/{backup_id}   delete_backup       {}
+    DELETE /v2/{project_id}/graphs/{graph_id}?keep_backup=          delete_graph        {"job_id"}  (graphs.py)
+    GET    /v2/{project_id}/graphs/quotas                           list_quotas         {"quotas"}  (graphs.py)
     POST   /v3/auth/tokens                                          iam_token           201, X-Subject-Token
     POST   /v3.0/OS-CREDENTIAL/securitytokens                       iam_securitytokens  201, {"credential"}
 
@@ -73,6 +75,7 @@ from ges_retention.emulator.errors import (
     unknown_api,
 )
 from ges_retention.emulator.gates import Dropped, Gates, Holds
+from ges_retention.emulator.graphs import GraphRoutes, check_backup_quota
 from ges_retention.emulator.iam import Iam
 from ges_retention.emulator.params import check_segments, checked_path, paging
 from ges_retention.emulator.stats import Stats, client_of
@@ -221,7 +224,7 @@ class Emulator:
     async def list_graphs(self, request: web.Request) -> web.Response:
         offset, limit = self._paging(request, "list_graphs")
         total, page = self.store.page_graphs(request.match_info["project_id"], offset, limit)
-        return _json({"graph_count": total, "graphs": page})
+        return _json({"graph_count": total + self.config.graph_count_extra, "graphs": page})
 
     async def list_backups(self, request: web.Request) -> web.Response:
         offset, limit = self._paging(request, "list_backups")
@@ -255,6 +258,7 @@ class Emulator:
             raise ApiError(400, "GES.7001", MSG_GRAPH_NOT_RUNNING)
         if self.store.graph_busy(project_id, graph_id):
             raise ApiError(400, "GES.7002", MSG_GRAPH_BACKING_UP)
+        check_backup_quota(self.store, self.config, project_id)
         now_ms = int(self.clock()) * 1000  # whole seconds, like the cloud's timestamps
         duration_s = self.config.backup_duration_s
         backup_id = random_uuid(self.rng)
@@ -318,6 +322,7 @@ def create_app(
     # Fixtures sent to the control API can be large (100,000 backups are ~50 MB of JSON).
     app = web.Application(middlewares=[emulator.middleware], client_max_size=256 * 1024 * 1024)
     app[EMULATOR_KEY] = emulator
+    GraphRoutes(store, config, emulator.rng).add_routes(app.router)
     _add_ges_routes(app.router, emulator)
     add_control_routes(app.router, Control(emulator))
     app.on_shutdown.append(emulator.on_shutdown)

@@ -13,7 +13,12 @@ JSON shape (GET/PUT `/_emulator/config`; a PUT may send any subset of the keys, 
      "security_token_lifetime_s": null,
      "token_lifetime_s": 86400, "latency_ms": 0, "latency_jitter_ms": 0, "rate_limit_per_s": 0,
      "faults": {"delete_backup": {"error_500": 0.1, "error_503": 0, "drop": 0, "hang": 0, "repeat": 0}},
-     "hang_s": 60, "backup_duration_s": 0, "seed": 0}
+     "hang_s": 60, "backup_duration_s": 0, "seed": 0,
+     "backup_quota": -1, "quota_without_backup": false, "graph_count_extra": 0}
+
+`backup_quota` is the most backups a project may hold (-1 = unlimited): `GET .../graphs/quotas` answers what is left,
+and a create beyond it is 400 GES.7019. `quota_without_backup` leaves the `backup` entry out of that answer.
+`graph_count_extra` reports that many more graphs in `graph_count` than the listing holds (an incomplete listing).
 """
 
 from __future__ import annotations
@@ -54,7 +59,15 @@ DEFAULT_IAM_DOMAIN = "emulator"
 DEFAULT_IAM_USER = "retention"
 DEFAULT_IAM_PASSWORD = "emulator-password"  # noqa: S105 (a published test credential)
 
-GES_OPERATIONS = ("list_graphs", "list_backups", "list_graph_backups", "delete_backup", "create_backup")
+GES_OPERATIONS = (
+    "list_graphs",
+    "list_backups",
+    "list_graph_backups",
+    "delete_backup",
+    "create_backup",
+    "delete_graph",
+    "list_quotas",
+)
 OPERATIONS = (*GES_OPERATIONS, "iam_token", "iam_securitytokens")
 
 
@@ -131,6 +144,10 @@ class EmulatorConfig:
     backup_duration_s: float = 0.0
     # Seeds the emulator's random choices (faults, jitter, ids of created backups).
     seed: int = 0
+    # The most backups one project may hold; -1 = unlimited (see the module docstring).
+    backup_quota: int = -1
+    quota_without_backup: bool = False
+    graph_count_extra: int = 0
 
     @property
     def default_project_id(self) -> str:
@@ -175,6 +192,9 @@ class EmulatorConfig:
             "hang_s": self.hang_s,
             "backup_duration_s": self.backup_duration_s,
             "seed": self.seed,
+            "backup_quota": self.backup_quota,
+            "quota_without_backup": self.quota_without_backup,
+            "graph_count_extra": self.graph_count_extra,
         }
 
     def apply(self, patch: Any) -> list[str]:
@@ -219,6 +239,18 @@ def _count(key: str, value: Any) -> int:
     if _integer(key, value) < 0:
         raise ConfigError(f"{key} must be >= 0, got {value}")
     return int(value)
+
+
+def _quota(key: str, value: Any) -> int:
+    if _integer(key, value) < -1:
+        raise ConfigError(f"{key} must be -1 (unlimited) or a count >= 0, got {value}")
+    return int(value)
+
+
+def _boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false")
+    return value
 
 
 def _string(key: str, value: Any) -> str:
@@ -339,4 +371,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "hang_s": _non_negative,
     "backup_duration_s": _non_negative,
     "seed": _integer,
+    "backup_quota": _quota,
+    "quota_without_backup": _boolean,
+    "graph_count_extra": _count,
 }

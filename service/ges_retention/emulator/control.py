@@ -75,7 +75,8 @@ class Control:
                                           -> {"project_id", "graphs", "backups"}; all or nothing (see Store.add_backup)
         GET    /_emulator/backups?project_id=   {"project_id", "backup_count", "backup_list"}: all, newest first
         GET    /_emulator/graphs?project_id=    {"project_id", "graph_count", "graphs"}
-        DELETE /_emulator/graphs/{graph_id}?project_id=   delete a graph, keeping its backups
+        DELETE /_emulator/graphs/{graph_id}?project_id=&keep_backup=   delete a graph: keep_backup true/false as
+                                          the GES route (graphs.py); absent, every backup of it stays (a fixture)
         GET    /_emulator/stats           the statistics (shape in stats.py)
         POST   /_emulator/reset           {"data"?: false}: statistics and rate-limit windows start over; with
                                           "data": true every graph, backup and issued token goes too. Knobs and
@@ -182,7 +183,11 @@ class Control:
 
     async def delete_graph(self, request: web.Request) -> web.Response:
         project_id = self._project(request.query.get("project_id"))
-        if not self.emulator.store.delete_graph(project_id, request.match_info["graph_id"]):
+        keep = request.query.get("keep_backup")
+        if keep not in (None, "true", "false"):
+            raise _control_error("keep_backup must be true or false (or absent: keep every backup).")
+        keep_backup = None if keep is None else keep == "true"
+        if not self.emulator.store.delete_graph(project_id, request.match_info["graph_id"], keep_backup=keep_backup):
             raise _control_error("No such graph.", 404)
         return _json({})
 

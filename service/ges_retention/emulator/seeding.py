@@ -179,8 +179,12 @@ def seeded_backups(rng: random.Random, graph: Mapping[str, Any], count: int, now
         slot = newest_slot - day * DAY_MS
         day += 1
         if rng.random() < 0.1:
-            # A manual backup some hours before that day's automatic one, made by hand before a change.
-            method, start = "manual", slot - rng.randint(1, 20) * _HOUR_MS - rng.randint(0, 3599) * 1000
+            # A manual backup some hours before that day's automatic one, made by hand before a change; one in
+            # twenty of those is an `import` backup (ImportBackup2) instead, drawn from the same number so that
+            # the random stream, and every other seeded backup, stays what it was.
+            hours = rng.randint(1, 20)
+            method = "import" if hours == 20 else "manual"
+            start = slot - hours * _HOUR_MS - rng.randint(0, 3599) * 1000
         else:
             method, start = "auto", slot + rng.randint(0, 120) * 1000
             start = min(start, now_ms)

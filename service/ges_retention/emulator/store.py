@@ -8,8 +8,12 @@ seeding sorts once (`make bench` measures it: the `emulator_seeding` scenario).
 
 Graphs are listed newest created first (ties by id), the same rule as backups.
 
-Deleting a graph keeps its backups (GES's `keep_backup`): they are still listed project-wide and per graph, and can
-still be deleted. The store knows no clock and no randomness of its own: seeding takes `now_ms` and `seed`.
+Deleting a graph (`delete_graph`) with `keep_backup` keeps what GES keeps (`KEPT_ON_GRAPH_DELETE`: the newest
+automatic and the two newest manual successful backups) and removes the rest of its backups; without it, every backup of
+the graph goes; `keep_backup=None` (fixtures only) keeps them all. Kept backups are still listed project-wide and per
+graph, and can still be deleted.
+
+The store knows no clock and no randomness of its own: seeding takes `now_ms` and `seed`.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from ges_retention.emulator.seeding import (
 
 __all__ = [
     "DAY_MS",
+    "KEPT_ON_GRAPH_DELETE",
     "DeleteResult",
     "SeedResult",
     "Store",
@@ -42,6 +47,11 @@ __all__ = [
     "random_uuid",
 ]
 
+
+# What GES keeps of a graph deleted with keep_backup (ges-api.md "Limits"): per method, the newest N. That they are
+# the newest *successful* ones is the emulator's reading (a failed backup holds nothing to restore); import backups
+# are not named by the documentation, so none is kept.
+KEPT_ON_GRAPH_DELETE = {"auto": 1, "manual": 2}
 
 # (-start_timestamp, id): ascending order of these keys is newest first, ties by id.
 _Key: TypeAlias = tuple[int, str]
@@ -151,13 +161,20 @@ class Store:
         project = self._projects.get(project_id)
         return project is not None and (graph_id in project.graphs or graph_id in project.by_graph)
 
-    def delete_graph(self, project_id: str, graph_id: str) -> bool:
-        """Delete a graph, keeping its backups (as GES does with keep_backup). False if there was no such graph."""
+    def delete_graph(self, project_id: str, graph_id: str, *, keep_backup: bool | None = None) -> bool:
+        """Delete a graph. `keep_backup` True keeps what GES keeps (`KEPT_ON_GRAPH_DELETE`), False deletes every
+        backup of it, None (a test fixture) keeps them all. False if there was no such graph."""
         project = self._projects.get(project_id)
         if project is None or graph_id not in project.graphs:
             return False
         del project.graphs[graph_id]
         project.graph_keys = [k for k in project.graph_keys if k[1] != graph_id]
+        if keep_backup is not None:
+            records = [project.backups[k[1]] for k in project.by_graph.get(graph_id, ())]  # newest first
+            kept = _kept_on_graph_delete(records) if keep_backup else set()
+            for record in records:
+                if record["id"] not in kept:
+                    self.discard_backup(project_id, record["id"])
         return True
 
     def page_graphs(self, project_id: str, offset: int, limit: int | None) -> tuple[int, list[dict[str, Any]]]:
@@ -321,8 +338,8 @@ class Store:
         """Add `graphs` graphs with `backups_per_graph` backups each, as a real project would hold them.
 
         Per graph: one automatic backup a day at a fixed time of day, going back about `backups_per_graph` days,
-        about one in ten days a manual backup instead, about one in thirty failed, and for about one graph in ten
-        the newest backup still `backing_up`. Nothing starts after `now_ms`.
+        about one in ten days a manual backup instead (one in twenty of those an `import` one), about one in thirty
+        failed, and for about one graph in ten the newest backup still `backing_up`. Nothing starts after `now_ms`.
 
         Deterministic: the same calls on a fresh store give identical data. The random stream is derived from
         (seed, project, graphs already created there), so seeding twice adds new, distinct graphs.
@@ -358,6 +375,17 @@ class Store:
         record, created_ms = seeded_graph(rng, project.graphs_created, days, now_ms, taken)
         self._insert_graph(project, record, created_ms)
         return record
+
+
+def _kept_on_graph_delete(records_newest_first: list[dict[str, Any]]) -> set[str]:
+    left = dict(KEPT_ON_GRAPH_DELETE)
+    kept = set()
+    for record in records_newest_first:
+        method = record.get("backup_method")
+        if record.get("status") == "success" and isinstance(method, str) and left.get(method, 0) > 0:
+            left[method] -= 1
+            kept.add(record["id"])
+    return kept
 
 
 def _remove_key(keys: list[_Key], key: _Key) -> None:

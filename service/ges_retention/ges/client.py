@@ -6,6 +6,7 @@ GesClient(session, config)                     one per process: owns the transpo
     ├── iter_graphs() / list_graphs()                        GET    /v2/{project_id}/graphs
     ├── iter_backup_pages() / list_backups()                 GET    /v2/{project_id}/graphs/backups
     ├── iter_graph_backup_pages(g) / list_graph_backups(g)   GET    /v2/{project_id}/graphs/{g}/backups
+    ├── backup_quota()                                       GET    /v2/{project_id}/graphs/quotas
     └── delete_backup(g, b)                                  DELETE /v2/{project_id}/graphs/{g}/backups/{b}
 ```
 
@@ -43,6 +44,7 @@ from ges_retention.ges.paging import (
     collect_graphs,
     iter_pages,
 )
+from ges_retention.ges.quotas import OP_LIST_QUOTAS, backup_quota_available
 from ges_retention.ges.transport import JSON, Call, ClientConfig, Transport, open_session
 
 __all__ = [
@@ -250,7 +252,15 @@ class ProjectClient:
         return await collect_backups(OP_LIST_GRAPH_BACKUPS, pages)
 
     async def list_graphs(self, *, deadline: float | None = None, page_size: int | None = None) -> GraphListing:
+        """Every graph of the project, paged like the backups (same paging function, same trust facts)."""
         return await collect_graphs(OP_LIST_GRAPHS, self.iter_graphs(deadline=deadline, page_size=page_size))
+
+    async def backup_quota(self, *, deadline: float | None = None) -> int | None:
+        """What is left of the project's backup quota (-1 = unlimited), or None when the answer has no `backup`
+        entry. A failed call raises `GesError`; an unreadable answer `QuotaError`."""
+        call = self._call(OP_LIST_QUOTAS, "GET", self._url("/graphs/quotas"))
+        answer = await self._transport.send(call, deadline=deadline)
+        return backup_quota_available(answer.body)
 
     # --- deletion ----------------------------------------------------------------------------------------------
 

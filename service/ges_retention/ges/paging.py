@@ -79,10 +79,15 @@ class BackupListing:
 
 @dataclass(frozen=True, slots=True)
 class GraphListing:
+    """Every graph record of a listing, de-duplicated by id (first seen wins), still raw; `complete` as for backups.
+    `later_copies`: records of an id already seen that differ from the first copy, for the caller to judge (a graph
+    listed under two names cannot be trusted)."""
+
     graphs: list[Any]
     reported_count: int
     pages: int
     complete: bool
+    later_copies: tuple[Any, ...] = ()
 
 
 # (offset, limit) -> (the page's body, the attempts it took)
@@ -229,6 +234,7 @@ async def collect_backups(
 async def collect_graphs(operation: str, pages: AsyncGenerator[Page, None]) -> GraphListing:
     """Every graph of `pages`, de-duplicated by id (records without a usable id are kept as they are)."""
     graphs: list[Any] = []
+    later: list[Any] = []
     progress = _Progress(operation)
     page_count = 0
     async with aclosing(pages):
@@ -239,10 +245,14 @@ async def collect_graphs(operation: str, pages: AsyncGenerator[Page, None]) -> G
                 graph_id = graph.get("id") if isinstance(graph, dict) else None
                 if isinstance(graph_id, str) and graph_id:
                     ids_on_page += 1
-                    if graph_id in progress.seen:
+                    first = progress.seen.get(graph_id, progress)
+                    if first is not progress:
+                        if first != graph:
+                            later.append(graph)
                         continue
                     new_ids += 1
-                    progress.seen[graph_id] = None
+                    progress.seen[graph_id] = graph
                 graphs.append(graph)
             progress.check(page, new_ids, ids_on_page)
-    return GraphListing(graphs, progress.largest, page_count, len(progress.seen) >= progress.largest)
+    complete = len(progress.seen) >= progress.largest
+    return GraphListing(graphs, progress.largest, page_count, complete, tuple(later))
