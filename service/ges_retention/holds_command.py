@@ -43,7 +43,7 @@ def run(args: argparse.Namespace, settings: Settings, *, now: datetime | None = 
     """One of `hold`, `release`, `holds` as parsed; `now` for tests (default: the clock)."""
     from ges_retention.state_access import state_location
 
-    at = now or datetime.now(UTC)
+    at = now or datetime.now(UTC).replace(microsecond=0)  # whole seconds: `--for 7d` ends at a readable time
     location = state_location(settings)
     if args.command == "hold":
         return hold_command(location, args.backup_id, args.reason, for_=args.for_, until=args.until, now=at)

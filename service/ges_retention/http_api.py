@@ -58,9 +58,8 @@ class HttpApi:
         return app
 
     def _store(self) -> Store | None:
-        """The daemon's state store; None while it has none."""
-        store: Store | None = getattr(self.daemon, "store", None)
-        return store
+        """The daemon's state store; None while it is not connected."""
+        return self.daemon.store
 
     async def start(self) -> None:
         """Bind the listener (when enabled); `SettingsError` with one line when the address cannot be bound."""

@@ -269,3 +269,14 @@ def test_a_bad_state_setting_is_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: 
     monkeypatch.setenv("GES_RETENTION_STATE", "mysql://db.example/state")
     assert main(["--log-format", "console", "holds"]) == 2
     assert "unsupported state URL scheme" in capsys.readouterr().err
+
+
+def test_the_state_setting_is_read_like_every_setting_from_a_dot_env_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    location = resolve_state_location(str(tmp_path / "from-dotenv.db"))
+    asyncio.run(seed_journal(location))
+    Path(".env").write_text(f"GES_RETENTION_STATE={location.path}\n")  # the test's own working directory
+    assert main(["hold", "b-env", "--reason", "r"]) == 0
+    assert f"state: {location.path}" in capsys.readouterr().out
+    assert "b-env" in {h.backup_id for h in _holds(location)}

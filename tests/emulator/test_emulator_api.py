@@ -82,8 +82,10 @@ async def test_delete_then_delete_again(emulator: RunningEmulator, session: aioh
     assert headers["Content-Type"].startswith("application/json")
     assert emulator.store.backup(PROJECT, victim["id"]) is None
     assert emulator.stats.deleted_ids == [victim["id"]]
+    assert emulator.stats.delete_request_ids == {victim["id"]: headers["X-Request-Id"]}
     status, body, headers = await call(session, "DELETE", url, headers=TOKEN_HEADERS)
     assert status == 400
+    assert list(emulator.stats.delete_request_ids) == [victim["id"]]  # a 7024 removed nothing
     assert body == {"error_code": "GES.7024", "error_msg": MSG_7024}
     assert len(headers["X-Request-Id"]) == 32
 

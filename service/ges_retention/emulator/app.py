@@ -109,6 +109,8 @@ Sleep: TypeAlias = Callable[[float], Awaitable[None]]
 Handler: TypeAlias = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _JSON = "application/json"
+# The id this emulator answers a request with (`X-Request-Id`), for handlers that record it.
+REQUEST_ID = web.RequestKey("ges_retention_request_id", str)
 
 
 def _dumps(value: Any) -> str:
@@ -140,6 +142,7 @@ class Emulator:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id = os.urandom(16).hex()
+        request[REQUEST_ID] = request_id
         if request.path.startswith(CONTROL_PREFIX):
             response = await self._answer(request, handler, request_id, None)
         else:
@@ -247,6 +250,7 @@ class Emulator:
         if result is DeleteResult.BACKING_UP:
             raise ApiError(400, "GES.7002", MSG_GRAPH_BACKING_UP)
         self.stats.deleted(info["backup_id"], client_of(request.headers.get("User-Agent")))
+        self.stats.delete_request_ids[info["backup_id"]] = request[REQUEST_ID]
         return _json({})
 
     async def create_backup(self, request: web.Request) -> web.Response:

@@ -53,6 +53,8 @@ class Stats:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     faults: dict[str, dict[str, int]] = field(default_factory=dict)
     deleted_ids: list[str] = field(default_factory=list)
+    delete_request_ids: dict[str, str] = field(default_factory=dict)
+    """backup id -> the `X-Request-Id` of the DELETE that removed it (in-process tests match the journal's)."""
     in_flight: int = 0
     max_in_flight: int = 0
     peak_rps: int = 0
@@ -105,6 +107,7 @@ class Stats:
         self.counts = {}
         self.faults = {}
         self.deleted_ids = []
+        self.delete_request_ids = {}
         self.clients = {}
         self.max_in_flight = self.in_flight
         self.peak_rps = 0
