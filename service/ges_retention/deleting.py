@@ -55,6 +55,7 @@ class DeletionPhase:
     stopped."""
 
     __slots__ = (
+        "_group",
         "_may_start",
         "_ready",
         "_send",
@@ -87,6 +88,7 @@ class DeletionPhase:
         self.stopped: set[str] = set()
         # At most one batch waits here while the workers send the previous one.
         self._ready: asyncio.Queue[_Item] = asyncio.Queue(self.concurrency)
+        self._group: asyncio.TaskGroup | None = None
 
     def may_start(self, result: PolicyResult) -> bool:
         """May a deletion of this policy start now?"""
@@ -104,6 +106,7 @@ class DeletionPhase:
         if queue:
             workers = min(self.concurrency, len(queue))
             async with asyncio.TaskGroup() as group:
+                self._group = group
                 group.create_task(self._feed(queue, workers))
                 for _ in range(workers):
                     group.create_task(self._work())
@@ -173,7 +176,10 @@ class DeletionPhase:
                 result.record(deletion.outcome, decision.backup.id, decision.backup.size_mb)
                 self.events.deletion_finished(result, decision, deletion)
                 if sendable:  # its intent was committed: its outcome (or that it was not sent after all)
-                    await self._record(result, decision, ticket, deletion)
+                    # Written in the background (outcomes are group-committed): the next DELETE waits only for its
+                    # own intent's commit, never for another's outcome. The phase ends once every outcome is written.
+                    assert self._group is not None
+                    self._group.create_task(self._record(result, decision, ticket, deletion))
 
     async def _record(self, result: PolicyResult, decision: Decision, ticket: object, deletion: Deletion) -> None:
         if self.summary.state_error is not None:

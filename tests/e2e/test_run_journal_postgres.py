@@ -115,7 +115,10 @@ async def test_a_server_lost_mid_run_stops_every_further_delete(
     stdout, stderr = await asyncio.wait_for(output, 60)
     assert proc.returncode == 1, stderr.decode()[-2000:]
     assert b'"state_unavailable"' in stderr
-    assert deletes(emulator) == 10  # the 6 let through and the 4 in flight: none after the journal failed
+    # The 6 let through, the 4 in flight, and at most the intents committed before the server stopped and not yet
+    # sent (outcomes are written in the background): the batch waiting for a worker and the feeder's next one, 4
+    # each. No DELETE without its intent; none once a write was seen to fail.
+    assert 10 <= deletes(emulator) <= 10 + 2 * 4
     summary = json.loads(stdout)
     assert summary["state_error"] and summary["not_started"] > 0
     assert summary["deleted"] + summary["not_started"] + summary["failed"] == summary["planned"]

@@ -127,7 +127,8 @@ async def test_sigkill_between_intents_and_outcomes_then_a_clean_run_agrees_with
     try:
         records = {bid: (await store.why(bid)).records for bid in sorted(listed)}
         deleting = sorted(bid for bid, rows in records.items() if rows and rows[-1].state == "deleting")
-        assert len([b for b in deleting if b not in current_ids(emulator)]) == 4
+        # The 4 in flight at least (outcomes are written in the background: some done ones may lack theirs too).
+        assert len([b for b in deleting if b not in current_ids(emulator)]) >= 4
         # A committed intent whose DELETE was never sent: an operator holds that backup now.
         held = next(bid for bid in deleting if bid in current_ids(emulator))
         await store.put_hold(held, "an operator keeps it", by="test")
