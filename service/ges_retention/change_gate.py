@@ -32,6 +32,7 @@ __all__ = [
     "GateContext",
     "GateDecision",
     "change_gate",
+    "current_gate_digest",
     "gate_context",
     "peers_of",
 ]
@@ -107,6 +108,12 @@ def peers_of(policy: Policy, policies: Iterable[Policy], endpoint_of: Callable[[
 def gate_context(policy: Policy, peers: Iterable[Policy]) -> GateContext:
     documents = sorted(((definition_document(p) for p in peers)), key=definition_digest)
     return GateContext(definition_document(policy), documents, sorted(definition_digest(d) for d in documents))
+
+
+def current_gate_digest(policy: Policy, peers: Iterable[Policy], baseline: BaselineLike | None) -> str:
+    """The digest an ack of `policy` (as written) must name now."""
+    context = gate_context(policy, peers)
+    return gate_digest(context.definition, context.overlap_digests, baseline.gate_digest if baseline else None)
 
 
 def change_gate(

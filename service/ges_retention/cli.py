@@ -113,6 +113,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
     holds_command.add_parsers(sub, parents=[common])
     audit_command.add_parsers(sub, parents=[common])
+    p = sub.add_parser("ack", parents=[common], help="acknowledge a definition held by the change gate")
+    p.add_argument("policy_file")
+    p.add_argument("--policy", required=True, metavar="NAME", help="the held policy")
+    p.add_argument(
+        "--digest", required=True, metavar="SHA256", help="its gate digest (from policy_change_held or plan)"
+    )
     from ges_retention import completion
 
     completion.add_parser(sub, parents=[common])
@@ -184,11 +190,16 @@ def _cmd_plan(args: argparse.Namespace, settings: Settings | None) -> int:
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from ges_retention.commands import run_command
     from ges_retention.policy_loading import load_policy_file
-    from ges_retention.two_phase import refuse_two_phase
 
     policy_file = load_policy_file(args.policy_file)
     selected = _enabled(policy_file.select(args.policy), named=bool(args.policy))
-    refuse_two_phase(policy_file, selected)
+    from ges_retention.state_access import state_location
+
+    location = state_location(settings)
+    if location.kind == "memory":
+        from ges_retention.two_phase import refuse_without_durable_state
+
+        refuse_without_durable_state(policy_file, selected, state_display=location.display)
     if not selected:  # every policy of the file is paused: nothing to do is a success
         note = {
             "run_id": None,
@@ -219,10 +230,14 @@ def _enabled(selected: list[Policy], *, named: bool) -> list[Policy]:
 # The journal's commands: they read or change the state without running anything, and need no credentials.
 _HOLD_COMMANDS = ("hold", "release", "holds")
 _AUDIT_COMMANDS = ("why", "history")
-_STATE_COMMANDS = (*_HOLD_COMMANDS, *_AUDIT_COMMANDS)
+_STATE_COMMANDS = (*_HOLD_COMMANDS, *_AUDIT_COMMANDS, "ack")
 
 
 def _cmd_state(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "ack":
+        from ges_retention import ack
+
+        return ack.ack_command(args, settings)
     if args.command in _HOLD_COMMANDS:
         from ges_retention import holds_command
 

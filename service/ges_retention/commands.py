@@ -10,19 +10,21 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import structlog
 
+from ges_retention import gate_state
 from ges_retention.backup import Backup
 from ges_retention.exit_codes import ExitCode
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile
 from ges_retention.report import render_json, render_summary_text, render_table
 from ges_retention.runner import plan_listings, trusted_backups
-from ges_retention.service import Service, check_endpoints
+from ges_retention.service import Service, check_endpoints, policy_endpoint
 from ges_retention.settings import Settings
+from ges_retention.state import StoreInfo
 from ges_retention.summary import PolicyResult, RunSummary, exit_code
 
 __all__ = ["plan_command", "run_command"]
@@ -39,29 +41,68 @@ def plan_command(
     export: list[Backup] | None,
     fmt: str,
 ) -> int:
-    """`ges-retention plan`: plan an exported listing (`export`), else list from the API; delete nothing."""
+    """`ges-retention plan`: plan an exported listing (`export`), else list from the API; delete nothing. Either way
+    the state, when there is one, is read (never created or written): its holds, pending clocks, baselines and acks
+    make the plan what a run would do, and the gate's verdict exits 3 for a held policy."""
     if export is not None:
-        listing = trusted_backups(export)
-        listings = {p.project_id: listing for p in selected}
-        results = plan_listings(policy_file, selected, listings, now, dry_run=True)
+        results, state = asyncio.run(_export_plan(policy_file, selected, now, settings, export))
     else:
         assert settings is not None
-        results = live_plan(policy_file, selected, settings, now)
-    render = render_json if fmt == "json" else render_table
-    sys.stdout.write(render(results, now))
+        results, state = live_plan(policy_file, selected, settings, now)
+    document = {"backend": state.backend, "schema_version": state.schema_version} if state is not None else None
+    if fmt == "json":
+        sys.stdout.write(render_json(results, now, document))
+    else:
+        sys.stdout.write(render_table(results, now))
     return int(exit_code(results))
+
+
+async def _export_plan(
+    policy_file: PolicyFile, selected: Sequence[Policy], now: datetime, settings: Settings | None, export: list[Backup]
+) -> tuple[list[PolicyResult], StoreInfo | None]:
+    from ges_retention.state import open_store
+    from ges_retention.state_access import state_location
+
+    listing = trusted_backups(export)
+    listings = {p.project_id: listing for p in selected}
+    endpoint_of = _endpoint_of(settings)
+    store = await open_store(state_location(settings), mode="read_only")
+    if store is None:
+        return plan_listings(policy_file, selected, listings, now, dry_run=True, endpoint_of=endpoint_of), None
+    try:
+        memory = await gate_state.read_memory(store, selected, endpoint_of, now)
+        results = plan_listings(
+            policy_file, selected, listings, now, dry_run=True, endpoint_of=endpoint_of, memory=memory
+        )
+        await gate_state.find_acks(store, results)
+        return results, store.info
+    finally:
+        await store.close()
+
+
+def _endpoint_of(settings: Settings | None) -> Callable[[Policy], str]:
+    """The journal's endpoint of a policy for `plan --from-file` (which calls nothing): as `run` would use it when
+    it can be known, else the policy's own."""
+
+    def endpoint(policy: Policy) -> str:
+        if settings is not None and (settings.endpoint or policy.api_endpoint()):
+            return policy_endpoint(policy, settings)
+        return policy.api_endpoint() or ""
+
+    return endpoint
 
 
 def live_plan(
     policy_file: PolicyFile, selected: Sequence[Policy], settings: Settings, now: datetime
-) -> list[PolicyResult]:
-    """`plan` without `--from-file`: list from the API and plan as of `now`."""
+) -> tuple[list[PolicyResult], StoreInfo | None]:
+    """`plan` without `--from-file`: list from the API and plan as of `now` (with the state, read-only, if any)."""
     check_endpoints(selected, settings)
 
-    async def main() -> list[PolicyResult]:
-        async with Service(settings, state_mode="read_only") as runner:
+    async def main() -> tuple[list[PolicyResult], StoreInfo | None]:
+        service = Service(settings, state_mode="read_only")
+        async with service as runner:
             planned = await runner.list_and_plan(policy_file, selected, dry_run=True, now=now)
-        return planned.results
+            return planned.results, service.store.info if service.store is not None else None
 
     return asyncio.run(main())
 

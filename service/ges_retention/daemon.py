@@ -40,7 +40,6 @@ from ges_retention.service import Service, check_endpoints, policy_endpoint
 from ges_retention.settings import Settings, SettingsError
 from ges_retention.state import PgLeases, RunLock, Store, Taken
 from ges_retention.summary import Trigger, new_run_id
-from ges_retention.two_phase import refuse_two_phase
 
 __all__ = ["AlreadyRunning", "Daemon", "LeaseHeld", "Paused", "StateNotReady", "UnknownPolicy", "run_daemon"]
 
@@ -181,7 +180,6 @@ class Daemon:
             raise PolicyError(str(self.path), [Problem((), read.error or "cannot read the file")])
         policy_file = self._parse(read.content, source=str(self.path))
         check_endpoints(policy_file.policies, self.settings)
-        refuse_two_phase(policy_file)
         return policy_file
 
     def apply(self, read: FileRead) -> bool:

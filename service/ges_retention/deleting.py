@@ -115,9 +115,9 @@ class DeletionPhase:
     def _queue(self, results: Sequence[PolicyResult]) -> list[tuple[PolicyResult, Decision]]:
         queue: list[tuple[PolicyResult, Decision]] = []
         for result in results:
-            if result.plan is None or result.dry_run:
+            if not result.acts:  # no plan, dry, safety-stopped or held by the change gate
                 continue
-            for decision in result.plan.deletions:
+            for decision in result.due:  # two-phase: only those whose clock is up
                 queue.append((result, decision))
                 with deletion_context(result, decision):
                     self.events.deletion_pending(result, decision)

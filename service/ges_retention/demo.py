@@ -13,15 +13,19 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TextIO
 
 from ges_retention.emulator.app import running_emulator
 from ges_retention.emulator.config import DEFAULT_AK, DEFAULT_SK, AccessKey, EmulatorConfig
 from ges_retention.emulator.store import Store
+from ges_retention.gate_state import result_scope
 from ges_retention.logs import configure_logging
 from ges_retention.policy_loading import PolicyError, PolicyFile, load_policy_file
 from ges_retention.report import render_summary_text, render_table
 from ges_retention.service import Service
 from ges_retention.settings import Settings
+from ges_retention.state import Store as StateStore
+from ges_retention.summary import PolicyResult
 
 __all__ = ["DEMO_GRAPHS", "find_example_policy", "run_demo", "seed_demo_project"]
 
@@ -144,9 +148,12 @@ async def _demo(policy_file: PolicyFile, base: Settings | None, log_format: str 
         for project_id, key in zip(projects, config.access_keys, strict=True):
             settings = _demo_settings(emulator.url, key.ak)
             selected = [p for p in policy_file.policies if p.project_id == project_id]
-            async with Service(settings, state_mode="create") as runner:
+            service = Service(settings, state_mode="create")
+            async with service as runner:
                 planned = await runner.list_and_plan(policy_file, selected, dry_run=True, now=now)
                 out.write(render_table(planned.results, now, collapse=4))
+                assert service.store is not None
+                await _acknowledge(service.store, planned.results, out)
                 out.write("\nRunning the policies against the emulator...\n")
                 summary = await runner.run(policy_file, selected, trigger="cli")
             out.write(render_summary_text(summary))
@@ -159,6 +166,24 @@ async def _demo(policy_file: PolicyFile, base: Settings | None, log_format: str 
             "--now 2026-11-27T12:00:00Z\n"
         )
     return int(summary.exit_code())
+
+
+async def _acknowledge(store: StateStore, results: list[PolicyResult], out: TextIO) -> None:
+    """The demo's state is new, so each policy's first real run has no baseline: every deletion counts against its
+    `change_budget`, and one deleting more is held. The demo acknowledges them itself, and says so."""
+    held = [r for r in results if r.change_held and r.gate is not None]
+    if not held:
+        return
+    out.write(
+        "\nChange gate: this state is new, so these policies have no baseline and a first real run deleting more "
+        "than safety.change_budget (default 10) backups is held (exit 3, nothing deleted) until a person "
+        "acknowledges it: `ges-retention ack POLICY_FILE --policy NAME --digest SHA256`, POST "
+        "/v1/policies/NAME/ack, or `safety.ack: SHA256` in the file. The demo acknowledges them itself:\n"
+    )
+    for result in held:
+        assert result.gate is not None
+        await store.put_ack(result_scope(result), result.gate.digest, by="cli")
+        out.write(f"  acknowledged {result.name}: {len(result.gate.extra)} deletions, digest {result.gate.digest}\n")
 
 
 def _demo_settings(url: str, ak: str) -> Settings:

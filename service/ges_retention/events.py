@@ -28,6 +28,7 @@ import structlog
 from ges_retention.backup import Backup
 from ges_retention.metrics import Metrics
 from ges_retention.quota import low_threshold, quota_low
+from ges_retention.report import iso_utc
 from ges_retention.retention import Decision, Plan
 from ges_retention.summary import DeletionOutcome, PolicyResult, RunSummary, Trigger
 
@@ -75,6 +76,12 @@ class RunEvents(Protocol):
     def deletion_started(self, result: PolicyResult, decision: Decision) -> None:
         """The request for a deletion is about to be made."""
 
+    def deletion_waiting(self, result: PolicyResult, decision: Decision, due_at: datetime | None) -> None:
+        """Two-phase: a planned deletion is kept in this run, its pending clock running until `due_at`."""
+
+    def pending_closed(self, result: PolicyResult, backup_id: str, state: str, reasons: Sequence[str]) -> None:
+        """Two-phase: a pending row is `cancelled` (kept, held, no longer selected) or `gone` (absent)."""
+
     def deletion_finished(self, result: PolicyResult, decision: Decision, deletion: Deletion) -> None:
         """A queued deletion ended (`not_started` when the run stopped first); `result` already counts it."""
 
@@ -115,6 +122,12 @@ class NullRunEvents:
         pass
 
     def deletion_started(self, result: PolicyResult, decision: Decision) -> None:
+        pass
+
+    def deletion_waiting(self, result: PolicyResult, decision: Decision, due_at: datetime | None) -> None:
+        pass
+
+    def pending_closed(self, result: PolicyResult, backup_id: str, state: str, reasons: Sequence[str]) -> None:
         pass
 
     def deletion_finished(self, result: PolicyResult, decision: Decision, deletion: Deletion) -> None:
@@ -170,6 +183,14 @@ class FanOut:
         for s in self.subscribers:
             s.deletion_started(result, decision)
 
+    def deletion_waiting(self, result: PolicyResult, decision: Decision, due_at: datetime | None) -> None:
+        for s in self.subscribers:
+            s.deletion_waiting(result, decision, due_at)
+
+    def pending_closed(self, result: PolicyResult, backup_id: str, state: str, reasons: Sequence[str]) -> None:
+        for s in self.subscribers:
+            s.pending_closed(result, backup_id, state, reasons)
+
     def deletion_finished(self, result: PolicyResult, decision: Decision, deletion: Deletion) -> None:
         for s in self.subscribers:
             s.deletion_finished(result, decision, deletion)
@@ -221,16 +242,37 @@ class LoggingEvents(NullRunEvents):
         if result.plan is None:
             return
         _log_plan(result.plan)
+        for backup_id, hold in result.hold_details.items():
+            until = hold.until
+            log.debug("backup_held", backup_id=backup_id, reason=hold.reason, until=iso_utc(until) if until else None)
         log.info(
             "policy_planned",
             kept=result.kept,
             planned=result.planned,
-            due=len(result.due),
+            due=0 if result.safety_stop else len(result.due),
             pending=len(result.waiting),
             holds=result.holds,
             change_held=result.change_held,
             dry_run=result.dry_run,
         )
+        gate = result.gate
+        if gate is not None and result.change_held:
+            log.error(
+                "policy_change_held",
+                extra=len(gate.extra),
+                budget=gate.to_json()["budget"],
+                digest=gate.digest,
+                sample_backup_ids=gate.sample_ids,
+                baseline=gate.has_baseline,
+            )
+        elif gate is not None and gate.held and result.acked_by is not None:
+            log.info("policy_change_acked", digest=gate.digest, by=result.acked_by, extra=len(gate.extra))
+
+    def deletion_waiting(self, result: PolicyResult, decision: Decision, due_at: datetime | None) -> None:
+        log.info("deletion_pending", due_at=iso_utc(due_at) if due_at is not None else None)
+
+    def pending_closed(self, result: PolicyResult, backup_id: str, state: str, reasons: Sequence[str]) -> None:
+        log.info("deletion_cancelled", reasons=list(reasons), state=state)
 
     def deletion_finished(self, result: PolicyResult, decision: Decision, deletion: Deletion) -> None:
         if deletion.outcome == "deleted":
@@ -300,6 +342,7 @@ class MetricsEvents(NullRunEvents):
             return
         plan = result.plan
         self.metrics.policy_change_held.labels(result.name).set(1 if result.change_held else 0)
+        self.metrics.holds.set(result.holds_in_force)
         statuses = Counter(d.backup.status for d in plan.decisions)
         for status in ("success", "failed", "backing_up"):
             statuses.setdefault(status, 0)

@@ -21,7 +21,7 @@ from ges_retention.retention import HoldLike
 from ges_retention.summary import PolicyResult
 from ges_retention.two_phase import two_phase
 
-__all__ = ["FileAck", "PolicyMemory", "apply_gates"]
+__all__ = ["FileAck", "PlanningMemory", "PolicyMemory", "apply_gates"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,14 @@ class PolicyMemory:
 
     pending_since: Mapping[str, datetime] = field(default_factory=dict)
     baseline: BaselineLike | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanningMemory:
+    """What the journal knows before planning: the holds in force, and per selected policy its memory."""
+
+    holds: Mapping[str, HoldLike] = field(default_factory=dict)
+    policies: Mapping[str, PolicyMemory] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +85,8 @@ def apply_gates(
         peers = peers_of(policy, policy_file.policies, endpoint_of)
         gate = change_gate(policy, peers, result.plan, backups, now, holds, known.baseline)
         result.gate = gate
+        result.hold_details = {bid: holds[bid] for bid in result.plan.held} if holds else {}
+        result.holds_in_force = len(holds or {})
         written = policy.safety.ack
         if gate.held and written is not None:
             if written == gate.digest:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
+from ges_retention.http_ack import AckRoute
 from ges_retention.http_journal import JournalRoutes, journal_policy_fields
 from ges_retention.http_runs import journal_run_view, runs_view
 from ges_retention.metrics import CONTENT_TYPE
@@ -55,6 +56,7 @@ class HttpApi:
         app.router.add_get("/v1/runs/{run_id}", self._get_run)
         app.router.add_get("/v1/policies", self._get_policies)
         JournalRoutes(self._store, self._refused).add_to(app)
+        AckRoute(self.daemon, self._store, self._refused).add_to(app)
         return app
 
     def _store(self) -> Store | None:
@@ -220,8 +222,9 @@ def policies_view(daemon: Daemon, journal: Mapping[str, Mapping[str, Any]] | Non
 
     `journal` (`http_journal.journal_policy_fields`) gives the last finished run recorded in the state (it survives
     restarts; its outcome is this policy's when this process ran it) and the pending deletions; without it, the last
-    run this process saw. `change_held` is null until the change gate fills it; `lease_holder` is the holder of
-    the policy's lease on a PostgreSQL state (several replicas), else null."""
+    run this process saw. `change_held`: the change gate's `{"extra", "budget", "digest"}` while this process's last
+    run of the policy was held (else null); `lease_holder` is the holder of the policy's lease on a PostgreSQL state
+    (several replicas), else null."""
     daemon.refresh_next_runs()
     views = []
     for policy in daemon.policy_file.policies if daemon.policy_file else ():
@@ -239,7 +242,7 @@ def policies_view(daemon: Daemon, journal: Mapping[str, Mapping[str, Any]] | Non
                 "queued": policy.name in daemon.queued,
                 "last_run": _last_run(daemon.records.last_for(policy.name), recorded.get("last_run")),
                 "pending_deletions": recorded.get("pending_deletions"),
-                "change_held": None,
+                "change_held": daemon.records.change_held_for(policy.name),
                 "lease_holder": daemon.replicas.holder_of(policy.name),  # several replicas: its lease's holder
             }
         )

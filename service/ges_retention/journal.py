@@ -13,8 +13,12 @@ The runner talks to the state only through this seam (and the gates that plug in
     run_begins(run_id, trigger, policies, dry_run)       before any listing: the run's row (`start_run`)
     before_planning(selected, listings, now)             listings are in, nothing planned yet: the trusted
                                                          listings resolve `deleting` rows of ended runs
+    planning_memory(selected, now)                       the gates' input, read before planning: holds in force,
+                                                         each policy's pending clocks and baseline (`gate_state`)
     before_planning_ends(results, now)                   plans made, nothing deleted: THE POINT where gates act on
-                                                         plans (holds, pending clocks, change gate)
+                                                         plans (acks of held definitions are looked up here)
+    settle_pending(result, now)                          a policy that acts: its two-phase pending rows started,
+                                                         cancelled or gone (before its first DELETE)
     before_batch(result, decisions)  -> BatchVerdict     before each batch of at most GES_RETENTION_CONCURRENCY
                                                          DELETEs: intents committed in one transaction that re-checks
                                                          holds (and, with leases, fencing). Only `send` items get a
@@ -23,7 +27,8 @@ The runner talks to the state only through this seam (and the gates that plug in
                                                          of that policy (PostgreSQL: its lease no longer valid on
                                                          the local clock)
     after_deletion(result, decision, ticket, deletion)   each committed intent's outcome (request id, attempts)
-    run_ends(summary)                                    the run's end, outcome and counts; then pruning
+    run_ends(summary)                                    the run's end, outcome and counts (a completed real run's
+                                                         changed definition becomes its baseline); then pruning
     run_closes()                                         always, last (even when the run raised): locks released
 
 A batch whose fencing fails (PostgreSQL: the lease was taken over) raises `PolicyFenced`: no further DELETE of that
@@ -43,10 +48,12 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 import structlog
 
+from ges_retention import gate_state
 from ges_retention.backup import Backup
 from ges_retention.errors import GesRetentionError
 from ges_retention.events import Deletion, NullRunEvents, RunEvents
 from ges_retention.exit_codes import ExitCode
+from ges_retention.gates import PlanningMemory
 from ges_retention.policy import Policy
 from ges_retention.retention import Decision
 from ges_retention.state import (
@@ -146,7 +153,11 @@ class RunJournal(RunEvents, Protocol):
         self, selected: Sequence[Policy], listings: Mapping[str, Sequence[Backup] | None], now: datetime
     ) -> None: ...
 
+    async def planning_memory(self, selected: Sequence[Policy], now: datetime) -> PlanningMemory: ...
+
     async def before_planning_ends(self, results: Sequence[PolicyResult], now: datetime) -> None: ...
+
+    async def settle_pending(self, result: PolicyResult, now: datetime) -> None: ...
 
     async def before_batch(self, result: PolicyResult, decisions: Sequence[Decision]) -> BatchVerdict: ...
 
@@ -180,7 +191,13 @@ class NullJournal(NullRunEvents):
     ) -> None:
         pass
 
+    async def planning_memory(self, selected: Sequence[Policy], now: datetime) -> PlanningMemory:
+        return PlanningMemory()
+
     async def before_planning_ends(self, results: Sequence[PolicyResult], now: datetime) -> None:
+        pass
+
+    async def settle_pending(self, result: PolicyResult, now: datetime) -> None:
         pass
 
     async def before_batch(self, result: PolicyResult, decisions: Sequence[Decision]) -> BatchVerdict:
@@ -356,6 +373,7 @@ class StateJournal(NullRunEvents):
         """The run's end; then pruning (after every DELETE of the run, never before one)."""
         if self.run_id is None:
             return
+        await _guarded("put_baseline", gate_state.record_baselines(self.store, summary))
         counts: dict[str, Any] = {**summary.counts(), "skipped_projects": list(summary.skipped_projects)}
         ended_at = self._clock()
         await _guarded(
@@ -372,8 +390,15 @@ class StateJournal(NullRunEvents):
             except Exception as exc:  # the OS lock goes with the process anyway; say so and go on
                 log.warning("run_lock_release_failed", policy=lock.policy, error=str(exc))
 
+    async def planning_memory(self, selected: Sequence[Policy], now: datetime) -> PlanningMemory:
+        return await _guarded("planning_memory", gate_state.read_memory(self.store, selected, self._endpoint_of, now))
+
     async def before_planning_ends(self, results: Sequence[PolicyResult], now: datetime) -> None:
-        pass
+        await _guarded("find_ack", gate_state.find_acks(self.store, results))
+
+    async def settle_pending(self, result: PolicyResult, now: datetime) -> None:
+        assert self.run_id is not None, "run_begins first"
+        await _guarded("mark_pending", gate_state.settle_pending(self.store, self.run_id, result, now))
 
 
 async def _guarded(operation: str, step: Awaitable[T]) -> T:

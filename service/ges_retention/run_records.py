@@ -78,12 +78,14 @@ class RunRecord:
 class RunRecords:
     """The last `limit` runs by id, and each policy's last finished run."""
 
-    __slots__ = ("_last", "_limit", "_runs")
+    __slots__ = ("_held", "_last", "_limit", "_runs")
 
     def __init__(self, limit: int = 200) -> None:
         self._limit = limit
         self._runs: OrderedDict[str, RunRecord] = OrderedDict()
         self._last: dict[str, dict[str, Any]] = {}
+        # Each policy's change gate at its last finished run: `{"extra", "budget", "digest"}` while held, else None.
+        self._held: dict[str, dict[str, Any] | None] = {}
 
     def start(self, run_id: str, trigger: str, policies: list[str], now: datetime) -> RunRecord:
         record = self._runs[run_id] = RunRecord(run_id, trigger, policies, now)
@@ -102,6 +104,7 @@ class RunRecords:
         record.status, record.finished_at, record.summary = "finished", now, summary
         for result in summary.get("policies", []):
             self._last[result["policy"]] = {"run_id": run_id, "outcome": result["outcome"], "finished_at": _iso(now)}
+            self._held[result["policy"]] = result.get("change_held")
 
     def crash(self, run_id: str, error: str, now: datetime) -> None:
         record = self._runs.get(run_id)
@@ -125,5 +128,10 @@ class RunRecords:
     def last_for(self, policy: str) -> dict[str, Any] | None:
         return self._last.get(policy)
 
+    def change_held_for(self, policy: str) -> dict[str, Any] | None:
+        """The change gate's hold of the policy at its last finished run here, or None (not held, or not run)."""
+        return self._held.get(policy)
+
     def forget_policy(self, policy: str) -> None:
         self._last.pop(policy, None)
+        self._held.pop(policy, None)

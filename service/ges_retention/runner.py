@@ -29,8 +29,10 @@ from typing import Literal, Protocol
 import structlog
 
 from ges_retention.backup import Backup, InvalidBackupRecord
-from ges_retention.deleting import DeletionPhase, state_failed
+from ges_retention.deleting import DeletionPhase, deletion_context, state_failed
 from ges_retention.events import Deletion, FanOut, LoggingEvents, RunEvents
+from ges_retention.gate_state import GONE
+from ges_retention.gates import PlanningMemory, apply_gates
 from ges_retention.ges.client import BackupListing, DeleteResult, GraphListing
 from ges_retention.ges.errors import GesError
 from ges_retention.journal import JournalUnavailable, NullJournal, RunJournal
@@ -151,12 +153,18 @@ def plan_listings(
     *,
     dry_run: bool,
     endpoint_of: Callable[[Policy], str] = lambda _policy: "",
+    memory: PlanningMemory | None = None,
 ) -> list[PolicyResult]:
-    """Pure: a result per selected policy, planned over its project's listing (or failed with the listing's reason).
-    Overlap is resolved over every policy of the file on the same project."""
+    """Pure: a result per selected policy, planned over its project's listing (or failed with the listing's reason),
+    with the holds in force, then gated (`gates.apply_gates`: two-phase clocks, the change gate) with what the
+    journal remembers (`memory`; None: nothing, as with no state). Overlap is resolved over every policy of the file
+    on the same project."""
+    memory = memory if memory is not None else PlanningMemory()
     plannable = [p for p in selected if listings[p.project_id].backups is not None]
     empty: list[Backup] = []
-    plans = plan_file(policy_file.policies, plannable, lambda project: listings[project].backups or empty, now)
+    plans = plan_file(
+        policy_file.policies, plannable, lambda project: listings[project].backups or empty, now, memory.holds
+    )
     by_name = {p.policy: p for p in plans}
     results = []
     for policy in selected:
@@ -170,6 +178,19 @@ def plan_listings(
                 listing_error=listing.error if listing.backups is None else None,
                 dry_run=dry_run or policy.dry_run,
             )
+        )
+    ignored = apply_gates(
+        policy_file,
+        results,
+        lambda project: listings[project].backups,
+        now,
+        holds=memory.holds,
+        memory=memory.policies,
+        endpoint_of=endpoint_of,
+    )
+    for stale in ignored:  # (a pure function that logs: the one warning the planner's caller cannot miss)
+        log.warning(
+            "policy_ack_ignored", policy=stale.policy, digest=stale.written, reason="not the held definition's digest"
         )
     return results
 
@@ -241,11 +262,15 @@ class Runner:
         listings = dict(zip(projects, found, strict=True))
         now = now if now is not None else self._clock()
         state_error: str | None = None
+        memory = PlanningMemory()  # (a state that cannot be read: nothing is deleted, see `state_error`)
         try:
             await journal.before_planning(selected, {p: x.backups for p, x in listings.items()}, now)
+            memory = await journal.planning_memory(selected, now)
         except JournalUnavailable as exc:
             state_error = _state_unavailable(exc)
-        results = plan_listings(policy_file, selected, listings, now, dry_run=dry_run, endpoint_of=self.endpoint_of)
+        results = plan_listings(
+            policy_file, selected, listings, now, dry_run=dry_run, endpoint_of=self.endpoint_of, memory=memory
+        )
         if state_error is None:
             try:
                 await journal.before_planning_ends(results, now)
@@ -399,6 +424,7 @@ class Runner:
         results = planned.results
         summary = RunSummary(run_id, trigger, all_dry, results, planned.listed, planned.skipped_projects)
         summary.state_error = planned.state_error  # (then nothing is deleted: every deletion is `not_started`)
+        await self._settle_pending(summary, journal, events, planned.now)
         self.active[run_id] = summary
         phase = DeletionPhase(
             summary,
@@ -425,6 +451,29 @@ class Runner:
         return summary, events
 
     # --- deletions -------------------------------------------------------------------------------------------
+
+    async def _settle_pending(self, summary: RunSummary, journal: RunJournal, events: RunEvents, now: datetime) -> None:
+        """Two-phase: each acting policy's waiting deletions get (or keep) their pending clocks, and its pending rows
+        of backups it no longer deletes are closed, before any DELETE. A state that cannot be written stops it all."""
+        for result in summary.policies:
+            if not result.acts or result.two_phase is None or summary.state_error is not None:
+                continue
+            try:
+                await journal.settle_pending(result, now)
+            except JournalUnavailable as exc:
+                state_failed(summary, exc)
+                return
+            two_phase = result.two_phase
+            for decision in two_phase.waiting:
+                with deletion_context(result, decision):
+                    events.deletion_waiting(result, decision, two_phase.clock(decision.backup.id).due_at)
+            closed = [(bid, "cancelled", reasons) for bid, reasons in two_phase.cancel.items()]
+            closed += [(bid, "gone", (GONE,)) for bid in two_phase.gone]
+            for backup_id, state, reasons in closed:
+                with structlog.contextvars.bound_contextvars(
+                    policy=result.name, project_id=result.project_id, backup_id=backup_id
+                ):
+                    events.pending_closed(result, backup_id, state, reasons)
 
     async def _delete_one(self, result: PolicyResult, decision: Decision, deadline: float) -> Deletion:
         backup = decision.backup

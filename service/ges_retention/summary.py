@@ -7,12 +7,12 @@ them to their subscribers. The exit code of `run` and of `plan` is decided here 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ges_retention.exit_codes import ExitCode, combine
-from ges_retention.retention import Decision, Plan
+from ges_retention.retention import Decision, HoldLike, Plan
 
 if TYPE_CHECKING:  # (the gate imports the state's digests: not needed to read a summary)
     from ges_retention.change_gate import GateDecision
@@ -62,6 +62,8 @@ class PolicyResult:
     two_phase: TwoPhase | None = None  # the planned deletions' clocks (None: not computed, every deletion due)
     gate: GateDecision | None = None  # the change gate's verdict (None: not computed)
     acked_by: str | None = None  # `file`, `cli` or `http`: who acknowledged a held definition
+    hold_details: Mapping[str, HoldLike] = field(default_factory=dict)  # the holds that kept this plan's backups
+    holds_in_force: int = 0  # holds in force in the whole state when this plan was made
     # Planned deletions a hold placed during the run kept (the intent batch found it): backup id -> `held: ...`.
     held: dict[str, str] = field(default_factory=dict)
     # MB of the backups deleted by this run (not those found already gone; backups without a size not counted).

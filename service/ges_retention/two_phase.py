@@ -12,9 +12,9 @@ live in the journal (`pending` rows); this module only decides, given them:
   selected), with the reasons the plan kept it;
 - `gone`: pending rows whose backup is absent from the (trusted) listing.
 
-Which of these a run acts on is the runner's business: only a real run that is neither held by the change gate nor
-safety-stopped starts or cancels clocks, and `max_deletes` counts the whole plan, due or not (the planner's
-`safety_stop`). Pure: no I/O, no clock.
+Which of these a run acts on is the runner's business (`gate_state.settle_pending` writes the rows): only a real
+run that is neither held by the change gate nor safety-stopped starts or cancels clocks, and `max_deletes` counts
+the whole plan, due or not (the planner's `safety_stop`). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyError, PolicyFile, Problem
 from ges_retention.retention import Decision, Plan
 
-__all__ = ["NOT_SELECTED", "Clock", "TwoPhase", "refuse_two_phase", "two_phase"]
+__all__ = ["NOT_SELECTED", "Clock", "TwoPhase", "refuse_without_durable_state", "two_phase"]
 
 NOT_SELECTED = "no longer selected"
 
@@ -117,10 +117,11 @@ def _rows_to_close(
     return cancel, tuple(gone)
 
 
-def refuse_two_phase(policy_file: PolicyFile, policies: Iterable[Policy] | None = None) -> None:
-    """Until the runner keeps pending clocks in the journal: raise `PolicyError` naming every policy (of
-    `policies`, default all) with `safety.confirm_after` > 0, rather than deleting at once."""
-    wanted = {p.name for p in (policy_file.policies if policies is None else policies)}
+def refuse_without_durable_state(policy_file: PolicyFile, policies: Iterable[Policy], *, state_display: str) -> None:
+    """`run` on a state that keeps nothing (`:memory:`): raise `PolicyError` naming every selected policy with
+    `safety.confirm_after` > 0. Its pending clocks would die with the process, so it could never delete (silently),
+    and deleting at once would ignore what the operator asked."""
+    wanted = {p.name for p in policies}
     problems = []
     for index, policy in enumerate(policy_file.policies):
         confirm_after = policy.safety.confirm_after
@@ -129,9 +130,9 @@ def refuse_two_phase(policy_file: PolicyFile, policies: Iterable[Policy] | None 
         problems.append(
             Problem(
                 ("policies", index, "safety", "confirm_after"),
-                f"policy {policy.name!r} asks for two-phase deletion (confirm_after {confirm_after}), which needs the "
-                "state (a journal of pending deletions) that this version does not have; refusing the policy rather "
-                "than deleting at once: set confirm_after to 0 to run it (plan and simulate accept it)",
+                f"policy {policy.name!r} asks for two-phase deletion (confirm_after {confirm_after}), whose pending "
+                f"clocks need a durable state, and GES_RETENTION_STATE is {state_display}: point it at a file or a "
+                "postgresql:// URL, or set confirm_after to 0",
             )
         )
     if problems:

@@ -19,11 +19,12 @@ policies:
     schedule: "30 2 * * *"
     select: {{graphs: ["prod-*"]}}
     keep: {{last: 3, daily: 7}}
-    safety: {{max_deletes: 1000}}
+    safety: {{max_deletes: 1000, change_budget: unlimited}}
   - name: staging
     project_id: {PROJECT}
     select: {{graphs: ["staging-*"]}}
     keep: {{last: 2}}
+    safety: {{change_budget: unlimited}}
 """
 
 

@@ -33,12 +33,12 @@ policies:
     schedule: "{prod_schedule}"
     select: {{graphs: ["prod-*"]}}
     keep: {{last: 3, daily: 7, names: ["*-golden"]}}
-    safety: {{max_deletes: 1000}}
+    safety: {{max_deletes: 1000, change_budget: unlimited}}
   - name: staging
     project_id: {PROJECT}
 {staging}    select: {{graphs: ["staging-*"]}}
     keep: {{last: 2}}
-    safety: {{max_deletes: 1000}}
+    safety: {{max_deletes: 1000, change_budget: unlimited}}
 {extra}"""
 
 

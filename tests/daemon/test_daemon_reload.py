@@ -26,13 +26,13 @@ policies:
     run_on_change: true
     keep: {{last: 1}}
     select: {{graphs: ["staging-*"]}}
-    safety: {{max_deletes: 1000}}
+    safety: {{max_deletes: 1000, change_budget: unlimited}}
   - name: prod
     project_id: {PROJECT}
     schedule: "30 2 * * *"
     select: {{graphs: ["prod-*"]}}
     keep: {{last: 3, daily: 7}}
-    safety: {{max_deletes: 1000}}
+    safety: {{max_deletes: 1000, change_budget: unlimited}}
 """
 PREFIX = FULL[: FULL.index("    select:")]
 

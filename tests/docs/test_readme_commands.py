@@ -120,8 +120,16 @@ async def _with_store(path: Path, hold: str | None) -> None:
 _NEEDS_A_HOLD = ("why", "release")
 
 # Where a README command is expected to exit other than 0, and why.
+# The example policies delete more than `change_budget` (10) on a state with no baseline: the change gate holds them
+# (exit 3) until acknowledged, and `plan` says so too.
+_HELD = {3}
 EXPECTED_CODES = {
     "ges-retention run config/policy.example.yaml --max-deletes 20 --format json": {0, 3},  # 3 when > 20 planned
+    "ges-retention plan config/policy.example.yaml --from-file config/backups.example.json "
+    "--now 2026-11-27T12:00:00Z": _HELD,
+    "ges-retention plan config/policy.example.yaml --from-file config/backups.example.json "
+    "--now 2026-11-27T12:00:00Z --format json": _HELD,
+    "ges-retention run config/policy.example.yaml --policy prod-nightly --dry-run": _HELD,
 }
 
 

@@ -24,12 +24,12 @@ policies:
     select: {{graphs: ["prod-*"]}}
     keep: {{last: 3, daily: 7, weekly: 4, monthly: 12, names: ["*-golden"]}}
     failed: {{delete_after: 3d}}
-    safety: {{max_deletes: 1000}}
+    safety: {{max_deletes: 1000, change_budget: unlimited}}
   - name: staging
     project_id: {PROJECT}
     select: {{graphs: ["staging-*"]}}
     keep: {{last: 2, within: 7d}}
-    safety: {{max_deletes: 1000}}
+    safety: {{max_deletes: 1000, change_budget: unlimited}}
 """
 
 

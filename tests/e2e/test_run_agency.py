@@ -36,7 +36,7 @@ POLICY = f"""\
 version: 1
 defaults:
   keep: {{last: 3, daily: 7, weekly: 4, names: ["*-golden"]}}
-  safety: {{max_deletes: 1000}}
+  safety: {{max_deletes: 1000, change_budget: unlimited}}
 policies:
   - name: home
     project_id: {PROJECT}

@@ -143,7 +143,9 @@ async def test_sigkill_between_intents_and_outcomes_then_a_clean_run_agrees_with
     decided = {i for p in summary["policies"] for k in ("deleted", "already_deleted", "failed") for i in p["ids"][k]}
     assert sent == len(decided)  # every DELETE of the clean run is one its own batches committed
     assert held in current_ids(emulator) and held not in decided  # an old intent never sends a DELETE
-    assert summary["policies"][0]["held"] == {held: "held: an operator keeps it"}
+    # The hold was placed before the run: the planner keeps the backup (`held: ...`), so no intent batch meets it.
+    assert summary["policies"][0]["held"] == {}
+    assert [e["holds"] for e in result.events("policy_planned") if e["policy"] == "prod"] == [1]
 
     store = await open_store(resolve_state_location(str(state)), mode="existing")
     assert store is not None

@@ -53,7 +53,7 @@ policies:
   - name: chaos
     project_id: {PROJECT}
     keep: {{last: 3, daily: 7, weekly: 4, monthly: 6, ids: {json.dumps(pinned)}}}
-    safety: {{max_deletes: 100000}}
+    safety: {{max_deletes: 100000, change_budget: unlimited}}
   - name: guard
     project_id: {PROJECT}
     select: {{graphs: {json.dumps([guarded_graph])}}}

@@ -39,7 +39,7 @@ policies:
   - name: crash
     project_id: {PROJECT}
     keep: {{last: 2, daily: 5, weekly: 3, monthly: 2}}
-    safety: {{max_deletes: 100000}}
+    safety: {{max_deletes: 100000, change_budget: unlimited}}
 """
 KILL_SEED = 20240917
 

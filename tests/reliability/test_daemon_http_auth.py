@@ -33,7 +33,7 @@ policies:
   - name: on-demand
     project_id: {PROJECT}
     keep: {{last: 2}}
-    safety: {{max_deletes: 1000}}
+    safety: {{max_deletes: 1000, change_budget: unlimited}}
 """
 WRONG_AUTHORIZATIONS = [
     {},

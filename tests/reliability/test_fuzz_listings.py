@@ -47,7 +47,7 @@ policies:
     project_id: {PROJECT}
     keep: {{last: 2, daily: 3}}
     failed: {{delete_after: 1d}}
-    safety: {{max_deletes: 100000}}
+    safety: {{max_deletes: 100000, change_budget: unlimited}}
 """
 
 # --- the oracle: what a trustworthy listing is, judged from the bodies the server really served -------------------

@@ -29,7 +29,7 @@ policies:
   - name: tricks
     project_id: {PROJECT}
     keep: {{last: 1}}
-    safety: {{max_deletes: 100000}}
+    safety: {{max_deletes: 100000, change_budget: unlimited}}
 """
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)

@@ -57,7 +57,7 @@ policies:
   - name: secrets
     project_id: {project}
     keep: {{last: 2, daily: 3}}
-    safety: {{max_deletes: 1000}}
+    safety: {{max_deletes: 1000, change_budget: unlimited}}
 {agency_line}"""
 
 

@@ -95,12 +95,34 @@ async def test_a_dry_run_is_recorded_and_writes_no_intent(store: Store) -> None:
     assert run is not None and run.outcome == "dry_run"
 
 
-async def test_a_hold_placed_before_the_batch_keeps_the_backup_with_its_reason(store: Store) -> None:
+class _HoldAfterPlanning(StateJournal):
+    """A hold placed once the plan is made (holds read before planning are the planner's: see below)."""
+
+    async def before_planning_ends(self, results: Any, now: Any) -> None:
+        await self.store.put_hold("prod-a-4", "legal asked", by="test")
+        await super().before_planning_ends(results, now)
+
+
+async def test_a_hold_placed_before_the_run_is_the_planners(store: Store) -> None:
     api = journalled_api(store)
     await store.put_hold("prod-a-4", "legal asked", by="test")
     policy_file = policies()
+    summary = await make_runner(api, store).run(policy_file, policy_file.policies, run_id="held")
+    prod = summary.policies[0]
+    assert "prod-a-4" not in api.started and prod.held == {}
+    kept = next(d for d in prod.plan.decisions if d.backup.id == "prod-a-4")  # type: ignore[union-attr]
+    assert (kept.action, kept.reasons) == ("keep", ("held: legal asked",))
+    assert (prod.planned, prod.deleted) == (3, 3)
+    assert (await store.why("prod-a-4")).records == ()
+
+
+async def test_a_hold_placed_before_the_batch_keeps_the_backup_with_its_reason(store: Store) -> None:
+    api = journalled_api(store)
+    policy_file = policies()
+    runner = make_runner(api, store)
+    runner._journal = lambda: _HoldAfterPlanning(store, endpoint_of=lambda _p: ENDPOINT, clock=lambda: NOW)
     with capture_events() as events:
-        summary = await make_runner(api, store).run(policy_file, policy_file.policies, run_id="held")
+        summary = await runner.run(policy_file, policy_file.policies, run_id="held")
     assert "prod-a-4" not in api.started
     prod = summary.policies[0]
     assert prod.held == {"prod-a-4": "held: legal asked"}

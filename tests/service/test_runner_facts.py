@@ -316,3 +316,21 @@ def test_a_backup_changed_only_in_size_between_pages_is_no_conflict() -> None:
 
     checked = trusted_listing(listing_of([first], later=[later]))
     assert checked.backups == [first]
+
+
+def test_would_free_mb_counts_only_the_due_deletions_under_two_phase() -> None:
+    from datetime import timedelta as td
+
+    from ges_retention.durations import Duration
+    from ges_retention.retention import plan as plan_backups
+    from ges_retention.summary import PolicyResult
+    from ges_retention.two_phase import two_phase
+
+    project = backups("live", 4, size_mb=5.0)  # live-1..live-3 are planned for deletion
+    policy_file = policy()
+    planned = plan_backups(project, policy_file.policies[0], NOW)
+    # live-1 has been pending for two days, the others were never planned before: only live-1 is due.
+    clocks = two_phase(planned, {"live-1": NOW - td(days=2)}, Duration.parse("1d"), NOW, UTC)
+    result = PolicyResult("p", P1, plan=planned, dry_run=True, two_phase=clocks)
+    assert [d.backup.id for d in result.due] == ["live-1"]
+    assert result.sizes() == {"would_free_mb": 5.0}

@@ -1,4 +1,5 @@
-"""`safety.confirm_after`: in the policy model; refused by real runs (run, daemon) until the journal exists."""
+"""`safety.confirm_after`: in the policy model; `run` refuses it on a state that keeps nothing (`:memory:`); the daemon
+and `plan` take it (`plan` shows each deletion's clock)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from structlog.testing import capture_logs
 
 from ges_retention.cli import main
 from ges_retention.daemon import Daemon
@@ -14,7 +14,7 @@ from ges_retention.metrics import Metrics
 from ges_retention.policy_loading import PolicyError, parse_policy_text
 from ges_retention.policy_watch import FileRead
 from ges_retention.settings import Settings
-from ges_retention.two_phase import refuse_two_phase
+from ges_retention.two_phase import refuse_without_durable_state
 
 POLICY = """\
 version: 1
@@ -48,14 +48,14 @@ def test_a_bad_confirm_after_is_rejected_at_load(value: str) -> None:
         parse_policy_text(text + f"      confirm_after: {value}\n")
 
 
-def test_refusal_names_each_policy_asking_for_two_phase_deletion() -> None:
+def test_refusal_names_each_selected_policy_asking_for_two_phase_deletion() -> None:
     policy_file = parse_policy_text(POLICY, source="policy.yaml")
     with pytest.raises(PolicyError) as caught:
-        refuse_two_phase(policy_file)
+        refuse_without_durable_state(policy_file, policy_file.policies, state_display=":memory:")
     message = str(caught.value)
     assert message.startswith("policy.yaml: policies[0].safety.confirm_after: policy 'careful'")
-    assert "two-phase deletion" in message and "needs the state" in message
-    refuse_two_phase(policy_file, [policy_file.policies[1]])  # `plain` alone is fine
+    assert "two-phase deletion" in message and "durable state" in message and ":memory:" in message
+    refuse_without_durable_state(policy_file, [policy_file.policies[1]], state_display=":memory:")  # `plain` is fine
 
 
 @pytest.fixture
@@ -65,49 +65,29 @@ def policy_path(tmp_path: Path) -> Path:
     return path
 
 
-def test_run_refuses_it_with_exit_2_and_one_line(
+def test_run_on_a_memory_state_refuses_it_with_exit_2_and_one_line(
     policy_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("GES_RETENTION_TOKEN", "t" * 40)
     monkeypatch.setenv("GES_RETENTION_ENDPOINT", "http://127.0.0.1:9")  # never reached
     monkeypatch.setenv("GES_RETENTION_MAX_ATTEMPTS", "1")  # were it reached, fail fast (exit 1, not 2)
+    monkeypatch.setenv("GES_RETENTION_STATE", ":memory:")
     for argv in (["run", str(policy_path)], ["run", str(policy_path), "--policy", "careful", "--dry-run"]):
         assert main(argv) == 2
         captured = capsys.readouterr()
         assert captured.out == ""
         lines = captured.err.strip().splitlines()
-        assert len(lines) == 1 and "confirm_after" in lines[-1] and "needs the state" in lines[-1]
+        assert len(lines) == 1 and "confirm_after" in lines[-1] and "durable state" in lines[-1]
 
 
-@pytest.mark.timeout(60)  # were the file accepted, the daemon would start and serve: fail, do not hang
-def test_the_daemon_refuses_it_at_start(
-    policy_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("GES_RETENTION_TOKEN", "t" * 40)
-    monkeypatch.setenv("GES_RETENTION_ENDPOINT", "http://127.0.0.1:9")
-    monkeypatch.setenv("GES_RETENTION_HTTP", "")
-    monkeypatch.setenv("GES_RETENTION_RELOAD_SETTLE_S", "0")
-    assert main(["daemon", str(policy_path)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert "needs the state" in err[-1] and "confirm_after" in err[-1]
-
-
-def test_the_daemon_rejects_it_at_a_reload(policy_path: Path) -> None:
+def test_the_daemon_takes_it_at_a_reload(policy_path: Path) -> None:
     settings = Settings(_env_file=None, token="t" * 40, endpoint="http://127.0.0.1:9")
     daemon = Daemon(policy_path, settings, runner=None, metrics=Metrics())  # type: ignore[arg-type]
     read = FileRead(policy_path.read_bytes())
-    with pytest.raises(PolicyError, match="needs the state"):
-        daemon.parse(read)
-    with capture_logs() as logs:
-        assert daemon.apply(read) is False
-    rejected = [e for e in logs if e["event"] == "policy_rejected"]
-    assert len(rejected) == 1 and "needs the state" in rejected[0]["error"]
-    assert daemon.policy_file is None
-    accepted = FileRead(policy_path.read_bytes().replace(b"confirm_after: 2d, ", b""))
-    assert daemon.parse(accepted).names() == ["careful", "plain"]
+    assert daemon.parse(read).names() == ["careful", "plain"]
 
 
-def test_plan_still_shows_it_as_an_ordinary_deletion(
+def test_plan_shows_each_deletion_pending_with_its_due_time(
     policy_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     export = tmp_path / "b.json"
@@ -119,5 +99,10 @@ def test_plan_still_shows_it_as_an_ordinary_deletion(
     export.write_text(json.dumps(records))
     argv = ["plan", str(policy_path), "--policy", "careful", "--from-file", str(export), "--format", "json"]
     assert main([*argv, "--now", "2026-10-01T00:00:00Z"]) == 0
-    decisions = json.loads(capsys.readouterr().out)["policies"][0]["decisions"]
+    document = json.loads(capsys.readouterr().out)
+    assert document["state"] is None  # no state: no pending clocks, so nothing is due yet
+    decisions = document["policies"][0]["decisions"]
     assert [d["action"] for d in decisions] == ["keep", "keep", "delete", "delete"]
+    assert [(d["due"], d["due_at"], d["pending_since"]) for d in decisions[2:]] == [
+        (False, "2026-10-03T00:00:00Z", None)
+    ] * 2
