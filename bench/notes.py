@@ -115,6 +115,17 @@ def _cold_start(result: dict[str, Any]) -> str:
     )
 
 
+def _auto_rate(result: dict[str, Any]) -> str:
+    parts = []
+    for limit, f in result["figures"]["limits"].items():
+        parts.append(
+            f"L={limit}/s: {f['rate_after_10s_per_s']}/s after 10 s ({f['rate_after_10s_share']} L), "
+            f"{f['responses_429']} 429s of {f['requests']} requests, learned {f['learned_rate_per_s']}/s, "
+            f"second run {f['second_run_start_per_s']}/s in its first 2 s ({f['second_run_start_share']} L)"
+        )
+    return "; ".join(parts) + ". Bound by the emulator's rate gate, found by the adaptive pacer from 429s alone."
+
+
 _NOTES = {
     "rate_limit": _rate_limit,
     "unthrottled": _unthrottled,
@@ -124,6 +135,7 @@ _NOTES = {
     "emulator_seeding": _emulator_seeding,
     "simulation": _simulation,
     "cold_start": _cold_start,
+    "auto_rate": _auto_rate,
 }
 
 

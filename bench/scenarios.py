@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bench.auto_rate import run_auto_rate
 from bench.cold_start import run_cold_start
 from bench.emulator_seeding import run_emulator_seeding
 from bench.journal import run_journal
@@ -93,6 +94,14 @@ SCENARIOS: dict[str, Scenario] = {
             run_cold_start,
             full={"runs": 5},
             quick={"runs": 3},
+        ),
+        Scenario(
+            "auto_rate",
+            "11. auto rate, untold limit L in 50, 150, 400/s: 6,000 deletions >= 0.8 L after 10 s, 429s <= 2%; "
+            "a second run starts >= 0.75 L",
+            run_auto_rate,
+            full={"deletions": 6000},
+            quick={"deletions": 1500, "limits": (150, 400)},
         ),
     )
 }

@@ -60,6 +60,7 @@ class ServiceRun:
     child: ChildRun
     events: dict[str, float]  # event -> wall time (epoch s)
     counts: dict[str, int]  # event -> lines
+    deleted_at: list[float]  # wall time (epoch s) of each `backup_deleted` line, in log order
 
     @property
     def deleted(self) -> int:
@@ -132,17 +133,22 @@ def run_service(
     *,
     cpu: int | None,
     concurrency: int,
-    rate_limit: float,
+    rate_limit: float | str,
     page_size: int = 100,
     dry_run: bool = False,
     timeout_s: float = 600.0,
     watch_emulator: bool = True,
+    extra_settings: dict[str, str] | None = None,
     state: str | None = None,
 ) -> ServiceRun:
     """One `ges-retention run` against the emulator; its log goes to a file next to the policy. `state`: the
-    journal (`GES_RETENTION_STATE`); default a SQLite file next to the policy (never the machine's own state)."""
-    settings = {"concurrency": str(concurrency), "rate_limit": f"{rate_limit:g}", "page_size": str(page_size)}
+    journal (`GES_RETENTION_STATE`); default a SQLite file next to the policy (never the machine's own state).
+    `rate_limit` may be "auto"; `extra_settings` are more `GES_RETENTION_*` settings (lower-case names without the
+    prefix)."""
+    rate = rate_limit if isinstance(rate_limit, str) else f"{rate_limit:g}"
+    settings = {"concurrency": str(concurrency), "rate_limit": rate, "page_size": str(page_size)}
     settings["state"] = state if state is not None else str(policy.parent / "state.db")
+    settings.update(extra_settings or {})
     command = [sys.executable, "-m", "ges_retention", "run", str(policy), "--format", "json"]
     if dry_run:
         command.append("--dry-run")
@@ -158,7 +164,7 @@ def run_service(
             timeout_s=timeout_s,
             watch_pid=emulator.proc.pid if watch_emulator else None,
         )
-    events, counts = _read_events(log_path)
+    events, counts, deleted_at = _read_events(log_path)
     log_path.unlink(missing_ok=True)
     try:
         summary: dict[str, Any] = json.loads(child.stdout) if child.stdout.strip() else {}
@@ -166,7 +172,7 @@ def run_service(
         summary = {}
     if child.returncode not in (0, 1) or not summary:
         raise RuntimeError(f"ges-retention run failed: exit {child.returncode}, stdout {child.stdout[:500]!r}")
-    return ServiceRun(child.returncode, summary, child, events, counts)
+    return ServiceRun(child.returncode, summary, child, events, counts, deleted_at)
 
 
 def _stamp(line: bytes) -> float:
@@ -185,12 +191,13 @@ def _event_name(line: bytes) -> str:
     return line[start : line.find(b'"', start)].decode()
 
 
-def _read_events(path: Path) -> tuple[dict[str, float], dict[str, int]]:
+def _read_events(path: Path) -> tuple[dict[str, float], dict[str, int], list[float]]:
     """Wall times of the phase boundaries (`planned` is the last `backup_expired` line: the plan is logged by then),
     and the number of lines of each event."""
     events: dict[str, float] = {}
     counts: dict[str, int] = {}
     last_expired: bytes | None = None
+    deleted_at: list[float] = []
     with open(path, "rb") as f:
         for line in f:
             name = _event_name(line)
@@ -202,13 +209,14 @@ def _read_events(path: Path) -> tuple[dict[str, float], dict[str, int]]:
             elif b'"run_started"' in line or b'"backups_listed"' in line or b'"run_finished"' in line:
                 record = json.loads(line)
                 events[record["event"]] = _stamp(line)
-            elif b'"backup_deleted"' in line and "first_deleted" not in events:
-                events["first_deleted"] = _stamp(line)
+            elif b'"backup_deleted"' in line:
+                deleted_at.append(_stamp(line))
+                events.setdefault("first_deleted", deleted_at[-1])
     if last_expired is not None:
         events["planned"] = _stamp(last_expired)
     elif "backups_listed" in events:
         events["planned"] = events["backups_listed"]
-    return events, counts
+    return events, counts, deleted_at
 
 
 def measure_service(
@@ -217,12 +225,15 @@ def measure_service(
     *,
     cpu: int | None,
     concurrency: int,
-    rate_limit: float,
+    rate_limit: float | str,
     page_size: int = 100,
     dry_run: bool = False,
+    extra_settings: dict[str, str] | None = None,
+    runs: list[ServiceRun] | None = None,
     state: str | None = None,
 ) -> dict[str, Any]:
-    """`run_service` with the emulator's side of it: its CPU, its wait for a CPU, what it answered."""
+    """`run_service` with the emulator's side of it: its CPU, its wait for a CPU, what it answered. The `ServiceRun`
+    itself is appended to `runs` when given."""
     emulator.reset_stats()
     cpu0, wait0 = emulator.cpu_seconds(), emulator.runqueue_wait_s()
     run = run_service(
@@ -233,8 +244,11 @@ def measure_service(
         rate_limit=rate_limit,
         page_size=page_size,
         dry_run=dry_run,
+        extra_settings=extra_settings,
         state=state,
     )
+    if runs is not None:
+        runs.append(run)
     figures = run.figures()
     stats = emulator.stats()
     emulator_cpu = emulator.cpu_seconds() - cpu0

@@ -56,6 +56,7 @@ class Metrics:
         "pending_deletions",
         "policies_loaded",
         "policy_change_held",
+        "rate_limit",
         "registry",
         "reload_errors",
         "request_duration",
@@ -108,6 +109,12 @@ class Metrics:
             registry=r,
         )
         self.throttled = Counter("ges_retention_throttled", "Requests answered 429 (throttled)", registry=r)
+        self.rate_limit = Gauge(
+            "ges_retention_rate_limit",
+            "Requests per second the pacer of an (endpoint, project) allows now (0 = no limit; moves with auto)",
+            ["endpoint", "project_id"],
+            registry=r,
+        )
         self.run_duration = self._policy_metric(
             Histogram,
             "ges_retention_run_duration_seconds",

@@ -31,10 +31,12 @@ from ges_retention.ges.client import (
     ProjectClient,
     open_session,
 )
+from ges_retention.ges.pacing import AutoRate, RateMemory
 from ges_retention.journal import NullJournal, RunJournal, StateJournal
 from ges_retention.metrics import Metrics
 from ges_retention.policy import Policy
 from ges_retention.progress import Progress
+from ges_retention.rate_memory import StateRateMemory
 from ges_retention.runner import Runner
 from ges_retention.settings import AkSkCredentials, Credentials, PasswordCredentials, Settings, SettingsError
 from ges_retention.state import (
@@ -80,14 +82,19 @@ def check_endpoints(policies: Iterable[Policy], settings: Settings) -> None:
     check_agencies(policies, settings, lambda policy: policy_endpoint(policy, settings))
 
 
-def client_config(settings: Settings, *, holder: str | None = None) -> ClientConfig:
+def client_config(
+    settings: Settings, *, rate_memory: RateMemory | None = None, holder: str | None = None
+) -> ClientConfig:
     """`holder`: a lease holder id (several replicas) carried in the User-Agent, `ges-retention/V (holder=ID)`, so
     that the GES side (and the emulator's per-client stats) can tell the replicas' requests apart."""
     agent = f"ges-retention/{__version__}" + (f" (holder={holder})" if holder else "")
+    rate = settings.rate_limit
     return ClientConfig(
         user_agent=agent,
         concurrency=settings.concurrency,
-        rate_limit_per_s=settings.rate_limit,
+        # With `auto`, the adaptive pacers use `auto_rate`; the max is the one bound that still holds.
+        rate_limit_per_s=settings.rate_max if rate == "auto" else rate,
+        auto_rate=AutoRate(settings.rate_start, settings.rate_max, rate_memory) if rate == "auto" else None,
         page_size=settings.page_size,
         max_attempts=settings.max_attempts,
         backoff_max_s=settings.backoff_max_s,
@@ -161,6 +168,10 @@ class _RequestObserver:
 
     def on_auth_ok(self) -> None:
         self.readiness.note_auth_ok()
+
+    def on_rate_limit(self, endpoint: str, project_id: str, rate_per_s: float) -> None:
+        if self.metrics is not None:
+            self.metrics.rate_limit.labels(endpoint, project_id).set(round(rate_per_s, 3))
 
 
 class GesBackupApi:
@@ -260,6 +271,7 @@ class Service:
         self.readiness = Readiness()
         self.observer = _RequestObserver(metrics, self.readiness)
         self._session: aiohttp.ClientSession | None = None
+        self._rate_memory: StateRateMemory | None = None
         self.runner: Runner | None = None
 
     def run_events(self) -> RunEvents:
@@ -286,7 +298,9 @@ class Service:
         if self.store is None and self.state_mode is not None:
             self.store = await open_state(self.settings, self.state_mode, holder=self.lease_holder)
             self._owns_store = self.store is not None
-        config = client_config(self.settings, holder=self.lease_holder)
+        # Learned rates (`GES_RETENTION_RATE_LIMIT=auto`) live in the state, when there is one.
+        self._rate_memory = StateRateMemory(self.store) if self.store is not None else None
+        config = client_config(self.settings, rate_memory=self._rate_memory, holder=self.lease_holder)
         self._session = open_session(config)
         client = GesClient(self._session, config, observer=self.observer)
         api = GesBackupApi(client, self.settings, self.credentials)
@@ -305,6 +319,8 @@ class Service:
         try:
             if self._session is not None:
                 await self._session.close()
+            if self._rate_memory is not None:
+                await self._rate_memory.close()  # its last writes, before the store closes
         finally:
             if self._owns_store and self.store is not None:
                 self._owns_store = False

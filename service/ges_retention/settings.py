@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ges_retention.endpoints import check_endpoint
@@ -108,7 +108,10 @@ class Settings(BaseSettings):
 
     endpoint: str | None = None
     concurrency: int = Field(default=8, ge=1, le=1024)
-    rate_limit: float = Field(default=10.0, ge=0, le=100_000)
+    # Requests per second per (endpoint, project); 0 = no limit; `auto` = adaptive (see `ges.rate_control`).
+    rate_limit: float | Literal["auto"] = 10.0
+    rate_start: float = Field(default=10.0, gt=0, le=100_000)
+    rate_max: float = Field(default=200.0, gt=0, le=100_000)
     page_size: int = Field(default=100, ge=1, le=1000)
     max_attempts: int = Field(default=5, ge=1, le=100)
     backoff_max_s: float = Field(default=30.0, gt=0, le=3600)
@@ -134,6 +137,29 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("rate_limit", mode="before")
+    @classmethod
+    def _rate_limit(cls, value: Any) -> float | str:
+        # One clear message instead of pydantic's two (one per member of the union).
+        text = value.strip().lower() if isinstance(value, str) else value
+        if text == "auto":
+            return "auto"
+        try:
+            rate = float(text)
+        except (TypeError, ValueError):
+            raise ValueError("must be a number of requests per second (0 = no limit) or auto") from None
+        if not 0 <= rate <= 100_000:
+            raise ValueError("must be from 0 (no limit) to 100000 requests per second, or auto")
+        return rate
+
+    @field_validator("rate_max")
+    @classmethod
+    def _rate_max(cls, value: float, info: ValidationInfo) -> float:
+        start = info.data.get("rate_start")
+        if start is not None and value < start:
+            raise ValueError(f"must be at least {PREFIX}RATE_START ({start:g})")
+        return value
 
     @field_validator(*_STRIPPED, mode="before")
     @classmethod

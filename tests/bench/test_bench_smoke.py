@@ -12,6 +12,7 @@ from typing import Any
 
 import bench.report
 import pytest
+from bench.auto_rate import run_auto_rate
 from bench.emulator_seeding import run_emulator_seeding
 from bench.listing import run_listing
 from bench.planning import run_planning_scenario
@@ -107,3 +108,16 @@ def test_emulator_seeding_stores_what_it_seeds() -> None:
     assert result["figures"]["backups"] == result["figures"]["stored"] == result["figures"]["listed_total"] == 200
     assert result["figures"]["graphs"] == 20
     assert _target(result, "stored")["met"]
+
+
+def test_auto_rate_finds_the_limit_and_writes_its_figures() -> None:
+    result = run_auto_rate(deletions=60, limits=(60,), second_run_s=0.5, latency_ms=1, concurrency=8, per_graph=20)
+    _check_shape(result)
+    figures = result["figures"]["limits"]["60"]
+    assert figures["first_run"]["deleted"] == 60
+    assert figures["second_run"]["deleted"] == 50
+    assert figures["requests"] >= 60
+    for key in ("rate_after_10s_share", "responses_429_share", "second_run_start_share", "learned_rate_per_s"):
+        assert key in figures, key
+    assert figures["second_run_start_share"] is not None
+    assert _target(result, "L60_all_deleted")["met"]

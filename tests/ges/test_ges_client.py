@@ -37,6 +37,7 @@ from ges_retention.ges.errors import (
     TransportError,
     Unauthorized,
 )
+from ges_retention.ges.pacing import RatePacer
 
 from .fakes import FakeClock, calls, mocked_http
 
@@ -67,6 +68,7 @@ class RecordingObserver:
         self.retries: list[tuple[str, int, str, float]] = []
         self.throttled: list[tuple[str, int, float]] = []
         self.auth_ok = 0
+        self.rates: list[tuple[str, str, float]] = []
 
     def on_response(self, operation: str, status: int, duration_s: float) -> None:
         assert duration_s >= 0
@@ -80,6 +82,9 @@ class RecordingObserver:
 
     def on_auth_ok(self) -> None:
         self.auth_ok += 1
+
+    def on_rate_limit(self, endpoint: str, project_id: str, rate_per_s: float) -> None:
+        self.rates.append((endpoint, project_id, rate_per_s))
 
 
 @pytest.fixture
@@ -457,8 +462,10 @@ async def test_a_429_storm(make_project: MakeProject, clock: FakeClock, observer
     assert all(status == 429 and 2.0 <= wait <= 2.4 for _, status, wait in observer.throttled)
     assert all(slept >= 2.0 for slept in clock.sleeps if slept > 0.1)
     # Each 429 answered a request sent after the previous slow-down: four halvings (with some recovery between).
-    assert project.pacer.generation == 4
-    assert project.pacer.rate < 10 / 4
+    pacer = project.pacer
+    assert isinstance(pacer, RatePacer)
+    assert pacer.generation == 4
+    assert pacer.rate < 10 / 4
 
 
 async def test_a_429_storm_that_does_not_end(make_project: MakeProject) -> None:
@@ -491,8 +498,10 @@ async def test_a_429_burst_on_many_requests_slows_the_pacer_once(make_project: M
         results = await asyncio.gather(*(project.delete_backup("g1", f"b{i}") for i in range(40)))
     assert all(r.outcome == "deleted" and r.attempts == 2 for r in results)
     # 40 requests in flight at once got a 429 for the same burst: one halving, not forty.
-    assert project.pacer.generation == 1
-    assert project.pacer.rate < 100  # halved to 50, recovering since
+    pacer = project.pacer
+    assert isinstance(pacer, RatePacer)
+    assert pacer.generation == 1
+    assert pacer.rate < 100  # halved to 50, recovering since
 
 
 async def test_connection_reset_is_retried(make_project: MakeProject) -> None:
@@ -886,7 +895,9 @@ async def test_cancel_during_backoff_leaks_nothing(session: aiohttp.ClientSessio
         with pytest.raises(asyncio.CancelledError):
             await task
     assert not client.pacing.in_flight.locked()
-    assert not project.pacer._lock.locked()
+    pacer = project.pacer
+    assert isinstance(pacer, RatePacer)
+    assert not pacer._lock.locked()
 
 
 async def test_project_views_are_cached_and_checked(session: aiohttp.ClientSession) -> None:

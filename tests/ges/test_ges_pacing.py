@@ -233,7 +233,9 @@ async def test_pacing_registry() -> None:
     assert pacing.pacer("https://a", "p1") is pacing.pacer("https://a", "p1")
     assert pacing.pacer("https://a", "p1") is not pacing.pacer("https://a", "p2")
     assert pacing.pacer("https://a", "p1") is not pacing.pacer("https://b", "p1")
-    assert pacing.pacer("https://a", "p1").base_rate == 10.0
+    pacer = pacing.pacer("https://a", "p1")
+    assert isinstance(pacer, RatePacer)
+    assert pacer.base_rate == 10.0
     with pytest.raises(ValueError, match="concurrency"):
         Pacing(0, 1.0)
     with pytest.raises(ValueError, match="rate"):

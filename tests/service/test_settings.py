@@ -182,6 +182,51 @@ def test_every_settings_error_is_a_ges_retention_error() -> None:
     assert issubclass(SettingsError, GesRetentionError)
 
 
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, (10.0, 10.0, 200.0)),
+        ({"GES_RETENTION_RATE_LIMIT": "auto"}, ("auto", 10.0, 200.0)),
+        ({"GES_RETENTION_RATE_LIMIT": " Auto\n"}, ("auto", 10.0, 200.0)),
+        ({"GES_RETENTION_RATE_LIMIT": "0"}, (0.0, 10.0, 200.0)),
+        (
+            {"GES_RETENTION_RATE_LIMIT": "auto", "GES_RETENTION_RATE_START": "5", "GES_RETENTION_RATE_MAX": "1000"},
+            ("auto", 5.0, 1000.0),
+        ),
+    ],
+)
+def test_rate_limit_is_a_number_or_auto(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: tuple[object, float, float]
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings(env_file=None)
+    assert (settings.rate_limit, settings.rate_start, settings.rate_max) == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"GES_RETENTION_RATE_LIMIT": "fast"}, r"GES_RETENTION_RATE_LIMIT: must be a number .* or auto$"),
+        ({"GES_RETENTION_RATE_LIMIT": "-1"}, r"GES_RETENTION_RATE_LIMIT: must be from 0 .* or auto$"),
+        ({"GES_RETENTION_RATE_LIMIT": "nan"}, r"GES_RETENTION_RATE_LIMIT: must be from 0"),
+        ({"GES_RETENTION_RATE_START": "0"}, r"GES_RETENTION_RATE_START: .*greater than 0"),
+        (
+            {"GES_RETENTION_RATE_START": "50", "GES_RETENTION_RATE_MAX": "20"},
+            r"GES_RETENTION_RATE_MAX: must be at least GES_RETENTION_RATE_START \(50\)$",
+        ),
+    ],
+)
+def test_bad_rate_settings_are_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=message) as caught:
+        load_settings(env_file=None)
+    assert "\n" not in str(caught.value)
+
+
 def test_state_settings_defaults_and_the_url_password_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     s = load_settings(env_file=None)
     assert (s.state_value(), s.state_keep_days, s.state_lock_timeout_s) == (None, 400, 30.0)

@@ -7,7 +7,8 @@
 - `auth`: `AuthProvider` and its three schemes (`TokenAuth`, `PasswordAuth`, `AkSkAuth`), `Secret`.
 - `signing`: the pure `SDK-HMAC-SHA256` signer over one `SignedRequest`, shared with the emulator.
 - `errors`: the `GesError` hierarchy and the mapping of wire failures onto it.
-- `pacing`: `RatePacer` (per endpoint and project), `Pacing` (plus the in-flight cap), `Backoff`.
+- `pacing`: `RatePacer` or `AdaptivePacer` (per endpoint and project), `Pacing` (plus the in-flight cap), `Backoff`;
+  `rate_control`: the adaptive rate's pure control law.
 - `observe`: `RequestObserver`, through which the runner logs and counts.
 
 Nothing is re-exported here, so that importing `ges_retention.ges.signing` (the emulator does) stays light.

@@ -34,7 +34,7 @@ from ges_retention.endpoints import PROJECT_ID_RE, check_endpoint
 from ges_retention.ges.auth import AuthProvider
 from ges_retention.ges.errors import InvalidIdentifier
 from ges_retention.ges.observe import NullObserver, RequestObserver
-from ges_retention.ges.pacing import Pacing, RatePacer, SleepFn, TimeFn
+from ges_retention.ges.pacing import Pacer, Pacing, SleepFn, TimeFn
 from ges_retention.ges.paging import (
     BackupListing,
     GraphListing,
@@ -170,7 +170,7 @@ class ProjectClient:
         self.auth = auth
         self._base = base
         self._root = f"{base.raw_path.rstrip('/')}/v2/{segment}"
-        self._pacer: RatePacer = transport.pacer(f"{base.origin()}{base.raw_path.rstrip('/')}", project_id)
+        self._pacer: Pacer = transport.pacer(f"{base.origin()}{base.raw_path.rstrip('/')}", project_id)
         # Signed by AK/SK; the same dict for every request (never mutated).
         self._headers: Mapping[str, str] = {"Content-Type": JSON}
 
@@ -178,7 +178,7 @@ class ProjectClient:
         return f"ProjectClient(endpoint={self.endpoint!r}, project_id={self.project_id!r}, auth={self.auth!r})"
 
     @property
-    def pacer(self) -> RatePacer:
+    def pacer(self) -> Pacer:
         return self._pacer
 
     def _url(self, path: str, query: str = "") -> URL:

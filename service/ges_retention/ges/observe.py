@@ -23,6 +23,10 @@ class RequestObserver(Protocol):
     def on_auth_ok(self) -> None:
         """An answer proved that the credentials were accepted."""
 
+    def on_rate_limit(self, endpoint: str, project_id: str, rate_per_s: float) -> None:
+        """The pacer of (endpoint, project) now paces at `rate_per_s` (0 = no limit): at start, on a 429, and as an
+        adaptive rate moves (by 1% or more)."""
+
 
 class NullObserver:
     """The default: observes nothing."""
@@ -39,4 +43,7 @@ class NullObserver:
         pass
 
     def on_auth_ok(self) -> None:
+        pass
+
+    def on_rate_limit(self, endpoint: str, project_id: str, rate_per_s: float) -> None:
         pass

@@ -14,6 +14,11 @@ recovers linearly towards the configured rate: quickly up to 90% of the rate tha
 rate set above what the account is allowed thus settles just under the real limit instead of hammering the gateway.
 
 Rate 0 means no limit: `acquire()` returns at once, without a clock read, a lock or a sleep.
+
+`AdaptivePacer` (`GES_RETENTION_RATE_LIMIT=auto`) is the same loop over `rate_control.AdaptiveRate`, which finds the
+limit from the 429s alone; it starts from the rate learned by an earlier run (`RateMemory`, the journal in the
+service) and hands back what it learns. Both kinds tell the observer their rate (the gauge
+`ges_retention_rate_limit{endpoint,project_id}`).
 """
 
 from __future__ import annotations
@@ -23,8 +28,23 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
 
-__all__ = ["Backoff", "Pacing", "RatePacer", "SleepFn", "TimeFn"]
+from ges_retention.ges.observe import NullObserver, RequestObserver
+from ges_retention.ges.rate_control import AdaptiveRate
+
+__all__ = [
+    "AdaptivePacer",
+    "AutoRate",
+    "Backoff",
+    "Pacer",
+    "Pacing",
+    "RateMemory",
+    "RatePacer",
+    "SleepFn",
+    "TimeFn",
+]
 
 TimeFn = Callable[[], float]
 SleepFn = Callable[[float], Awaitable[None]]
@@ -43,9 +63,11 @@ class RatePacer:
         "_last_change",
         "_lock",
         "_min_rate",
+        "_on_rate",
         "_paused_until",
         "_rate",
         "_recovery_s",
+        "_reported_rate",
         "_sleep",
         "_tat",
         "_time",
@@ -63,6 +85,7 @@ class RatePacer:
         min_rate_per_s: float | None = None,
         time_fn: TimeFn = time.monotonic,
         sleep_fn: SleepFn = asyncio.sleep,
+        on_rate: Callable[[float], None] | None = None,
     ) -> None:
         if not rate_per_s >= 0 or math.isinf(rate_per_s):
             raise ValueError(f"rate_per_s must be a finite number >= 0, got {rate_per_s!r}")
@@ -84,8 +107,12 @@ class RatePacer:
         self._rate = 0.0
         self._interval = 0.0
         self._tolerance = 0.0
+        self._on_rate = on_rate
+        self._reported_rate = -1.0
         if self.base_rate > 0:
             self._set_rate(self.base_rate)
+        elif on_rate is not None:
+            on_rate(0.0)  # no limit
 
     @property
     def rate(self) -> float:
@@ -105,6 +132,10 @@ class RatePacer:
         # GCRA lets ceil((1 + tolerance) * rate) requests into a 1-second window: keep that within the budget.
         budget = math.floor(rate * _WINDOW_BUDGET + 1e-9)
         self._tolerance = max(0.0, min(self.burst_s, budget / rate - 1.0))
+        # The gauge follows changes of 1% or more: recovery moves the rate on every request.
+        if self._on_rate is not None and abs(rate - self._reported_rate) >= 0.01 * self._reported_rate:
+            self._reported_rate = rate
+            self._on_rate(rate)
 
     def _recover(self, now: float) -> None:
         elapsed = now - self._last_change
@@ -157,16 +188,140 @@ class RatePacer:
         return True
 
 
-class Pacing:
-    """The process-wide limits: one semaphore for requests in flight, one pacer per (endpoint, project)."""
+class Pacer(Protocol):
+    """What the transport needs of a pacer: a slot per attempt, and the 429s answered to it."""
 
-    __slots__ = ("_pacers", "_sleep", "_time", "concurrency", "in_flight", "rate_per_s")
+    @property
+    def rate(self) -> float: ...
+
+    async def acquire(self) -> int:
+        """Wait for this request's slot. Returns the generation to hand back with `throttled()`."""
+        ...
+
+    def throttled(self, generation: int, retry_after_s: float | None = None) -> bool:
+        """A request sent in `generation` got a 429. Returns True if that slowed the pacer down."""
+        ...
+
+
+class RateMemory(Protocol):
+    """Where learned rates are kept between runs (the service's journal). Neither method may raise."""
+
+    async def learned_rate(self, endpoint: str, project_id: str) -> float | None:
+        """The rate learned by an earlier run, or None."""
+        ...
+
+    def on_learned(self, endpoint: str, project_id: str, rate_per_s: float) -> None:
+        """A new learned rate: keep it (quickly; called on the event loop, inline with a request)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class AutoRate:
+    """`GES_RETENTION_RATE_LIMIT=auto`: the start without a learned rate, the ceiling, and where rates are kept."""
+
+    start_per_s: float = 10.0
+    max_per_s: float = 200.0
+    memory: RateMemory | None = None
+
+    def __post_init__(self) -> None:
+        if not (0 < self.start_per_s <= self.max_per_s and math.isfinite(self.max_per_s)):
+            raise ValueError(
+                f"need 0 < start_per_s <= max_per_s < inf, got start_per_s={self.start_per_s!r}, "
+                f"max_per_s={self.max_per_s!r}"
+            )
+
+
+class AdaptivePacer:
+    """The async loop over an `AdaptiveRate`: FIFO waiters, only the head sleeps, a slot is taken after its wait.
+
+    The learned rate is read from memory at the first `acquire()` (the pacer is built outside the loop), under the
+    lock, so no request leaves before the start rate is known.
+    """
+
+    __slots__ = ("_control", "_lock", "_memory", "_sleep", "_started", "_time", "endpoint", "project_id")
+
+    def __init__(
+        self,
+        auto: AutoRate,
+        endpoint: str,
+        project_id: str,
+        *,
+        observer: RequestObserver | None = None,
+        time_fn: TimeFn = time.monotonic,
+        sleep_fn: SleepFn = asyncio.sleep,
+    ) -> None:
+        self.endpoint = endpoint
+        self.project_id = project_id
+        self._memory = auto.memory
+        self._time = time_fn
+        self._sleep = sleep_fn
+        self._lock = asyncio.Lock()
+        self._started = False
+        seen = observer if observer is not None else NullObserver()
+        memory = auto.memory
+        self._control = AdaptiveRate(
+            start_per_s=auto.start_per_s,
+            max_per_s=auto.max_per_s,
+            on_rate=lambda rate: seen.on_rate_limit(endpoint, project_id, rate),
+            on_learned=None if memory is None else lambda rate: memory.on_learned(endpoint, project_id, rate),
+        )
+
+    @property
+    def rate(self) -> float:
+        return self._control.rate
+
+    @property
+    def control(self) -> AdaptiveRate:
+        return self._control
+
+    def __repr__(self) -> str:
+        return f"AdaptivePacer(endpoint={self.endpoint!r}, project_id={self.project_id!r}, {self._control!r})"
+
+    async def _start(self) -> None:
+        learned: float | None = None
+        if self._memory is not None:
+            try:
+                learned = await self._memory.learned_rate(self.endpoint, self.project_id)
+            except Exception:
+                learned = None
+        self._control.start(self._time(), learned)
+        self._started = True
+
+    async def acquire(self) -> int:
+        async with self._lock:
+            if not self._started:
+                await self._start()
+            control = self._control
+            while True:
+                now = self._time()
+                start = control.ready_at(now)
+                if start <= now:
+                    return control.take(now)
+                control.waited(now, start)
+                # Re-checked after the sleep: a 429 may have cut the rate or paused the pacer meanwhile.
+                await self._sleep(start - now)
+
+    def throttled(self, generation: int, retry_after_s: float | None = None) -> bool:
+        if not self._started:
+            return False  # nothing was sent through this pacer yet
+        return self._control.throttled(generation, self._time(), retry_after_s)
+
+
+class Pacing:
+    """The process-wide limits: one semaphore for requests in flight, one pacer per (endpoint, project).
+
+    Pacers are fixed-rate (`RatePacer`) unless `auto` is given (`AdaptivePacer`).
+    """
+
+    __slots__ = ("_observer", "_pacers", "_sleep", "_time", "auto", "concurrency", "in_flight", "rate_per_s")
 
     def __init__(
         self,
         concurrency: int,
         rate_per_s: float,
         *,
+        auto: AutoRate | None = None,
+        observer: RequestObserver | None = None,
         time_fn: TimeFn = time.monotonic,
         sleep_fn: SleepFn = asyncio.sleep,
     ) -> None:
@@ -174,21 +329,36 @@ class Pacing:
             raise ValueError(f"concurrency must be >= 1, got {concurrency!r}")
         self.concurrency = concurrency
         self.rate_per_s = rate_per_s
+        self.auto = auto
         self.in_flight = asyncio.Semaphore(concurrency)
+        self._observer: RequestObserver = observer if observer is not None else NullObserver()
         self._time = time_fn
         self._sleep = sleep_fn
-        self._pacers: dict[tuple[str, str], RatePacer] = {}
+        self._pacers: dict[tuple[str, str], Pacer] = {}
 
-    def pacer(self, endpoint: str, project_id: str) -> RatePacer:
+    def pacer(self, endpoint: str, project_id: str) -> Pacer:
         key = (endpoint, project_id)
         pacer = self._pacers.get(key)
         if pacer is None:
-            pacer = RatePacer(self.rate_per_s, time_fn=self._time, sleep_fn=self._sleep)
-            self._pacers[key] = pacer
+            pacer = self._pacers[key] = self._new_pacer(endpoint, project_id)
         return pacer
 
+    def _new_pacer(self, endpoint: str, project_id: str) -> Pacer:
+        observer = self._observer
+        if self.auto is not None:
+            return AdaptivePacer(
+                self.auto, endpoint, project_id, observer=observer, time_fn=self._time, sleep_fn=self._sleep
+            )
+        return RatePacer(
+            self.rate_per_s,
+            time_fn=self._time,
+            sleep_fn=self._sleep,
+            on_rate=lambda rate: observer.on_rate_limit(endpoint, project_id, rate),
+        )
+
     def __repr__(self) -> str:
-        return f"Pacing(concurrency={self.concurrency}, rate_per_s={self.rate_per_s}, pacers={len(self._pacers)})"
+        rate = "auto" if self.auto is not None else self.rate_per_s
+        return f"Pacing(concurrency={self.concurrency}, rate_per_s={rate}, pacers={len(self._pacers)})"
 
 
 class Backoff:

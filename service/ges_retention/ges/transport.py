@@ -39,7 +39,7 @@ from ges_retention.ges.errors import (
     error_from_transport,
 )
 from ges_retention.ges.observe import NullObserver, RequestObserver
-from ges_retention.ges.pacing import Backoff, Pacing, RatePacer, SleepFn, TimeFn
+from ges_retention.ges.pacing import AutoRate, Backoff, Pacer, Pacing, SleepFn, TimeFn
 from ges_retention.ges.signing import SignedRequest
 
 __all__ = ["Answer", "Call", "ClientConfig", "Transport", "open_session"]
@@ -62,6 +62,8 @@ class ClientConfig:
     # A listing of more pages than this is a server paging forever (10 million backups at the default page size).
     max_pages: int = 100_000
     user_agent: str = f"ges-retention/{__version__}"
+    # `GES_RETENTION_RATE_LIMIT=auto`: adaptive pacers instead of fixed ones at `rate_limit_per_s`.
+    auto_rate: AutoRate | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -127,7 +129,7 @@ class Call:
     url: URL
     request: SignedRequest
     auth: AuthProvider
-    pacer: RatePacer
+    pacer: Pacer
     gone_ok: bool = False
 
     @classmethod
@@ -139,7 +141,7 @@ class Call:
         *,
         headers: Mapping[str, str],
         auth: AuthProvider,
-        pacer: RatePacer,
+        pacer: Pacer,
         gone_ok: bool = False,
     ) -> Call:
         signed = SignedRequest(
@@ -204,7 +206,14 @@ class Transport:
         self.pacing = (
             pacing
             if pacing is not None
-            else Pacing(self.config.concurrency, self.config.rate_limit_per_s, time_fn=self._time, sleep_fn=self._sleep)
+            else Pacing(
+                self.config.concurrency,
+                self.config.rate_limit_per_s,
+                auto=self.config.auto_rate,
+                observer=self._observer,
+                time_fn=self._time,
+                sleep_fn=self._sleep,
+            )
         )
         self._timeout = request_timeout(self.config)
 
@@ -212,7 +221,7 @@ class Transport:
         """The transport's clock: deadlines are on it."""
         return self._time()
 
-    def pacer(self, endpoint: str, project_id: str) -> RatePacer:
+    def pacer(self, endpoint: str, project_id: str) -> Pacer:
         return self.pacing.pacer(endpoint, project_id)
 
     def __repr__(self) -> str:
