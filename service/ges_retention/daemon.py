@@ -119,13 +119,19 @@ class Daemon:
         self.replicas = Replicas(shared=shared_state)
 
     def attach_leases(self, leases: PgLeases) -> None:
-        """The state is connected and is PostgreSQL: run only what this daemon's leases allow."""
+        """The state is connected and is PostgreSQL: run only what this daemon's leases allow. Before `start`, the
+        first lease round comes with it; after (the state connected late), call `start_leases`."""
         self.replicas.attach(
             leases,
             policies=lambda: self.policy_file.names() if self.policy_file else [],
             on_acquired=self._lease_acquired,
             metrics=self.metrics,
         )
+
+    async def start_leases(self) -> None:
+        """The state connected after the daemon started: the first lease round now, then every TTL/3."""
+        if self.replicas.manager is not None and not self.stopping.is_set():
+            await self.replicas.start()
 
     def _lease_acquired(self, name: str, taken: Taken) -> None:
         """A lease was taken: resume a run its previous holder lost or handed over mid-run, else check

@@ -44,7 +44,7 @@ class StateLink:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.service = service
-        self._open = open_store or (lambda: open_state(service.settings, "create"))
+        self._open = open_store or (lambda: open_state(service.settings, "create", holder=service.lease_holder))
         self._sleep = sleep
         self._lock: DaemonLock | None = None
         self._retry: asyncio.Task[None] | None = None

@@ -88,6 +88,13 @@ log = structlog.get_logger("ges_retention.runner")
 T = TypeVar("T")
 
 
+class PolicyStopped(GesRetentionError):
+    """Several replicas: this process no longer holds the policy's lease (fencing). No further DELETE of that policy;
+    its outcome is `interrupted`; the other policies of the run go on."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.FAILED
+
+
 class JournalUnavailable(GesRetentionError):
     """The state could not be written during a run: no further DELETE, exit 1. `error` is the state's message
     (the location in it is the redacted one)."""
@@ -339,6 +346,9 @@ class StateJournal(NullRunEvents):
             if isinstance(exc.__cause__, LeaseLost):
                 lost = exc.__cause__
                 raise PolicyFenced(str(lost), policy=result.name, holder=lost.holder) from lost
+            if lease is not None and lock is not None and not lock.valid():
+                # Frozen past its lease (the server ended the session meanwhile): the lease is what failed.
+                raise PolicyFenced(exc.error, policy=result.name, holder=None) from exc
             raise
         return BatchVerdict(
             send={ticket.backup_id: ticket for ticket in batch.committed},

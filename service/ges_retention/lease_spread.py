@@ -2,8 +2,8 @@
 
 With P policies free to spread (those not held by a process that is not a live daemon, such as a one-shot `run`) and
 D live daemons, every daemon's target is P // D or P // D + 1, and the targets add up to P. The larger targets go to
-the daemons that already hold the most (ties by name), so a balanced table moves nothing and a joining daemon takes
-only what the others give back. Every daemon computes the same targets from the same table, gives back what it holds
+the daemons that already hold more than P // D (then by name), so a balanced table moves nothing, a joining daemon
+takes only what the others give back, and the targets stay the same while daemons take up to them. Every daemon computes the same targets from the same table, gives back what it holds
 beyond its own (never a policy it is running) and takes free policies up to it, in an order of its own (rendezvous
 hashing), so that daemons taking at once rarely reach for the same policy. A policy left free for long (`starving`:
 say, the daemon meant to take it has a policy file without it) is taken by whoever sees it, target or not: a policy
@@ -39,7 +39,9 @@ def targets(daemons: Collection[str], held: Mapping[str, int], spreadable: int) 
     if not daemons:
         return {}
     base, extra = divmod(spreadable, len(daemons))
-    order = sorted(daemons, key=lambda daemon: (-held.get(daemon, 0), daemon))
+    # Rank by "holds more than the floor", then by name, never by the count itself: a daemon taking up to its target
+    # during a round must not overtake another and change the targets the others compute later in the same round.
+    order = sorted(daemons, key=lambda daemon: (held.get(daemon, 0) <= base, daemon))
     return {daemon: base + (1 if rank < extra else 0) for rank, daemon in enumerate(order)}
 
 

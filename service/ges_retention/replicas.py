@@ -36,7 +36,7 @@ class LeaseHeld(Exception):
 
 def shared_state(settings: Settings) -> bool:
     """Is `GES_RETENTION_STATE` a PostgreSQL URL (several daemons may share it)?"""
-    value = settings.state_value() if hasattr(settings, "state_value") else None
+    value = settings.state_value()
     try:
         return resolve_state_location(value).kind == "postgresql"
     except Exception:  # a bad value is refused where the state is opened (exit 2), not here
@@ -93,8 +93,10 @@ class Replicas:
             await self.manager.refresh()
 
     def unavailable(self) -> bool:
-        """The state's leases cannot be kept now (`/readyz` 503)."""
-        return self.manager is not None and self.manager.available is False
+        """The state's leases cannot be kept now, or the PostgreSQL state is not connected yet (`/readyz` 503)."""
+        if self.manager is None:
+            return self.shared
+        return self.manager.available is False
 
     async def lock_runs(self, names: Sequence[str], run_id: str) -> tuple[list[str], list[RunLock]]:
         if self.manager is None:

@@ -9,6 +9,7 @@ None). Opening it happens before any request, so a misconfigured state is exit 2
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from ges_retention import __version__
 from ges_retention.agencies import Agencies, check_agencies, iam_endpoint_for
 from ges_retention.backup import Backup
 from ges_retention.events import FanOut, LoggingEvents, MetricsEvents, RunEvents
@@ -37,7 +39,14 @@ from ges_retention.progress import Progress
 from ges_retention.rate_memory import StateRateMemory
 from ges_retention.runner import Runner
 from ges_retention.settings import AkSkCredentials, Credentials, PasswordCredentials, Settings, SettingsError
-from ges_retention.state import OpenMode, StateUnavailable, Store, open_store, resolve_state_location
+from ges_retention.state import (
+    OpenMode,
+    StateUnavailable,
+    Store,
+    default_holder,
+    open_store,
+    resolve_state_location,
+)
 
 __all__ = [
     "GesBackupApi",
@@ -45,6 +54,7 @@ __all__ = [
     "Service",
     "check_endpoints",
     "client_config",
+    "lease_holder",
     "make_auth",
     "open_state",
     "policy_endpoint",
@@ -72,9 +82,15 @@ def check_endpoints(policies: Iterable[Policy], settings: Settings) -> None:
     check_agencies(policies, settings, lambda policy: policy_endpoint(policy, settings))
 
 
-def client_config(settings: Settings, *, rate_memory: RateMemory | None = None) -> ClientConfig:
+def client_config(
+    settings: Settings, *, rate_memory: RateMemory | None = None, holder: str | None = None
+) -> ClientConfig:
+    """`holder`: a lease holder id (several replicas) carried in the User-Agent, `ges-retention/V (holder=ID)`, so
+    that the GES side (and the emulator's per-client stats) can tell the replicas' requests apart."""
+    agent = f"ges-retention/{__version__}" + (f" (holder={holder})" if holder else "")
     rate = settings.rate_limit
     return ClientConfig(
+        user_agent=agent,
         concurrency=settings.concurrency,
         # With `auto`, the adaptive pacers use `auto_rate`; the max is the one bound that still holds.
         rate_limit_per_s=settings.rate_max if rate == "auto" else rate,
@@ -202,12 +218,23 @@ class GesBackupApi:
         return await self._project(endpoint, project_id).delete_backup(graph_id, backup_id, deadline=deadline)
 
 
-async def open_state(settings: Settings, mode: OpenMode) -> Store | None:
+def lease_holder(settings: Settings) -> str | None:
+    """On a PostgreSQL state, this process's lease holder id (`host:pid:random`), known before the state is opened
+    so that every request can carry it in its User-Agent; None on any other state."""
+    try:
+        if resolve_state_location(settings.state_value()).kind != "postgresql":
+            return None
+    except Exception:  # a bad value is refused where the state is opened (exit 2), not here
+        return None
+    return f"{default_holder()}:{secrets.token_hex(3)}"
+
+
+async def open_state(settings: Settings, mode: OpenMode, *, holder: str | None = None) -> Store | None:
     """The process's one store (`GES_RETENTION_STATE`), or None (`read_only` and no state yet). A new state is the
-    warning `state_created`: it has no holds, pending clocks or baselines."""
+    warning `state_created`: it has no holds, pending clocks or baselines. `holder`: the lease holder id."""
     location = resolve_state_location(settings.state_value())
     try:
-        store = await open_store(location, mode=mode, lease_ttl_s=settings.lease_ttl_s)
+        store = await open_store(location, mode=mode, lease_ttl_s=settings.lease_ttl_s, holder=holder)
     except StateUnavailable as exc:  # unreachable is not misconfiguration: exit 1, and said as an event
         log.error("state_unavailable", error=str(exc), location=exc.location)
         raise
@@ -235,6 +262,10 @@ class Service:
         self.state_mode = state_mode
         self.store: Store | None = store
         self._owns_store = False
+        # Several replicas: the lease holder id, in the store's leases and in every request's User-Agent.
+        self.lease_holder = store.leases.holder if store is not None and store.leases is not None else None
+        if self.lease_holder is None and store is None:
+            self.lease_holder = lease_holder(settings)
         self.credentials = settings.credentials()
         self.metrics = metrics
         self.readiness = Readiness()
@@ -265,11 +296,11 @@ class Service:
 
     async def __aenter__(self) -> Runner:
         if self.store is None and self.state_mode is not None:
-            self.store = await open_state(self.settings, self.state_mode)
+            self.store = await open_state(self.settings, self.state_mode, holder=self.lease_holder)
             self._owns_store = self.store is not None
         # Learned rates (`GES_RETENTION_RATE_LIMIT=auto`) live in the state, when there is one.
         self._rate_memory = StateRateMemory(self.store) if self.store is not None else None
-        config = client_config(self.settings, rate_memory=self._rate_memory)
+        config = client_config(self.settings, rate_memory=self._rate_memory, holder=self.lease_holder)
         self._session = open_session(config)
         client = GesClient(self._session, config, observer=self.observer)
         api = GesBackupApi(client, self.settings, self.credentials)

@@ -8,6 +8,8 @@ import asyncio
 import json
 import os
 import socket
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import aiohttp
@@ -23,6 +25,13 @@ HOST = socket.gethostname()
 
 def current_ids(emulator: RunningEmulator) -> set[str]:
     return {b["id"] for b in emulator.store.backups(PROJECT)}
+
+
+def intents_written(state: Path) -> int:
+    """How many DELETEs the journal (a SQLite file another process writes) has an intent for, read-only."""
+    with closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True)) as db:
+        (count,) = db.execute("SELECT count(*) FROM deletions WHERE state NOT IN ('pending', 'cancelled')").fetchone()
+        return int(count)
 
 
 async def start_daemon(policy_path: Path, emulator: RunningEmulator, state: Path) -> DaemonProcess:
@@ -115,6 +124,8 @@ async def test_sigkill_between_intents_and_outcomes_then_a_clean_run_agrees_with
     await emulator.holds.release("delete_backup", released)
     async with asyncio.timeout(30):
         await emulator.holds.wait_until_waiting("delete_backup", 4)
+    # The feeder commits the next batch while the workers wait: kill only once it has (a gate, not a delay).
+    await wait_for(lambda: intents_written(state) > released + 4, timeout_s=30)
     proc.kill()
     await proc.wait()
     await output

@@ -180,6 +180,9 @@ async def wait_until(
 
 
 def balanced(replicas: Sequence[Replica]) -> bool:
+    """Every policy held once and the counts within one of each other: the spread's fixed point, where nothing moves
+    any more (a 2/4 split is on its way to 3/3, and a trigger then could meet a lease in flight)."""
     helds = [r.held() for r in replicas]
     every = set().union(*helds)
-    return every == set(POLICIES) and sum(len(h) for h in helds) == len(POLICIES) and all(len(h) >= 2 for h in helds)
+    sizes = [len(h) for h in helds]
+    return every == set(POLICIES) and sum(sizes) == len(POLICIES) and max(sizes) - min(sizes) <= 1

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from replicas_helpers import POLICIES, expected_ids, policy_text
 
-from ges_retention.daemon import Daemon
+from ges_retention.daemon import Daemon, LeaseHeld
 from ges_retention.emulator.app import RunningEmulator
 from ges_retention.emulator.config import DEFAULT_AK, DEFAULT_SK
 from ges_retention.metrics import Metrics
@@ -88,4 +88,52 @@ async def test_each_scheduled_fire_runs_a_policy_on_its_holder_only(
         skipped = [e for e in logs.named("run_skipped") if e["trigger"] == "schedule"]
         assert sorted(e["policy"] for e in skipped) == POLICIES
         assert {e["reason"] for e in skipped} == {"lease_held"}
+        assert {b["id"] for b in emulator.store.backups(PROJECT)} == expected_ids()
+
+        theirs = sorted(mine["b"])[0]
+        await a.replicas.refresh()
+        with pytest.raises(LeaseHeld) as caught:
+            a.trigger([theirs], "http")
+        assert (caught.value.reason, caught.value.holder) == ("lease_held", "b:2:bb")
+        run_id, skipped = a.run_all_now("signal")
+        assert run_id is not None
+        assert {s["policy"] for s in skipped if s["reason"] == "lease_held"} == mine["b"]
+        assert all(s.get("holder") == "b:2:bb" for s in skipped)
+        assert a.should_continue(sorted(mine["a"])[0]) and not a.should_continue(theirs)
+        assert [e["policy"] for e in logs.named("lease_lost")] == [theirs]
+        while a.tasks:
+            await asyncio.gather(*list(a.tasks))
+
+
+async def test_a_daemon_on_a_postgresql_state_runs_nothing_until_its_leases_are_known(
+    emulator: RunningEmulator, pg_url: str, tmp_path: Path, logs: EventLog
+) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy_text())
+    settings = Settings(_env_file=None, endpoint=emulator.url, ak=DEFAULT_AK, sk=DEFAULT_SK, rate_limit=0, http="")
+    async with AsyncExitStack() as stack:
+        metrics = Metrics()
+        runner = await stack.enter_async_context(Service(settings, metrics=metrics))
+        daemon = Daemon(path, settings, runner, metrics=metrics, settle_wait=_settle_now, shared_state=True)
+        store = await open_store(resolve_state_location(pg_url), holder="late:1:cc", lease_ttl_s=TTL_S)
+        assert isinstance(store, PostgresStore)
+        stack.push_async_callback(store.close)  # closed after the daemon stopped (callbacks run last first)
+        assert await daemon.start()  # the state is not connected yet (PostgreSQL down at start, say)
+        stack.push_async_callback(daemon.stop)
+        assert daemon.replicas.unavailable()
+        run_id, skipped = daemon.run_all_now("signal")
+        assert run_id is None and {s["reason"] for s in skipped} == {"state_unavailable"}
+        with pytest.raises(LeaseHeld) as caught:
+            daemon.trigger(["p0"], "http")
+        assert caught.value.reason == "state_unavailable"
+        assert not daemon.should_continue("p0")
+
+        daemon.attach_leases(store.pg_leases)
+        await daemon.start_leases()  # connected: the first round takes every lease (alone)
+        assert not daemon.replicas.unavailable()
+        assert all(daemon.replicas.elsewhere(name) is None for name in POLICIES)
+        run_id, skipped = daemon.run_all_now("signal")
+        assert run_id is not None and skipped == []
+        while daemon.tasks:
+            await asyncio.gather(*list(daemon.tasks))
         assert {b["id"] for b in emulator.store.backups(PROJECT)} == expected_ids()

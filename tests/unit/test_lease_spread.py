@@ -6,7 +6,7 @@ what is still free (a take of a policy someone else got first fails, as on the d
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ges_retention.lease_spread import spread, targets
@@ -83,13 +83,17 @@ def test_targets_add_up_and_the_larger_ones_go_to_who_holds_most() -> None:
     assert targets([], {}, 3) == {}
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(
     policy_count=st.integers(min_value=0, max_value=12),
     daemon_count=st.integers(min_value=1, max_value=5),
     start=st.lists(st.integers(min_value=-1, max_value=4), max_size=12),
     joiner_first=st.booleans(),
 )
+# Found by hypothesis: when targets were ranked by the count held, a daemon taking its share mid-round overtook another
+# and the later daemons computed other targets, leaving a policy free after two rounds.
+@example(policy_count=5, daemon_count=3, start=[0, 0, 0, 0, 0], joiner_first=True)
+@example(policy_count=5, daemon_count=3, start=[1, 1, 1, 1, 1], joiner_first=False)
 def test_any_table_is_balanced_after_two_rounds(
     policy_count: int, daemon_count: int, start: list[int], joiner_first: bool
 ) -> None:

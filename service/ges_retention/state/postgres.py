@@ -13,6 +13,7 @@ Differences that matter:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import hashlib
@@ -37,6 +38,7 @@ __all__ = ["PostgresStore", "advisory_key", "to_dollar"]
 
 HOLDS_KEY = -0x6765735F686F6C64  # "ges_hold", negated: one fixed advisory lock for hold changes vs intent batches
 CONNECT_TIMEOUT_S = 10.0
+CLOSE_TIMEOUT_S = 5.0
 _QMARK = re.compile(r"\?")
 T = TypeVar("T")
 
@@ -138,8 +140,10 @@ class PostgresStore(SqlStore):
 
     async def close(self) -> None:
         await self.pg_leases.close()
-        with contextlib.suppress(Exception):
-            await self._pool.close()
+        try:  # a connection still in use (a task not stopped yet) must not keep the process from ending
+            await asyncio.wait_for(self._pool.close(), CLOSE_TIMEOUT_S)
+        except Exception:
+            self._pool.terminate()
 
     async def write_intents(
         self,
