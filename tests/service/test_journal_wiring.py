@@ -3,12 +3,14 @@ outcomes with the request id after, holds re-checked per batch, and no further D
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from test_runner import NOW, P1, Clock, policies, project
 
+from ges_retention.audit_report import history_document
 from ges_retention.exit_codes import ExitCode
 from ges_retention.ges.client import DeleteResult
 from ges_retention.journal import StateJournal
@@ -93,6 +95,22 @@ async def test_a_dry_run_is_recorded_and_writes_no_intent(store: Store) -> None:
     assert (await store.why("prod-a-3")).empty
     run = await store.get_run("dry")
     assert run is not None and run.outcome == "dry_run"
+
+
+async def test_the_recorded_counts_carry_the_sizes_freed_or_that_would_be_freed(store: Store) -> None:
+    """Contract: run counts gain `freed_mb` (dry runs: `would_free_mb`); `history` and `GET /v1/runs` show the
+    journal's counts, so the journal keeps them."""
+    sized = [dataclasses.replace(b, size_mb=1.5) for b in project(prod=6, staging=4)]
+    api = JournalledApi({P1: sized})
+    api.store, api.seen_states = store, {}
+    policy_file = policies()
+    await make_runner(api, store).run(policy_file, policy_file.policies, dry_run=True, run_id="dry")
+    await make_runner(api, store).run(policy_file, policy_file.policies, run_id="real")
+    dry, real = await store.get_run("dry"), await store.get_run("real")
+    assert dry is not None and real is not None
+    assert dry.counts["would_free_mb"] == 7 * 1.5 and "freed_mb" not in dry.counts
+    assert real.counts["freed_mb"] == 7 * 1.5 and "would_free_mb" not in real.counts
+    assert history_document([real])["runs"][0]["counts"]["freed_mb"] == 10.5
 
 
 class _HoldAfterPlanning(StateJournal):
