@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -132,6 +133,29 @@ async def test_a_hold_placed_before_the_run_is_the_planners(store: Store) -> Non
     assert (kept.action, kept.reasons) == ("keep", ("held: legal asked",))
     assert (prod.planned, prod.deleted) == (3, 3)
     assert (await store.why("prod-a-4")).records == ()
+
+
+async def test_each_backup_a_hold_keeps_is_told_as_backup_held_at_debug(store: Store) -> None:
+    """Contract: `backup_held` (debug; `reason`, `until`) for each backup of the plan that a hold kept."""
+    api = journalled_api(store)
+    until = NOW + timedelta(days=2)
+    await store.put_hold("prod-a-4", "legal asked", by="test", now=NOW)
+    await store.put_hold("staging-a-2", "restore drill", until=until, by="test", now=NOW)
+    await store.put_hold("unlisted-9", "not in any listing", by="test", now=NOW)
+    policy_file = policies()
+    with capture_events() as logs:
+        await make_runner(api, store).run(policy_file, policy_file.policies, run_id="held")
+    held = {(e["policy"], e["backup_id"]): e for e in logs.named("backup_held")}
+    assert set(held) == {("prod", "prod-a-4"), ("staging", "staging-a-2")}
+    prod, staging = held["prod", "prod-a-4"], held["staging", "staging-a-2"]
+    assert (prod["log_level"], prod["reason"], prod["until"]) == ("debug", "legal asked", None)
+    assert (staging["log_level"], staging["reason"], staging["until"]) == (
+        "debug",
+        "restore drill",
+        "2026-11-29T12:00:00Z",
+    )
+    assert prod["run_id"] == "held"
+    assert "prod-a-4" not in api.started and "staging-a-2" not in api.started
 
 
 async def test_a_hold_placed_before_the_batch_keeps_the_backup_with_its_reason(store: Store) -> None:
