@@ -135,6 +135,19 @@ async def test_a_hold_placed_before_the_run_is_the_planners(store: Store) -> Non
     assert (await store.why("prod-a-4")).records == ()
 
 
+async def test_a_hold_typed_in_another_case_keeps_the_backup_in_the_plan_and_in_the_batch(store: Store) -> None:
+    api = journalled_api(store)
+    await store.put_hold("PROD-A-4", "typed in upper case", by="test", now=NOW)
+    policy_file = policies()
+    with capture_events() as logs:
+        summary = await make_runner(api, store).run(policy_file, policy_file.policies, run_id="held")
+    prod = summary.policies[0]
+    kept = next(d for d in prod.plan.decisions if d.backup.id == "prod-a-4")  # type: ignore[union-attr]
+    assert (kept.action, kept.reasons) == ("keep", ("held: typed in upper case",))
+    assert "prod-a-4" not in api.started and prod.deleted == 3
+    assert [(e["backup_id"], e["reason"]) for e in logs.named("backup_held")] == [("prod-a-4", "typed in upper case")]
+
+
 async def test_each_backup_a_hold_keeps_is_told_as_backup_held_at_debug(store: Store) -> None:
     """Contract: `backup_held` (debug; `reason`, `until`) for each backup of the plan that a hold kept."""
     api = journalled_api(store)

@@ -106,6 +106,20 @@ async def test_intent_batch_skips_backups_held_at_that_moment(store: Store) -> N
     assert [r.state for r in b4] == ["cancelled"] and b4[0].id == batch.held[1].deletion_id
 
 
+async def test_intent_batch_matches_a_hold_in_any_case_of_the_id(store: Store) -> None:
+    """A hold placed as `B2` (or `b3` for `B3`) keeps the backup listed as `b2` (`B3`): the safe side."""
+    await start(store, "r1")
+    await store.put_hold("B2", "typed in upper case", now=T0)
+    await store.put_hold("b3", "typed in lower case", now=T0)
+    batch = await store.write_intents("r1", SCOPE, [item("b1"), item("b2"), item("B3")], now=T0)
+    assert [t.backup_id for t in batch.committed] == ["b1"]
+    assert [(h.backup_id, h.reason) for h in batch.held] == [
+        ("b2", "held: typed in upper case"),
+        ("B3", "held: typed in lower case"),
+    ]
+    assert [r.state for r in (await store.why("b2")).records] == ["cancelled"]
+
+
 async def test_a_due_pending_row_becomes_the_intent_keeping_its_clock(store: Store, clock: FakeClock) -> None:
     await start(store, "r1")
     since = await store.mark_pending("r1", SCOPE, [item("b1")], now=T0)

@@ -182,15 +182,18 @@ def write_intents(run_id: str, scope: Scope, items: Sequence[PlannedDeletion], n
     ids = [item.backup.backup_id for item in items]
     if len(set(ids)) != len(ids):
         raise ValueError("an intent batch names a backup twice")
-    held: dict[str, str] = {}
-    for batch in chunks(ids):
+    # A hold matches a backup id in any case (ids are ASCII; `retention.hold_key` is the planner's same rule): a hold
+    # typed in another case than GES lists the id still protects the backup.
+    held_by_key: dict[str, str] = {}
+    for batch in chunks(sorted({bid.lower() for bid in ids})):
         rows = yield Fetch(
-            f"SELECT backup_id, reason, until FROM holds WHERE backup_id IN {placeholders(len(batch))} "
-            "AND (until IS NULL OR until > ?)",
+            f"SELECT backup_id, reason, until FROM holds WHERE lower(backup_id) IN {placeholders(len(batch))} "
+            "AND (until IS NULL OR until > ?) ORDER BY backup_id",
             (*batch, at),
         )
         for backup_id, reason, until in rows:
-            held[backup_id] = Hold(backup_id, reason, as_time(until), at).kept_reason()
+            held_by_key[str(backup_id).lower()] = Hold(backup_id, reason, as_time(until), at).kept_reason()
+    held = {bid: held_by_key[bid.lower()] for bid in ids if bid.lower() in held_by_key}
     current = yield from active_rows(scope, ids)
     active = {row.backup.backup_id: row for row in current}
 
