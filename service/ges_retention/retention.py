@@ -12,8 +12,9 @@ contract's ("Retention semantics"), per group of backups (a graph, or a graph an
   the rules allow;
 - `within` keeps what started at or after `anchor - duration` (calendar arithmetic in the policy's timezone); pins
   keep without spending slots; `min_keep` keeps the newest successes of the group whatever the rules say;
-- a backup with a hold in force (`holds`: backup id, in any case -> reason and end) is kept by every policy (`held: REASON`, plus
-  ` until ISO` when it ends), right after the pins in the reasons; like a pin it still takes part in the bucket rules;
+- a backup with a hold in force (`holds`: backup id, matched in any case -> reason and end) is kept by every policy
+  (`held: REASON`, plus ` until ISO` when it ends), right after the pins in the reasons; like a pin it still takes
+  part in the bucket rules;
 - a backup selected by two or more policies of the file (`plan_file`) is never deleted (`overlap: a, b`);
 - a plan deleting more than `safety.max_deletes` is flagged `safety_stop`: its `deletions` are then empty.
 """
@@ -44,8 +45,8 @@ __all__ = [
     "Plan",
     "PlanWarning",
     "find_overlaps",
-    "hold_key",
     "held_reason",
+    "hold_key",
     "holds_in_force",
     "plan",
     "plan_file",
