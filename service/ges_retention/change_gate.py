@@ -34,6 +34,7 @@ __all__ = [
     "change_gate",
     "current_gate_digest",
     "gate_context",
+    "is_baseline",
     "peers_of",
 ]
 
@@ -133,7 +134,7 @@ def change_gate(
     planned = sorted(d.backup.id for d in new_plan.planned)
     if baseline is None:
         return GateDecision(digest, context, True, tuple(planned), budget, has_baseline=False)
-    if _same_context(context, baseline):
+    if is_baseline(context, baseline):
         return GateDecision(digest, context, False, (), budget, has_baseline=True)
     before = _baseline_policies(policy.name, baseline)
     if before is None:  # a baseline this version cannot read: it keeps everything, as if there were none
@@ -157,7 +158,8 @@ def _smaller(a: int | None, b: int | None) -> int | None:
     return a if b is None else min(a, b)
 
 
-def _same_context(context: GateContext, baseline: BaselineLike) -> bool:
+def is_baseline(context: GateContext, baseline: BaselineLike) -> bool:
+    """Whether a definition in its overlap context is exactly the baseline: the gate then has nothing to judge."""
     if canonical_json(context.definition) != canonical_json(baseline.definition):
         return False
     overlap = baseline.overlap if isinstance(baseline.overlap, list) else []
