@@ -33,6 +33,7 @@ __all__ = [
     "GateDecision",
     "change_gate",
     "current_gate_digest",
+    "gate_budget",
     "gate_context",
     "is_baseline",
     "peers_of",
@@ -145,6 +146,14 @@ def change_gate(
     old_deleted = {d.backup.id for d in plan(backups, old, now, holds, overlaps=overlaps).planned}
     extra = tuple(bid for bid in planned if bid not in old_deleted)
     return GateDecision(digest, context, True, extra, budget, has_baseline=True)
+
+
+def gate_budget(policy: Policy, baseline: BaselineLike | None) -> int | None:
+    """The budget the gate judges `policy` by against `baseline` (None: unlimited, never held): the smaller of its
+    own `change_budget` and the baseline's."""
+    budget = _budget(policy)
+    before = _baseline_policies(policy.name, baseline) if baseline is not None else None
+    return budget if before is None else _smaller(budget, _budget(before[0]))
 
 
 def _budget(policy: Policy) -> int | None:

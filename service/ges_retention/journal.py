@@ -379,6 +379,8 @@ class StateJournal(NullRunEvents):
             **summary.sizes(),
             "skipped_projects": list(summary.skipped_projects),
         }
+        # Runs are kept by policy name; what (endpoint, project) each policy ran in is kept here (`ack` checks it).
+        counts["scopes"] = {p.name: {"endpoint": p.endpoint, "project_id": p.project_id} for p in summary.policies}
         held = {p.name: p.gate.to_json() for p in summary.policies if p.change_held and p.gate is not None}
         if held:  # per policy held by the change gate: what `GET /v1/policies` and the gauge read after a restart
             counts["change_held"] = held

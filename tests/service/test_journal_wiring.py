@@ -112,6 +112,11 @@ async def test_the_recorded_counts_carry_the_sizes_freed_or_that_would_be_freed(
     assert dry.counts["would_free_mb"] == 7 * 1.5 and "freed_mb" not in dry.counts
     assert real.counts["freed_mb"] == 7 * 1.5 and "would_free_mb" not in real.counts
     assert history_document([real])["runs"][0]["counts"]["freed_mb"] == 10.5
+    # Runs are kept by policy name: the scope each policy ran in is in its counts (`ack` reads it).
+    assert real.counts["scopes"] == {
+        "prod": {"endpoint": ENDPOINT, "project_id": P1},
+        "staging": {"endpoint": ENDPOINT, "project_id": P1},
+    }
 
 
 class _HoldAfterPlanning(StateJournal):
