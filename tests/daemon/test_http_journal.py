@@ -163,7 +163,10 @@ async def test_get_backup_is_the_why_document(listener: Listener) -> None:
     )
     status, body = await listener.call("GET", "/v1/backups/b-held")
     assert status == 200 and body["hold"]["reason"] == "legal: case 42"
-    assert body["records"][0]["reasons"] == ["held: legal: case 42"]
+    assert (body["records"][0]["reasons"], body["records"][0]["closed_reasons"]) == (
+        ["expired"],
+        ["held: legal: case 42"],
+    )
 
     status, body = await listener.call("GET", "/v1/backups/b-unknown")
     assert status == 404 and body == {"error": "no record of b-unknown"}

@@ -190,7 +190,7 @@ async def test_a_hold_placed_before_the_batch_keeps_the_backup_with_its_reason(s
     assert summary.exit_code() == ExitCode.OK
     assert [e["reasons"] for e in events.named("deletion_cancelled")] == [["held: legal asked"]]
     (record,) = (await store.why("prod-a-4")).records
-    assert (record.state, record.reasons) == ("cancelled", ("held: legal asked",))
+    assert (record.state, record.reasons, record.closed_reasons) == ("cancelled", ("expired",), ("held: legal asked",))
 
 
 # Writes: 1 start_run, 2-3 resolve_deleting (prod, staging), 4 the first intent batch, then outcomes and batches.

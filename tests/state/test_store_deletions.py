@@ -101,7 +101,10 @@ async def test_intent_batch_skips_backups_held_at_that_moment(store: Store) -> N
         ("b4", "held: for a while until 2026-03-02T12:00:00Z"),
     ]
     b2 = (await store.why("b2")).records
-    assert [(r.state, r.reasons) for r in b2] == [("cancelled", ("held: legal asks",))]
+    # The planner's reasons stay; the hold is why the row was closed (`why` tells both).
+    assert [(r.state, r.reasons, r.closed_reasons) for r in b2] == [
+        ("cancelled", ("older than 30d",), ("held: legal asks",))
+    ]
     b4 = (await store.why("b4")).records  # its pending row was cancelled, not duplicated
     assert [r.state for r in b4] == ["cancelled"] and b4[0].id == batch.held[1].deletion_id
 
@@ -175,7 +178,7 @@ async def test_pending_clock_starts_once_and_cancel_or_gone_ends_it(store: Store
     states = {r.backup.backup_id: r.state for r in await store.active_deletions(SCOPE)}
     assert states == {"b3": "pending", "b4": "pending"}
     (b1,) = (await store.why("b1")).records
-    assert (b1.state, b1.reasons) == ("cancelled", ("kept: daily",))
+    assert (b1.state, b1.reasons, b1.closed_reasons) == ("cancelled", ("older than 30d",), ("kept: daily",))
 
     # Planned again later: a new row, and the clock starts again.
     await start(store, "r2", at=timedelta(days=2))
