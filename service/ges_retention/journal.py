@@ -13,6 +13,9 @@ The runner talks to the state only through this seam (and the gates that plug in
     run_begins(run_id, trigger, policies, dry_run)       before any listing: the run's row (`start_run`)
     before_planning(selected, listings, now)             listings are in, nothing planned yet: the trusted
                                                          listings resolve `deleting` rows of ended runs
+                                                         (`listings`: by policy name, the listing of the
+                                                         (endpoint, project_id) it is planned over; None:
+                                                         untrusted)
     planning_memory(selected, now)                       the gates' input, read before planning: holds in force,
                                                          each policy's pending clocks and baseline (`gate_state`)
     before_planning_ends(results, now)                   plans made, nothing deleted: THE POINT where gates act on
@@ -314,7 +317,7 @@ class StateJournal(NullRunEvents):
         if self.run_id is None or self.store.read_only:
             return
         for policy in selected:
-            backups = listings.get(policy.project_id)
+            backups = listings.get(policy.name)  # (the listing of the policy's own endpoint and project)
             if backups is None:
                 continue  # an untrusted listing resolves nothing
             scope = Scope(policy.name, self._endpoint_of(policy), policy.project_id)
@@ -374,7 +377,16 @@ class StateJournal(NullRunEvents):
         if self.run_id is None:
             return
         await _guarded("put_baseline", gate_state.record_baselines(self.store, summary))
-        counts: dict[str, Any] = {**summary.counts(), "skipped_projects": list(summary.skipped_projects)}
+        counts: dict[str, Any] = {
+            **summary.counts(),
+            **summary.sizes(),
+            "skipped_projects": list(summary.skipped_projects),
+        }
+        # Runs are kept by policy name; what (endpoint, project) each policy ran in is kept here (`ack` checks it).
+        counts["scopes"] = {p.name: {"endpoint": p.endpoint, "project_id": p.project_id} for p in summary.policies}
+        held = {p.name: p.gate.to_json() for p in summary.policies if p.change_held and p.gate is not None}
+        if held:  # per policy held by the change gate: what `GET /v1/policies` and the gauge read after a restart
+            counts["change_held"] = held
         ended_at = self._clock()
         await _guarded(
             "end_run", self.store.end_run(self.run_id, ended_at=ended_at, outcome=summary.outcome, counts=counts)

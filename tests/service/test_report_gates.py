@@ -12,7 +12,7 @@ from ges_retention.gates import PolicyMemory, apply_gates
 from ges_retention.metrics import Metrics
 from ges_retention.policy_loading import parse_policy_text
 from ges_retention.report import render_json, render_summary_text, render_table
-from ges_retention.runner import plan_listings, trusted_backups
+from ges_retention.runner import ProjectScope, plan_listings, trusted_backups
 from ges_retention.summary import PolicyResult, RunSummary, exit_code, policy_outcome
 from support.logs import capture_events
 
@@ -33,7 +33,7 @@ TEXT = """
 
 def _results(safety: str, memory: dict[str, PolicyMemory] | None = None) -> list[PolicyResult]:
     loaded = parse_policy_text(textwrap.dedent(TEXT.format(safety=safety)), source="t.yaml")
-    listings = {"proj1": trusted_backups(BACKUPS)}
+    listings = {ProjectScope("", "proj1"): trusted_backups(BACKUPS)}
     results = plan_listings(loaded, loaded.policies, listings, NOW, dry_run=True)
     apply_gates(loaded, results, lambda p: listings[p].backups, NOW, memory=memory)
     return results
@@ -117,7 +117,7 @@ def test_policy_planned_and_the_metrics_carry_the_gate_and_the_clocks() -> None:
         "kept": 2,
         "planned": 6,
         "due": 0,
-        "pending": 6,
+        "pending": 0,  # a held run records no pending row (`policy_finished` says 0 too)
         "holds": 0,
         "change_held": True,
     }
@@ -125,6 +125,10 @@ def test_policy_planned_and_the_metrics_carry_the_gate_and_the_clocks() -> None:
 
     (acting,) = _results("change_budget: unlimited, confirm_after: 2d")
     acting.dry_run = False
+    with capture_events() as logs:
+        LoggingEvents().policy_planned(acting, NOW)
+    (planned,) = logs.named("policy_planned")
+    assert (planned["due"], planned["pending"], planned["change_held"]) == (0, 6, False)
     for decision in acting.waiting:
         acting.record("pending", decision.backup.id)
     MetricsEvents(metrics).policy_planned(acting, NOW)
