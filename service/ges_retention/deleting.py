@@ -5,7 +5,13 @@ awaits the journal's `before_batch` (the intents committed in one transaction th
 the batch to the workers; it writes the next batch while the workers send the previous one, so the journal costs a
 commit per batch, not a wait per DELETE. A worker checks again, just before sending, that the run may still start a
 deletion of that policy (stop requested, deadline, `should_continue`, the journal still writable), sends it and
-reports the outcome (`after_deletion`). A committed intent that is not sent is reported `not_started`.
+reports the outcome. A committed intent that is not sent is reported `not_started`.
+
+Outcomes are written by one long-lived writer task of the phase (not a task per deletion): a worker appends its
+outcome and goes on to its next DELETE; the writer takes every outcome reported so far, in the order reported, and
+writes them in one `after_deletions` call, while the next ones accumulate. The next DELETE waits only for its own
+intent's commit, never for an outcome's. The phase ends once every reported outcome is written (or the journal failed:
+the rows not written stay `deleting`, which a later run with a trusted listing resolves).
 
 Once the journal cannot be written (`JournalUnavailable`), no further DELETE is sent: what is left is `not_started`,
 `state_unavailable` is logged once and the run exits 1 (`RunSummary.state_error`).
@@ -20,7 +26,7 @@ from contextlib import AbstractContextManager
 import structlog
 
 from ges_retention.events import Deletion, RunEvents
-from ges_retention.journal import BatchVerdict, JournalUnavailable, PolicyFenced, RunJournal
+from ges_retention.journal import BatchVerdict, Finished, JournalUnavailable, PolicyFenced, RunJournal
 from ges_retention.logs import log_context
 from ges_retention.retention import Decision
 from ges_retention.summary import PolicyResult, RunSummary
@@ -57,11 +63,13 @@ class DeletionPhase:
     stopped."""
 
     __slots__ = (
-        "_group",
+        "_finished",
         "_may_start",
         "_ready",
         "_send",
+        "_senders_done",
         "_should_continue",
+        "_to_write",
         "concurrency",
         "events",
         "journal",
@@ -90,7 +98,10 @@ class DeletionPhase:
         self.stopped: set[str] = set()
         # At most one batch waits here while the workers send the previous one.
         self._ready: asyncio.Queue[_Item] = asyncio.Queue(self.concurrency)
-        self._group: asyncio.TaskGroup | None = None
+        # Outcomes reported and not yet handed to the journal, in the order reported; `_to_write` wakes the writer.
+        self._finished: list[Finished] = []
+        self._to_write = asyncio.Event()
+        self._senders_done = False
 
     def may_start(self, result: PolicyResult) -> bool:
         """May a deletion of this policy start now?"""
@@ -107,11 +118,20 @@ class DeletionPhase:
         queue = self._queue(self.summary.policies)
         if queue:
             workers = min(self.concurrency, len(queue))
-            async with asyncio.TaskGroup() as group:
-                self._group = group
-                group.create_task(self._feed(queue, workers))
-                for _ in range(workers):
-                    group.create_task(self._work())
+            writer = asyncio.create_task(self._write_outcomes())
+            try:
+                async with asyncio.TaskGroup() as senders:
+                    senders.create_task(self._feed(queue, workers))
+                    for _ in range(workers):
+                        senders.create_task(self._work())
+            except BaseException:  # as before: an error (or cancellation) of the phase does not wait for writes
+                writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
+                raise
+            # Every outcome reported is in `_finished`: the writer writes them all, then ends.
+            self._senders_done = True
+            self._to_write.set()
+            await writer
         return self.stopped
 
     def _queue(self, results: Sequence[PolicyResult]) -> list[tuple[PolicyResult, Decision]]:
@@ -178,15 +198,20 @@ class DeletionPhase:
                 result.record(deletion.outcome, decision.backup.id, decision.backup.size_mb)
                 self.events.deletion_finished(result, decision, deletion)
                 if sendable:  # its intent was committed: its outcome (or that it was not sent after all)
-                    # Written in the background (outcomes are group-committed): the next DELETE waits only for its
-                    # own intent's commit, never for another's outcome. The phase ends once every outcome is written.
-                    assert self._group is not None
-                    self._group.create_task(self._record(result, decision, ticket, deletion))
+                    self._finished.append((result, decision, ticket, deletion))
+                    self._to_write.set()
 
-    async def _record(self, result: PolicyResult, decision: Decision, ticket: object, deletion: Deletion) -> None:
-        if self.summary.state_error is not None:
-            return  # its row stays `deleting`: a later run with a trusted listing resolves it
-        try:
-            await self.journal.after_deletion(result, decision, ticket, deletion)
-        except JournalUnavailable as exc:
-            state_failed(self.summary, exc)
+    async def _write_outcomes(self) -> None:
+        """The phase's one outcome writer: every outcome reported so far in one write, until the senders are done
+        and nothing is left."""
+        while True:
+            await self._to_write.wait()
+            self._to_write.clear()
+            batch, self._finished = self._finished, []
+            if batch and self.summary.state_error is None:  # else their rows stay `deleting` (resolved later)
+                try:
+                    await self.journal.after_deletions(batch)
+                except JournalUnavailable as exc:
+                    state_failed(self.summary, exc)
+            if self._senders_done and not self._finished:
+                return

@@ -30,6 +30,9 @@ The runner talks to the state only through this seam (and the gates that plug in
                                                          of that policy (PostgreSQL: its lease no longer valid on
                                                          the local clock)
     after_deletion(result, decision, ticket, deletion)   each committed intent's outcome (request id, attempts)
+    after_deletions(finished)                            the same for several (result, decision, ticket, deletion)
+                                                         at once, in one write, in the order given (the deletion
+                                                         phase's one outcome writer calls this)
     run_ends(summary)                                    the run's end, outcome and counts (a completed real run's
                                                          changed definition becomes its baseline); then pruning
     run_closes()                                         always, last (even when the run raised): locks released
@@ -77,6 +80,7 @@ from ges_retention.summary import PolicyResult, RunSummary, Trigger
 
 __all__ = [
     "BatchVerdict",
+    "Finished",
     "JournalUnavailable",
     "NullJournal",
     "PolicyFenced",
@@ -89,6 +93,9 @@ __all__ = [
 
 log = structlog.get_logger("ges_retention.runner")
 T = TypeVar("T")
+
+# A finished deletion whose outcome the journal records: (result, decision, ticket from `before_batch`, deletion).
+Finished = tuple[PolicyResult, Decision, object, Deletion]
 
 
 class PolicyStopped(GesRetentionError):
@@ -168,6 +175,8 @@ class RunJournal(RunEvents, Protocol):
         self, result: PolicyResult, decision: Decision, ticket: object, deletion: Deletion
     ) -> None: ...
 
+    async def after_deletions(self, finished: Sequence[Finished]) -> None: ...
+
     async def run_ends(self, summary: RunSummary) -> None: ...
 
     async def run_closes(self) -> None: ...
@@ -209,6 +218,9 @@ class NullJournal(NullRunEvents):
     async def after_deletion(
         self, result: PolicyResult, decision: Decision, ticket: object, deletion: Deletion
     ) -> None:
+        pass
+
+    async def after_deletions(self, finished: Sequence[Finished]) -> None:
         pass
 
     async def run_ends(self, summary: RunSummary) -> None:
@@ -361,16 +373,22 @@ class StateJournal(NullRunEvents):
     async def after_deletion(
         self, result: PolicyResult, decision: Decision, ticket: object, deletion: Deletion
     ) -> None:
-        if not isinstance(ticket, IntentTicket):
-            return
-        outcome = Outcome(
-            ticket.deletion_id,
-            deletion.outcome,
-            request_id=deletion.request_id,
-            attempts=deletion.attempts,
-            error=deletion.error,
-        )
-        await _guarded("record_outcomes", self.store.record_outcomes([outcome]))
+        await self.after_deletions([(result, decision, ticket, deletion)])
+
+    async def after_deletions(self, finished: Sequence[Finished]) -> None:
+        outcomes = [
+            Outcome(
+                ticket.deletion_id,
+                deletion.outcome,
+                request_id=deletion.request_id,
+                attempts=deletion.attempts,
+                error=deletion.error,
+            )
+            for _, _, ticket, deletion in finished
+            if isinstance(ticket, IntentTicket)
+        ]
+        if outcomes:
+            await _guarded("record_outcomes", self.store.record_outcomes(outcomes))
 
     async def run_ends(self, summary: RunSummary) -> None:
         """The run's end; then pruning (after every DELETE of the run, never before one)."""

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import quote, unquote
 
@@ -62,7 +63,8 @@ class SignedRequest:
 
     def with_headers(self, headers: Mapping[str, str]) -> SignedRequest:
         """The same request with `headers` instead of its own."""
-        return replace(self, headers=headers)
+        # Not `dataclasses.replace` (it re-reads the fields each call): once per signed request.
+        return SignedRequest(self.method, self.path, self.query, headers, self.body, self.host)
 
 
 def format_sdk_date(when: datetime) -> str:
@@ -75,8 +77,16 @@ def signed_header_names(headers: Mapping[str, str]) -> list[str]:
     return sorted(name.lower() for name in headers if "_" not in name)
 
 
+# A path of these characters only is its own canonical form: `unquote` leaves it (no `%`) and `quote(safe="~")` leaves
+# every segment (unreserved characters). GES paths (ids, project ids) are such paths: spared a quote per segment.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_.~/-]*")
+
+
 def _canonical_uri(path: str) -> str:
-    uri = "/".join(quote(segment, safe="~") for segment in unquote(path).split("/"))
+    if _PLAIN_PATH.fullmatch(path):
+        uri = path
+    else:
+        uri = "/".join(quote(segment, safe="~") for segment in unquote(path).split("/"))
     return uri if uri.endswith("/") else uri + "/"
 
 
