@@ -2,8 +2,10 @@
 backups, some manual, failed and running ones) listed and planned by the service with a full GFS policy.
 
 Measured: `ges-retention run POLICY --dry-run` (lists, plans, logs every planned deletion, deletes nothing), at the
-default page size (100) and at the API's largest (1000), with 10 ms emulator latency per page. Figures: the listing
-and planning phases' seconds (from the log's timestamps) and the service process's peak RSS.
+default page size (100) and at the API's largest (1000), with 10 ms emulator latency per page, concurrency 8 (pages
+after the first are fetched 8 at a time). Figures: the listing and planning phases' seconds (from the log's
+timestamps) and the service process's peak RSS. Targets (issue 17), at page size 100: listing + planning < 4 s
+(14.2 s with sequential pages), peak RSS <= 135 MB.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from bench.service import GFS_KEEP, measure_service, write_policy
 
 __all__ = ["run_listing"]
 
+CONCURRENCY = 8  # GES_RETENTION_CONCURRENCY: the listing's window of pages
+
 
 def run_listing(
     *, graphs: int = 1000, per_graph: int = 100, latency_ms: float = 10.0, page_sizes: tuple[int, ...] = (100, 1000)
@@ -33,6 +37,7 @@ def run_listing(
         "page_sizes": list(page_sizes),
         "policy": {"keep": GFS_KEEP, "failed": {"delete_after": "3d"}},
         "measured": "ges-retention run POLICY --dry-run (subprocess, JSON logs at info to a file)",
+        "concurrency": CONCURRENCY,
         **cpus.to_json(),
     }
     runs: dict[str, dict[str, Any]] = {}
@@ -51,7 +56,7 @@ def run_listing(
                     emulator,
                     policy,
                     cpu=cpus.measured,
-                    concurrency=8,
+                    concurrency=CONCURRENCY,
                     rate_limit=0,
                     page_size=page_size,
                     dry_run=True,
@@ -83,4 +88,16 @@ def run_listing(
         )
         for name, run in runs.items()
     ]
+    default = figures.get("page_size_100")
+    if default is not None:
+        targets += [
+            Target(
+                "list_and_plan_s_page_size_100",
+                default["list_and_plan_s"],
+                "<=",
+                4,
+                f"listing + planning {total} backups, page size 100, seconds",
+            ),
+            Target("peak_rss_mb_page_size_100", default["peak_rss_mb"], "<=", 135, "peak RSS of the run, MB"),
+        ]
     return scenario_result(parameters, figures, targets, disturbed=disturbance(*runs.values()))

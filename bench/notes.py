@@ -63,6 +63,7 @@ def _zero_latency(result: dict[str, Any]) -> str:
 
 def _listing(result: dict[str, Any]) -> str:
     f = result["figures"]
+    concurrency = result["parameters"].get("concurrency", 1)
     parts = []
     for key, run in f.items():
         if not key.startswith("page_size_"):
@@ -70,7 +71,7 @@ def _listing(result: dict[str, Any]) -> str:
         per_page_ms = 1000 * run["listing_s"] / max(1, run["pages"])
         parts.append(
             f"{key.removeprefix('page_size_')}/page: listing {run['listing_s']} s ({run['pages']} pages, "
-            f"{per_page_ms:.1f} ms each, sequential), planning {run['planning_s']} s, logging the "
+            f"{per_page_ms:.1f} ms each, in windows of {concurrency}), planning {run['planning_s']} s, logging the "
             f"{run['planned']} planned deletions {run['plan_logging_s']} s, peak RSS {run['peak_rss_mb']} MB"
         )
     return "; ".join(parts) + "."
@@ -126,7 +127,19 @@ def _auto_rate(result: dict[str, Any]) -> str:
     return "; ".join(parts) + ". Bound by the emulator's rate gate, found by the adaptive pacer from 429s alone."
 
 
+def _cpu_per_delete(result: dict[str, Any]) -> str:
+    f = result["figures"]
+    return (
+        f"nothing pinned: the service {f['service_deletes_per_s']}/s and {f['service_cpu_s_per_1000_deletes']} "
+        f"CPU-s/1000, the faster bare loop ({f['ceiling_kind']}) {f['ceiling_deletes_per_s']}/s and "
+        f"{f['ceiling_cpu_s_per_1000_deletes']} CPU-s/1000: {f['throughput_vs_ceiling']} of its rate, "
+        f"{f['cpu_per_delete_vs_ceiling']}x its CPU per delete (each side's best of {result['parameters']['rounds']} "
+        "rounds; the processes wait for each other's CPU, so the disturbance is an upper bound)."
+    )
+
+
 _NOTES = {
+    "cpu_per_delete": _cpu_per_delete,
     "rate_limit": _rate_limit,
     "unthrottled": _unthrottled,
     "zero_latency": _zero_latency,

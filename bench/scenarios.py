@@ -8,6 +8,7 @@ from typing import Any
 
 from bench.auto_rate import run_auto_rate
 from bench.cold_start import run_cold_start
+from bench.cpu_per_delete import run_cpu_per_delete
 from bench.emulator_seeding import run_emulator_seeding
 from bench.journal import run_journal
 from bench.listing import run_listing
@@ -102,6 +103,13 @@ SCENARIOS: dict[str, Scenario] = {
             run_auto_rate,
             full={"deletions": 6000},
             quick={"deletions": 1500, "limits": (150, 400)},
+        ),
+        Scenario(
+            "cpu_per_delete",
+            "12. CPU per delete, nothing pinned: >= 0.85 of the bare aiohttp loop's rate, <= 1.3x its CPU per delete",
+            run_cpu_per_delete,
+            full={"deletions": 20_000, "rounds": 2},
+            quick={"deletions": 5_000, "rounds": 1},
         ),
     )
 }

@@ -248,7 +248,7 @@ def _cmd_state(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_daemon(args: argparse.Namespace, settings: Settings) -> int:
-    from ges_retention.daemon import run_daemon
+    from ges_retention.daemon_process import run_daemon
 
     return run_daemon(Path(args.policy_file), settings)
 

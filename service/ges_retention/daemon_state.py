@@ -22,6 +22,7 @@ import structlog
 from ges_retention.run_records import ChangeKey
 from ges_retention.service import Service, open_state
 from ges_retention.state import DaemonLock, Scope, StateUnavailable, Store
+from ges_retention.task_crashes import log_task_crash
 
 __all__ = ["BACKOFF_MAX_S", "StateLink", "StoreChangeDigests"]
 
@@ -68,7 +69,8 @@ class StateLink:
             await self._connect()
         except StateUnavailable as exc:  # (`open_state` logged it)
             self.error = str(exc)
-            self._retry = asyncio.get_running_loop().create_task(self._keep_trying())
+            self._retry = asyncio.get_running_loop().create_task(self._keep_trying(), name="state-retry")
+            self._retry.add_done_callback(log_task_crash)
 
     async def _connect(self) -> None:
         store = await self._open()
@@ -82,7 +84,10 @@ class StateLink:
         self.error = None
         self._connected.set()
         if self.on_connected is not None:
-            await self.on_connected(store)
+            try:
+                await self.on_connected(store)
+            except Exception as exc:  # connected all the same: retrying would open a second store beside this one
+                log.exception("run_crashed", error=repr(exc), operation="state_connected")
 
     async def wait_connected(self) -> None:
         """Until the state is connected (bound it with a timeout)."""

@@ -21,6 +21,7 @@ import structlog
 
 from ges_retention.events import Deletion, RunEvents
 from ges_retention.journal import BatchVerdict, JournalUnavailable, PolicyFenced, RunJournal
+from ges_retention.logs import log_context
 from ges_retention.retention import Decision
 from ges_retention.summary import PolicyResult, RunSummary
 
@@ -34,7 +35,8 @@ _Item = tuple[PolicyResult, Decision, object, bool] | None
 
 def deletion_context(result: PolicyResult, decision: Decision) -> AbstractContextManager[None]:
     backup = decision.backup
-    return structlog.contextvars.bound_contextvars(
+    # Bound twice per deletion (queued, sent): `log_context` binds with tokens, without reading the whole context.
+    return log_context(
         policy=result.name,
         project_id=result.project_id,
         graph_id=backup.graph_id,

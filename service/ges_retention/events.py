@@ -16,6 +16,7 @@ bound by the runner (`run_id`, `policy`, `project_id`, `graph_id`, `backup_id`, 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -211,7 +212,12 @@ class FanOut:
 class LoggingEvents(NullRunEvents):
     """The contract's log events of a run."""
 
-    __slots__ = ()
+    __slots__ = ("_lines",)
+
+    def __init__(self) -> None:
+        # A run writes a line per planned and per finished deletion: a logger bound once per run (to the logging
+        # configured when it starts) spares each of them structlog's lazy proxy.
+        self._lines = log.bind()
 
     def run_started(self, run_id: str, trigger: Trigger, policies: Sequence[str], dry_run: bool) -> None:
         log.info("run_started", policies=list(policies), dry_run=dry_run, trigger=trigger)
@@ -241,7 +247,7 @@ class LoggingEvents(NullRunEvents):
     def policy_planned(self, result: PolicyResult, now: datetime) -> None:
         if result.plan is None:
             return
-        _log_plan(result.plan)
+        _log_plan(result.plan, self._lines)
         for backup_id, hold in result.hold_details.items():
             until = hold.until
             log.debug("backup_held", backup_id=backup_id, reason=hold.reason, until=iso_utc(until) if until else None)
@@ -276,12 +282,9 @@ class LoggingEvents(NullRunEvents):
 
     def deletion_finished(self, result: PolicyResult, decision: Decision, deletion: Deletion) -> None:
         if deletion.outcome == "deleted":
-            log.info(
-                "backup_deleted",
-                attempts=deletion.attempts,
-                duration_ms=round(deletion.duration_s * 1000, 1),
-                size_mb=decision.backup.size_mb,
-            )
+            duration_ms = round(deletion.duration_s * 1000, 1)
+            size_mb = decision.backup.size_mb
+            self._lines.info("backup_deleted", attempts=deletion.attempts, duration_ms=duration_ms, size_mb=size_mb)
         elif deletion.outcome == "already_deleted":
             log.info("backup_already_deleted", error_code=deletion.error_code or "GES.7024")
         elif deletion.outcome == "failed":
@@ -310,7 +313,7 @@ class LoggingEvents(NullRunEvents):
         )
 
 
-def _log_plan(plan: Plan) -> None:
+def _log_plan(plan: Plan, lines: structlog.typing.FilteringBoundLogger) -> None:
     for warning in plan.warnings:
         if warning.kind == "policy_overlap":
             log.warning("policy_overlap", backup_id=warning.backup_id, policies=warning.detail.split(", "))
@@ -318,13 +321,18 @@ def _log_plan(plan: Plan) -> None:
             log.warning("backup_in_future", backup_id=warning.backup_id, detail=warning.detail)
         else:
             log.warning("backup_status_unknown", backup_id=warning.backup_id, status=warning.detail)
+    # `backup_kept` is debug: below the level, nothing is built for it.
+    enabled_for = getattr(lines, "is_enabled_for", None)
+    kept_lines = enabled_for is None or bool(enabled_for(logging.DEBUG))
     for decision in plan.decisions:
+        if decision.action != "delete" and not kept_lines:
+            continue
         backup = decision.backup
         keys = {"graph_id": backup.graph_id, "backup_id": backup.id, "backup_name": backup.name}
         if decision.action == "delete":
-            log.info("backup_expired", reasons=list(decision.reasons), **keys)
+            lines.info("backup_expired", reasons=list(decision.reasons), **keys)
         else:
-            log.debug("backup_kept", reasons=list(decision.reasons), **keys)
+            lines.debug("backup_kept", reasons=list(decision.reasons), **keys)
     if plan.safety_stop:
         log.error("safety_stop", planned=len(plan.planned), limit=plan.max_deletes)
 

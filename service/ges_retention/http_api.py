@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
+from ges_retention.daemon_runs import AlreadyRunning, LeaseHeld, Paused, StateNotReady, UnknownPolicy
 from ges_retention.http_ack import AckRoute
 from ges_retention.http_journal import JournalRoutes, journal_policy_fields
 from ges_retention.http_runs import journal_run_view, runs_view
@@ -103,11 +104,13 @@ class HttpApi:
             problems.append("no policies loaded")
         if daemon.authenticated() is False:
             problems.append("the last API call was not authenticated")
+        # The state said once: not connected (the leases then cannot be known either), or connected but its
+        # leases cannot be kept now (several replicas). Either way nothing runs until it answers.
         if not daemon.state_ready():
             error = daemon.state.error if daemon.state is not None else None
-            problems.append(f"the state is unavailable: {error or 'not connected'}")
-        if daemon.replicas.unavailable():
-            problems.append("the state (PostgreSQL) is unreachable: no lease can be kept")
+            problems.append(f"the state is unavailable: {error or 'not connected'}; nothing runs until it connects")
+        elif daemon.replicas.unavailable():
+            problems.append("the state (PostgreSQL) is unreachable: no lease can be kept, nothing runs until it is")
         if problems:
             return web.json_response({"status": "not ready", "problems": problems}, status=503)
         return web.json_response(
@@ -138,8 +141,6 @@ class HttpApi:
         return None
 
     async def _post_run(self, request: web.Request) -> web.Response:
-        from ges_retention.daemon import AlreadyRunning, LeaseHeld, Paused, StateNotReady, UnknownPolicy
-
         if (refused := self._refused(request)) is not None:
             return refused
         if not self.daemon.state_ready():

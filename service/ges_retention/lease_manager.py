@@ -29,6 +29,7 @@ from ges_retention.metrics import Metrics
 from ges_retention.state.errors import StateError
 from ges_retention.state.leases import PgLeases, Taken, holders_by_policy
 from ges_retention.state.locks import RunLock
+from ges_retention.task_crashes import log_task_crash
 
 __all__ = ["LeaseManager"]
 
@@ -136,7 +137,11 @@ class LeaseManager:
     # ---------------------------------------------------------------------------------------------- the loop
 
     def start(self) -> None:
+        """The loop, one per manager (a second call while it runs changes nothing)."""
+        if self._task is not None and not self._task.done():
+            return
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="lease-manager")
+        self._task.add_done_callback(log_task_crash)
 
     def wake(self) -> None:
         """Tick now (a reload changed the policies)."""

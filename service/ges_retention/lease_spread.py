@@ -1,13 +1,14 @@
 """Spreading policies over live daemons: which leases this daemon should take and which it should give back. Pure.
 
-With P policies free to spread (those not held by a process that is not a live daemon, such as a one-shot `run`) and
-D live daemons, every daemon's target is P // D or P // D + 1, and the targets add up to P. The larger targets go to
-the daemons that already hold more than P // D (then by name), so a balanced table moves nothing, a joining daemon
-takes only what the others give back, and the targets stay the same while daemons take up to them. Every daemon computes the same targets from the same table, gives back what it holds
-beyond its own (never a policy it is running) and takes free policies up to it, in an order of its own (rendezvous
-hashing), so that daemons taking at once rarely reach for the same policy. A policy left free for long (`starving`:
-say, the daemon meant to take it has a policy file without it) is taken by whoever sees it, target or not: a policy
-nobody runs is the worse failure, and the next rounds balance the excess away.
+With P policies free to spread (those not held by a process that is not a live daemon, such as a one-shot `run`) and D
+live daemons, every daemon's target is P // D or P // D + 1, and the targets add up to P. The larger targets go to the
+daemons that already hold more than P // D (then by name), so a balanced table moves nothing, a joining daemon takes
+only what the others give back, and the targets stay the same while daemons take up to them. Every daemon computes the
+same targets from the same table, gives back what it holds beyond its own (never a policy it is running) and takes free
+policies up to it, in an order of its own (rendezvous hashing), so that daemons taking at once rarely reach for the same
+policy. A policy left free for long (`starving`: say, the daemon meant to take it has a policy file without it) is taken
+by whoever sees it, target or not: a policy nobody runs is the worse failure, and the next rounds balance the excess
+away.
 
 The lease manager calls this every TTL/3: a joining daemon gets its share within two rounds (one for the others to
 give back, one to take), and a leaving daemon's releases are taken in the next round of the others.

@@ -12,17 +12,26 @@ scrape of `/metrics`).
 Redaction is a processor, a pure function of the event dict: it blanks values under keys that name a credential, the
 secret part of signature headers, and any occurrence of a secret this process registered (`register_secrets`), so a
 secret that slips into an error message is still never written.
+
+A line is written for every deletion, so the pipeline is kept cheap (issue 17): whether a key names a secret is
+decided once per key and remembered; numbers, booleans and None are passed by without a look; the run's context is
+read from structlog's own context variables rather than by walking every variable of the context; the JSON encoder
+is built once; `log_context` binds a deletion's keys with tokens (reset on exit) instead of reading the whole context
+first.
 """
 
 from __future__ import annotations
 
-import functools
+import contextvars
 import json
+import json.encoder as json_encoder
 import logging
 import re
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any, TextIO
 
 import structlog
@@ -95,22 +104,53 @@ def _clean(value: Any, depth: int = 0) -> Any:
 
 
 def _is_secret_key(key: object) -> bool:
-    return isinstance(key, str) and _is_secret_name(key)
+    if type(key) is not str:
+        return isinstance(key, str) and _is_secret_name(key)
+    decided = _KEY_IS_SECRET.get(key)
+    return _is_secret_name(key) if decided is None else decided
 
 
-@functools.lru_cache(maxsize=1024)
+# Whether a key names a secret, decided once per key: events use a small, fixed set of keys (the bound is for the
+# keys of foreign log records, which can be anything).
+_KEY_IS_SECRET: dict[str, bool] = {}
+_KEYS_REMEMBERED = 4096
+
+
 def _is_secret_name(key: str) -> bool:
-    # Events use a small, fixed set of keys: the regex runs once per key, not once per log line.
-    return key not in _NOT_SECRET_KEYS and bool(_SECRET_KEY.search(key))
+    decided = key not in _NOT_SECRET_KEYS and bool(_SECRET_KEY.search(key))
+    if len(_KEY_IS_SECRET) >= _KEYS_REMEMBERED:
+        _KEY_IS_SECRET.clear()
+    _KEY_IS_SECRET[key] = decided
+    return decided
+
+
+# Values that cannot hold a secret: passed by without a look (bool is an int).
+_PLAIN_TYPES = frozenset({int, float, bool})
 
 
 def redact_event(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: blank credential-looking keys and registered secrets anywhere in the event."""
-    for key, value in list(event_dict.items()):
-        if _is_secret_key(key) and value is not None:
+    secret_key = _KEY_IS_SECRET.get
+    # Values are replaced in place (no key is added or removed while the dict is walked).
+    for key, value in event_dict.items():
+        if value is None:
+            continue
+        is_secret = secret_key(key) if type(key) is str else None
+        if is_secret is None:
+            is_secret = _is_secret_key(key)
+        if is_secret:
             event_dict[key] = REDACTED
-        elif isinstance(value, str | Mapping | list | tuple):
+            continue
+        kind = type(value)
+        if kind is str:
+            event_dict[key] = scrub(value)
+        elif kind not in _PLAIN_TYPES and isinstance(value, str | Mapping | list | tuple):
             event_dict[key] = _clean(value)
+    return event_dict
+
+
+def _add_timestamp(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    event_dict["timestamp"] = _now_iso()
     return event_dict
 
 
@@ -126,20 +166,98 @@ def _first_keys_first(_logger: WrappedLogger, _method: str, event_dict: EventDic
     return ordered
 
 
+def _merge_context(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """`structlog.contextvars.merge_contextvars`, reading only structlog's own variables: it walks every variable of
+    the context (asyncio's and aiohttp's too) on every line. Falls back to it should structlog's registry move."""
+    registry = _structlog_context_vars()
+    if registry is None:
+        return structlog.contextvars.merge_contextvars(_logger, _method, event_dict)
+    for name, var in tuple(registry.items()):
+        value = var.get(Ellipsis)
+        if value is not Ellipsis:
+            event_dict.setdefault(name[_PREFIX_LENGTH:], value)
+    return event_dict
+
+
+_PREFIX = structlog.contextvars.STRUCTLOG_KEY_PREFIX
+_PREFIX_LENGTH = len(_PREFIX)
+
+
+def _structlog_context_vars() -> dict[str, contextvars.ContextVar[Any]] | None:
+    registry = getattr(structlog.contextvars, "_CONTEXT_VARS", None)
+    return registry if isinstance(registry, dict) else None
+
+
 def _shared_processors() -> list[Processor]:
     return [
-        structlog.contextvars.merge_contextvars,
+        _merge_context,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        _add_timestamp,
         _exception_to_string,
         redact_event,
     ]
 
 
+# json.dumps(obj, default=str) builds an encoder per call: one, built once, writes the same text.
+_ENCODER = json.JSONEncoder(default=str)
+# Its C part, built once too (`JSONEncoder.encode` makes one per call). Without circular-reference markers: a log
+# event holds no cycle (one would end in RecursionError rather than ValueError).
+_MAKE_ENCODER = getattr(json_encoder, "c_make_encoder", None)
+_C_ENCODE = (
+    None
+    if _MAKE_ENCODER is None
+    else _MAKE_ENCODER(None, str, json_encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True)
+)
+
+
+def _encode(obj: Any) -> str:
+    if _C_ENCODE is None or type(obj) is not dict:
+        return _ENCODER.encode(obj)
+    return "".join(_C_ENCODE(obj, 0))
+
+
+def _dumps(obj: Any, **_kwargs: Any) -> str:
+    return _encode(obj)
+
+
+_LEVEL_OF_METHOD = {"warn": "warning", "exception": "error"}  # as structlog's add_log_level names them
+_now_cache: tuple[int, str] = (-1, "")
+_time_ns = time.time_ns  # a seam for the tests
+
+
+def _now_iso() -> str:
+    """The time now, ISO 8601 UTC with `Z`, as `TimeStamper(fmt="iso", utc=True)` writes it; the date and time of day
+    are formatted once a second."""
+    global _now_cache
+    second, nanos = divmod(_time_ns(), 1_000_000_000)
+    cached_second, text = _now_cache
+    if second != cached_second:
+        text = datetime.fromtimestamp(second, UTC).replace(tzinfo=None).isoformat()
+        _now_cache = (second, text)
+    micros = nanos // 1000
+    return f"{text}.{micros:06d}Z" if micros else f"{text}Z"
+
+
+def _json_line(logger: WrappedLogger, method: str, event_dict: EventDict) -> str:
+    """The JSON format's whole chain in one step (a line per deletion: each processor call counts): what
+    `_shared_processors`, `_first_keys_first` and the JSON renderer do one after the other, in the same order."""
+    event_dict = _merge_context(logger, method, event_dict)
+    if "exc_info" in event_dict:
+        event_dict = _exception_to_string(logger, method, event_dict)
+    # `timestamp` and `level` are the pipeline's (an event's own are replaced), and lead the line with `event`.
+    event_dict.pop("timestamp", None)
+    event_dict.pop("level", None)
+    line: EventDict = {"timestamp": _now_iso(), "level": _LEVEL_OF_METHOD.get(method, method)}
+    if "event" in event_dict:
+        line["event"] = event_dict.pop("event")
+    line.update(event_dict)
+    return _encode(redact_event(logger, method, line))
+
+
 def _renderer(fmt: str) -> Processor:
     if fmt == "console":
         return structlog.dev.ConsoleRenderer(colors=False)
-    return structlog.processors.JSONRenderer(sort_keys=False, default=str)
+    return structlog.processors.JSONRenderer(serializer=_dumps)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -190,12 +308,51 @@ def reset_logging() -> None:
         _root_level_before = None
 
 
+class log_context:  # used like a function: `with log_context(backup_id=...)`
+    """`structlog.contextvars.bound_contextvars`, cheaper: sets structlog's own context variables and resets them with
+    their tokens on exit, without reading the whole context first (a run binds a deletion's keys twice per deletion).
+    Falls back to structlog's `bind_contextvars` / `reset_contextvars` should its registry move."""
+
+    __slots__ = ("_tokens", "_values")
+
+    def __init__(self, **values: Any) -> None:
+        self._values = values
+        self._tokens: (
+            list[tuple[contextvars.ContextVar[Any], contextvars.Token[Any]]] | Mapping[str, contextvars.Token[Any]]
+        ) = []
+
+    def __enter__(self) -> None:
+        registry = _structlog_context_vars()
+        if registry is None:
+            self._tokens = structlog.contextvars.bind_contextvars(**self._values)
+            return
+        tokens = []
+        for key, value in self._values.items():
+            var = registry.get(_PREFIX + key)
+            if var is None:  # a key never bound before: structlog creates (and registers) its variable
+                structlog.contextvars.bind_contextvars(**{key: Ellipsis})
+                var = registry[_PREFIX + key]
+            tokens.append((var, var.set(value)))
+        self._tokens = tokens
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        tokens = self._tokens
+        if isinstance(tokens, list):
+            for var, token in reversed(tokens):
+                var.reset(token)
+        else:
+            structlog.contextvars.reset_contextvars(**tokens)
+
+
 def configure_logging(fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> None:
     """Configure structlog and the standard `logging`: every line goes to `stream` (stderr by default)."""
     out = stream or sys.stderr
     threshold = logging.getLevelNamesMapping()[level.upper()]
+    chain = [_json_line] if fmt == "json" else [*_shared_processors(), _first_keys_first, _renderer(fmt)]
     structlog.configure(
-        processors=[*_shared_processors(), _first_keys_first, _renderer(fmt)],
+        processors=chain,
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
         logger_factory=structlog.WriteLoggerFactory(file=out),
         # Not cached: tests swap processors with structlog.testing.capture_logs.

@@ -44,11 +44,12 @@ def shared_state(settings: Settings) -> bool:
 
 
 class Replicas:
-    __slots__ = ("manager", "shared")
+    __slots__ = ("_started", "manager", "shared")
 
     def __init__(self, *, shared: bool) -> None:
         self.shared = shared
         self.manager: LeaseManager | None = None
+        self._started = False
 
     def attach(
         self,
@@ -58,7 +59,12 @@ class Replicas:
         on_acquired: Callable[[str, Taken], None],
         metrics: Metrics | None,
     ) -> LeaseManager:
-        """The state is connected and is PostgreSQL: from now on this daemon runs what its leases allow."""
+        """The state is connected and is PostgreSQL: from now on this daemon runs what its leases allow. Once: the
+        same leases again keep the manager there is (a second one would run a second loop over the same rows)."""
+        if self.manager is not None:
+            if self.manager.leases is not leases:
+                raise ValueError("this daemon's leases are already attached to another state")
+            return self.manager
         self.shared = True
         self.manager = LeaseManager(leases, policies=policies, on_acquired=on_acquired, metrics=metrics)
         return self.manager
@@ -108,8 +114,9 @@ class Replicas:
             await self.manager.unlock_runs(locks)
 
     async def start(self) -> None:
-        """The first round (before the first load decides what runs), then the loop."""
-        if self.manager is not None:
+        """The first round (before the first load decides what runs), then the loop; once, however often asked."""
+        if self.manager is not None and not self._started:
+            self._started = True
             await self.manager.tick()
             self.manager.start()
 

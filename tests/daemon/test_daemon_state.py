@@ -20,6 +20,7 @@ from ges_retention.state import (
     open_store,
     resolve_state_location,
 )
+from support.logs import capture_events
 
 
 def service(tmp_path: Path) -> Service:
@@ -75,3 +76,37 @@ async def test_a_second_daemon_on_the_same_file_is_refused_naming_the_first(tmp_
         assert second_service.store is None  # the store it opened was closed again
     finally:
         await first.stop()
+
+
+async def test_a_failing_connected_hook_is_logged_and_the_link_stays_connected(tmp_path: Path) -> None:
+    """A bug in what reacts to the connection must not look like an unreachable state: retrying would open a second
+    store (and reach for a second daemon lock) beside the connected one."""
+    svc = service(tmp_path)
+    attempts: list[int] = []
+
+    async def open_() -> Store | None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise StateUnavailable("connection refused", location="postgresql://db/ges")
+        return await open_store(resolve_state_location(str(tmp_path / "state.db")), mode="create")
+
+    async def hook(_store: Store) -> None:
+        raise RuntimeError("a bug in the hook")
+
+    async def sleep(_seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    link = StateLink(svc, open_store=open_, sleep=sleep)
+    link.on_connected = hook
+    with capture_events() as logs:
+        await link.start()
+        async with asyncio.timeout(5):
+            await logs.wait("run_crashed")
+            await logs.wait("state_connected")  # the retry ended: connected
+    try:
+        assert len(attempts) == 2 and link.connected and link.error is None
+        crashed = logs.named("run_crashed")
+        assert len(crashed) == 1 and "a bug in the hook" in crashed[0]["error"]
+        assert logs.named("state_unavailable") == []
+    finally:
+        await link.stop()

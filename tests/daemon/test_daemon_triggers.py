@@ -78,7 +78,7 @@ async def test_a_change_while_the_policy_runs_queues_exactly_one_more_run(
 ) -> None:
     async with running_harness(tmp_path) as h:
         versions = [policy_text(extra=ON_CHANGE).replace("keep: {last: 2}", f"keep: {{last: {n}}}") for n in (3, 2, 1)]
-        original = h.daemon.should_continue
+        original = h.daemon.runs.should_continue
         calls = 0
 
         def during_the_run(name: str) -> bool:
@@ -92,7 +92,7 @@ async def test_a_change_while_the_policy_runs_queues_exactly_one_more_run(
                 assert h.daemon.queued == {"staging"}
             return original(name)
 
-        monkeypatch.setattr(h.daemon, "should_continue", during_the_run)
+        monkeypatch.setattr(h.daemon.runs, "should_continue", during_the_run)
         with capture_events() as logs:
             h.path.write_text(versions[0])
             await wait_for_event(logs, "run_finished", count=2)
@@ -118,7 +118,7 @@ async def test_a_paused_policy_is_never_run_by_any_trigger(tmp_path: Path) -> No
         prod_before = len(h.graph_backups("prod-"))
         assert h.daemon.scheduler.get_job("prod") is None  # no job: the schedule never fires
         with capture_events() as logs:
-            await h.daemon._scheduled_run("prod")  # a fire that raced the reload
+            await h.daemon.runs.scheduled("prod")  # a fire that raced the reload
         assert [(e["event"], e["reason"]) for e in logs] == [("run_skipped", "paused")]
         with pytest.raises(Paused):
             h.daemon.trigger(["prod"], "http")
@@ -161,7 +161,7 @@ async def test_a_reload_that_removes_pauses_or_dry_runs_a_running_policy_starts_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reload: Callable[[str], str]
 ) -> None:
     async with running_harness(tmp_path, concurrency=1) as h:
-        original = h.daemon.should_continue
+        original = h.daemon.runs.should_continue
         calls = 0
 
         def reload_after_two(name: str) -> bool:
@@ -171,7 +171,7 @@ async def test_a_reload_that_removes_pauses_or_dry_runs_a_running_policy_starts_
                 h.daemon.apply(FileRead(reload(policy_text()).encode()))
             return original(name)
 
-        monkeypatch.setattr(h.daemon, "should_continue", reload_after_two)
+        monkeypatch.setattr(h.daemon.runs, "should_continue", reload_after_two)
         with capture_events() as logs:
             h.daemon.trigger(["staging"], "http")
             await h.settle()
@@ -188,7 +188,7 @@ async def test_policies_and_runs_endpoints_and_the_next_run_metric(
     async with running_harness(tmp_path, concurrency=1) as h:
         base = h.daemon.http_url
         live: list[dict[str, Any]] = []
-        original = h.daemon.should_continue
+        original = h.daemon.runs.should_continue
 
         def look_while_running(name: str) -> bool:
             if len(live) < 3:
@@ -197,7 +197,7 @@ async def test_policies_and_runs_endpoints_and_the_next_run_metric(
                 live.append(view)
             return original(name)
 
-        monkeypatch.setattr(h.daemon, "should_continue", look_while_running)
+        monkeypatch.setattr(h.daemon.runs, "should_continue", look_while_running)
         async with aiohttp.ClientSession() as session:
             async with session.post(f"{base}/v1/runs?policy=prod") as r:
                 run_id = (await r.json())["run_id"]

@@ -296,6 +296,8 @@ async def test_list_graphs(make_project: MakeProject) -> None:
     with mocked_http() as mocked:
         mocked.get(page_url(0, 1, base=graphs_url), payload={"graph_count": 3, "graphs": [{"id": "g1"}]})
         mocked.get(page_url(1, 1, base=graphs_url), payload={"graph_count": 3, "graphs": [{"id": "g2"}, {"id": "g1"}]})
+        # Fetched in the same window as offset 1, and not used: offset 1 already reached the count.
+        mocked.get(page_url(2, 1, base=graphs_url), payload={"graph_count": 3, "graphs": [{"id": "g3"}]})
         listing = await make_project(page_size=1).list_graphs()
     graphs = [{"id": "g1"}, {"id": "g2"}]
     # Offset 3 reaches the count: two unique ids of three reported is incomplete.
@@ -312,15 +314,19 @@ async def test_a_graph_listing_that_repeats_itself_is_an_error(make_project: Mak
     assert (caught.value.reason, caught.value.operation, caught.value.offset) == ("repeating", "list_graphs", 1)
 
 
-async def test_a_server_repeating_the_same_page_is_stopped_at_once(make_project: MakeProject) -> None:
+@pytest.mark.parametrize("concurrency", [1, 8])
+async def test_a_server_repeating_the_same_page_is_stopped_at_once(make_project: MakeProject, concurrency: int) -> None:
     # Issue 11 #4: it ignores `offset` and reports more than it lists; before, it was paged until the deadline.
+    # Stopped after the first window of pages (issue 17: up to `concurrency` at once) that brings nothing new.
     first_page = {"backup_count": 1_000_000, "backup_list": [backup(i) for i in range(100)]}
     with mocked_http() as mocked:
         mocked.get(re.compile(re.escape(BACKUPS) + r"\?.*"), payload=first_page, repeat=True)
         with pytest.raises(ListingError) as caught:
-            await make_project().list_backups()
+            await make_project(concurrency=concurrency).list_backups()
         requests = len(calls(mocked))
-    assert requests == 2
+    # The first page and its first window; the pages after the window already in flight (at most one window less one)
+    # are wasted, not awaited.
+    assert 1 + concurrency <= requests <= 2 * concurrency
     assert caught.value.reason == "repeating"
     assert caught.value.offset == 100
     message = str(caught.value)
@@ -342,8 +348,9 @@ async def test_the_largest_reported_count_decides_completeness(make_project: Mak
     with mocked_http() as mocked:
         mocked.get(page_url(0, 2), payload={"backup_count": 5, "backup_list": [backup(0), backup(1)]})
         mocked.get(page_url(2, 2), payload={"backup_count": 3, "backup_list": [backup(2)]})
+        mocked.get(page_url(4, 2), payload={"backup_count": 3, "backup_list": []})  # same window, after the short page
         listing = await make_project(page_size=2).list_backups()
-    assert (listing.reported_count, listing.complete) == (5, False)
+    assert (listing.reported_count, listing.complete, listing.pages) == (5, False, 2)
 
 
 @pytest.mark.parametrize(

@@ -63,9 +63,21 @@ async def test_an_incomplete_or_repeating_graph_listing_is_said_so(project: Proj
     with mocked_http() as mocked:
         mocked.get(f"{GRAPHS}?offset=0&limit=2", payload=graphs_page(5, "a", "b"), repeat=True)
         mocked.get(f"{GRAPHS}?offset=2&limit=2", payload=graphs_page(5, "a", "b"))
+        mocked.get(f"{GRAPHS}?offset=4&limit=2", payload=graphs_page(5, "a", "b"))  # the same window (issue 17)
         with pytest.raises(ListingError) as repeating:
             await project.list_graphs()
         assert repeating.value.reason == "repeating"
+
+
+async def test_a_graph_listing_reports_the_largest_count_of_any_page(project: ProjectClient) -> None:
+    # The count grows on the second page (issue 17's windows must follow it): the listing is judged by the largest.
+    with mocked_http() as mocked:
+        mocked.get(f"{GRAPHS}?offset=0&limit=2", payload=graphs_page(4, "a", "b"))
+        mocked.get(f"{GRAPHS}?offset=2&limit=2", payload=graphs_page(6, "c", "d"))
+        mocked.get(f"{GRAPHS}?offset=4&limit=2", payload=graphs_page(6))
+        listing = await project.list_graphs()
+        assert listing.reported_count == 6 and not listing.complete
+        assert [g["id"] for g in listing.graphs] == ["a", "b", "c", "d"]
 
 
 async def test_the_backup_quota_is_read(project: ProjectClient) -> None:

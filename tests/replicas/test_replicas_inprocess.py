@@ -8,16 +8,18 @@ from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import aiohttp
 import pytest
 from replicas_helpers import POLICIES, expected_ids, policy_text
 
-from ges_retention.daemon import Daemon, LeaseHeld
+from ges_retention.daemon import Daemon, LeaseHeld, StateNotReady
+from ges_retention.daemon_state import StateLink
 from ges_retention.emulator.app import RunningEmulator
 from ges_retention.emulator.config import DEFAULT_AK, DEFAULT_SK
 from ges_retention.metrics import Metrics
 from ges_retention.service import Service
 from ges_retention.settings import Settings
-from ges_retention.state import open_store, resolve_state_location
+from ges_retention.state import StateUnavailable, Store, open_store, resolve_state_location
 from ges_retention.state.postgres import PostgresStore
 from support.emulators import PROJECT
 from support.logs import EventLog, capture_events
@@ -105,33 +107,70 @@ async def test_each_scheduled_fire_runs_a_policy_on_its_holder_only(
             await asyncio.gather(*list(a.tasks))
 
 
+def lease_loops() -> int:
+    return sum(1 for task in asyncio.all_tasks() if task.get_name() == "lease-manager" and not task.done())
+
+
 async def test_a_daemon_on_a_postgresql_state_runs_nothing_until_its_leases_are_known(
     emulator: RunningEmulator, pg_url: str, tmp_path: Path, logs: EventLog
 ) -> None:
+    """PostgreSQL unreachable at start: nothing runs and `/readyz` says so once; it connects after a retry (through
+    the daemon's one path, `StateLink`), the first lease round takes every lease, the daemon runs; the hook fired
+    again (a reconnect) starts no second lease manager."""
     path = tmp_path / "policy.yaml"
     path.write_text(policy_text())
-    settings = Settings(_env_file=None, endpoint=emulator.url, ak=DEFAULT_AK, sk=DEFAULT_SK, rate_limit=0, http="")
+    settings = Settings(
+        _env_file=None, endpoint=emulator.url, ak=DEFAULT_AK, sk=DEFAULT_SK, rate_limit=0, http="127.0.0.1:0"
+    )
+    store = await open_store(resolve_state_location(pg_url), holder="late:1:cc", lease_ttl_s=TTL_S)
+    assert isinstance(store, PostgresStore)
+    reachable = asyncio.Event()
+    opened: list[Store] = []
+
+    async def open_() -> Store | None:
+        if not reachable.is_set():
+            raise StateUnavailable("connection refused", location="postgresql://127.0.0.1/ges")
+        opened.append(store)
+        return store
+
+    async def retry_wait(_seconds: float) -> None:
+        await reachable.wait()
+
     async with AsyncExitStack() as stack:
+        stack.push_async_callback(store.close)  # idempotent; the link closes it first when the daemon stops
         metrics = Metrics()
-        runner = await stack.enter_async_context(Service(settings, metrics=metrics))
-        daemon = Daemon(path, settings, runner, metrics=metrics, settle_wait=_settle_now, shared_state=True)
-        store = await open_store(resolve_state_location(pg_url), holder="late:1:cc", lease_ttl_s=TTL_S)
-        assert isinstance(store, PostgresStore)
-        stack.push_async_callback(store.close)  # closed after the daemon stopped (callbacks run last first)
-        assert await daemon.start()  # the state is not connected yet (PostgreSQL down at start, say)
+        service = Service(settings, metrics=metrics)
+        runner = await stack.enter_async_context(service)
+        link = StateLink(service, open_store=open_, sleep=retry_wait)
+        daemon = Daemon(path, settings, runner, metrics=metrics, settle_wait=_settle_now, state=link, shared_state=True)
+        assert await daemon.start()  # the state is not connected: PostgreSQL down at start
         stack.push_async_callback(daemon.stop)
         assert daemon.replicas.unavailable()
         run_id, skipped = daemon.run_all_now("signal")
         assert run_id is None and {s["reason"] for s in skipped} == {"state_unavailable"}
-        with pytest.raises(LeaseHeld) as caught:
+        with pytest.raises(StateNotReady):
             daemon.trigger(["p0"], "http")
-        assert caught.value.reason == "state_unavailable"
         assert not daemon.should_continue("p0")
+        async with aiohttp.ClientSession() as session, session.get(f"{daemon.http_url}/readyz") as r:
+            assert r.status == 503
+            problems = (await r.json())["problems"]
+        assert len(problems) == 1 and "the state is unavailable: connection refused" in problems[0], problems
 
-        daemon.attach_leases(store.pg_leases)
-        await daemon.start_leases()  # connected: the first round takes every lease (alone)
+        reachable.set()  # PostgreSQL is back: the retry connects, and the daemon takes its leases
+        await logs.wait("state_connected", timeout_s=10)
+        assert opened == [store] and lease_loops() == 1
+        assert sorted(e["policy"] for e in logs.named("lease_acquired")) == POLICIES
         assert not daemon.replicas.unavailable()
         assert all(daemon.replicas.elsewhere(name) is None for name in POLICIES)
+        async with aiohttp.ClientSession() as session, session.get(f"{daemon.http_url}/readyz") as r:
+            assert r.status == 200, await r.text()
+
+        manager = daemon.replicas.manager
+        assert link.on_connected is not None
+        await link.on_connected(store)  # the hook told again: the same manager, one loop, no lease taken twice
+        assert daemon.replicas.manager is manager and lease_loops() == 1
+        assert len(logs.named("lease_acquired")) == len(POLICIES)
+
         run_id, skipped = daemon.run_all_now("signal")
         assert run_id is not None and skipped == []
         while daemon.tasks:

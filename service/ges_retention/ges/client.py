@@ -74,6 +74,7 @@ _GRAPH_BACKUPS = Listing(OP_LIST_GRAPH_BACKUPS, "backup_list", "backup_count")
 # The seed: a project id is letters and digits, at most 64. Graph and backup ids are opaque (UUIDs in practice):
 # unreserved URL characters only, so that quoting is the identity and no reading of the path can differ.
 _RESOURCE_ID = re.compile(r"[A-Za-z0-9._~-]{1,128}")
+_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*")
 
 
 def path_segment(value: object, *, field: str, operation: str) -> str:
@@ -83,8 +84,9 @@ def path_segment(value: object, *, field: str, operation: str) -> str:
         shown = repr(value)
         shown = shown if len(shown) <= 80 else shown[:77] + "..."
         raise InvalidIdentifier(f"{field} {shown} is not a valid identifier", field=field, operation=operation)
-    # The alphabet is unreserved already; quoting anyway keeps the path safe should the alphabet ever be widened.
-    return quote(value, safe="")
+    # Both alphabets are unreserved URL characters: percent-encoding leaves such a value as it is, so it is not run
+    # (two per deletion). `_UNRESERVED` guards it should an alphabet ever be widened.
+    return value if _UNRESERVED.fullmatch(value) else quote(value, safe="")
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +212,7 @@ class ProjectClient:
             return answer.body, answer.attempts
 
         limit = page_size if page_size is not None else config.page_size
-        return iter_pages(listing, fetch, limit=limit, max_pages=config.max_pages)
+        return iter_pages(listing, fetch, limit=limit, max_pages=config.max_pages, window=config.concurrency)
 
     def iter_graphs(self, *, deadline: float | None = None, page_size: int | None = None) -> AsyncGenerator[Page, None]:
         """Pages of `GET /v2/{project_id}/graphs` (`graphs`, `graph_count`)."""
