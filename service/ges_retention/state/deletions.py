@@ -216,17 +216,28 @@ def write_intents(run_id: str, scope: Scope, items: Sequence[PlannedDeletion], n
     if inserts:
         yield ExecuteMany(_INSERT, inserts)
     # Read back the rows' ids, one query per chunk instead of a RETURNING per row: a `deleting` row is unique per key
-    # (partial index), a held one is this run's latest `cancelled` row of that backup.
+    # (partial index), a held one is this run's latest `cancelled` row of that backup. Each query names its state
+    # with `=`, so that the index on (scope, state) reaches only the rows in that state: with an `OR` of states SQLite
+    # searched the whole scope, every row the policy ever journaled, once per batch (a run's cost grew with the
+    # square of its deletions, and with the journal's history).
     id_of: dict[str, int] = {}
-    for batch in chunks(ids):
+    sendable = [bid for bid in ids if bid not in held]
+    for batch in chunks(sendable):
         rows = yield Fetch(
-            f"SELECT id, backup_id, state FROM deletions WHERE {_SCOPE} AND backup_id IN {placeholders(len(batch))} "
-            "AND (state = 'deleting' OR (state = 'cancelled' AND run_id = ?)) ORDER BY id",
-            (*_scope_params(scope), *batch, run_id),
+            f"SELECT id, backup_id FROM deletions WHERE {_SCOPE} AND state = 'deleting' "
+            f"AND backup_id IN {placeholders(len(batch))}",
+            (*_scope_params(scope), *batch),
         )
-        for deletion_id, backup_id, state in rows:
-            if (state == "deleting") == (backup_id not in held):
-                id_of[backup_id] = int(deletion_id)
+        for deletion_id, backup_id in rows:
+            id_of[backup_id] = int(deletion_id)
+    for batch in chunks(list(held)):
+        rows = yield Fetch(
+            f"SELECT id, backup_id FROM deletions WHERE {_SCOPE} AND state = 'cancelled' AND run_id = ? "
+            f"AND backup_id IN {placeholders(len(batch))} ORDER BY id",
+            (*_scope_params(scope), run_id, *batch),
+        )
+        for deletion_id, backup_id in rows:
+            id_of[backup_id] = int(deletion_id)
     committed = tuple(IntentTicket(id_of[bid], bid) for bid in ids if bid not in held)
     skipped = tuple(HoldSkip(id_of[bid], bid, held[bid]) for bid in ids if bid in held)
     return IntentBatch(committed=committed, held=skipped)
