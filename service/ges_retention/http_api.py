@@ -4,6 +4,7 @@
 Every `/v1/` endpoint, read or write, follows the same token rules: 401 when `GES_RETENTION_HTTP_TOKEN` is set and
 `Authorization: Bearer <token>` is missing or wrong (the scheme is case-insensitive, RFC 7235); 403 when the listener
 is bound beyond loopback and no token is set. Every 409 body has `error` and `reason`.
+A bug in a handler is logged (`http_request_failed`) and answered 500; the listener goes on serving.
 The listener is bound before anything runs: a busy port is a `SettingsError` (exit 2), not a crash after a run began.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from aiohttp import web
 
 from ges_retention.daemon_runs import AlreadyRunning, LeaseHeld, Paused, StateNotReady, UnknownPolicy
 from ges_retention.http_ack import AckRoute
-from ges_retention.http_journal import JournalRoutes, journal_policy_fields
+from ges_retention.http_journal import JournalRoutes, count_holds, journal_policy_fields
 from ges_retention.http_runs import journal_run_view, runs_view
 from ges_retention.metrics import CONTENT_TYPE
 from ges_retention.settings import SettingsError
@@ -36,6 +37,8 @@ log = structlog.get_logger("ges_retention.http_api")
 
 MAX_RUNS_LISTED = 1000
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 
 class HttpApi:
     """The listener of one daemon; reads the daemon's state and triggers its runs, never the runner directly."""
@@ -48,7 +51,7 @@ class HttpApi:
         self._app_runner: web.AppRunner | None = None
 
     def build_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[_logged_crashes])
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
@@ -119,6 +122,7 @@ class HttpApi:
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         self.daemon.refresh_next_runs()
+        await count_holds(self._store(), self.daemon.metrics.holds)
         return web.Response(body=self.daemon.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     # --- /v1/ ------------------------------------------------------------------------------------------------
@@ -205,6 +209,21 @@ class HttpApi:
             log.error("state_unavailable", error=str(exc), operation="policies")
             journal, document["state_error"] = {}, str(exc)
         return web.json_response({"policies": policies_view(self.daemon, journal), **document})
+
+
+@web.middleware
+async def _logged_crashes(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A bug in a handler is `http_request_failed` (error, with the traceback) and a 500 that names no detail; the
+    listener and the daemon go on serving."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise  # aiohttp's own answers (404 of an unknown route, 405)
+    except Exception as exc:
+        log.exception(
+            "http_request_failed", method=request.method, path=request.path, error=f"{type(exc).__name__}: {exc}"
+        )
+        return web.json_response({"error": "internal error (logged by the daemon)"}, status=500)
 
 
 def _state_unavailable(daemon: Daemon) -> web.Response:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
+from prometheus_client import Gauge
 
 from ges_retention.audit_report import hold_json, holds_document, why_document
 from ges_retention.report import iso_utc
@@ -23,7 +24,7 @@ from ges_retention.state import InvalidStateInput, StateError, Store, validate_b
 if TYPE_CHECKING:
     from ges_retention.state import RunRecord
 
-__all__ = ["HOLD_KEYS", "JournalRoutes", "journal_policy_fields"]
+__all__ = ["HOLD_KEYS", "JournalRoutes", "count_holds", "journal_policy_fields"]
 
 log = structlog.get_logger("ges_retention.http_api")
 
@@ -155,6 +156,18 @@ def _until(value: Any, now: datetime) -> datetime | None:
     if end <= now:
         raise _BadRequest("until: not in the future: such a hold would protect nothing")
     return end
+
+
+async def count_holds(store: Store | None, holds: Gauge) -> None:
+    """`ges_retention_holds` as the state has it now, set at each scrape: holds are placed and released by the CLI
+    (another process) and over HTTP, and they end on their own, so only reading the state keeps the gauge true.
+    Without a store, or with the state failing, the gauge keeps its last value."""
+    if store is None:
+        return
+    try:
+        holds.set(len(await store.holds_in_force()))
+    except StateError as exc:
+        log.error("state_unavailable", error=str(exc), operation="holds_metric")
 
 
 async def journal_policy_fields(store: Store | None, names: list[str]) -> dict[str, dict[str, Any]]:

@@ -11,6 +11,7 @@ from state_helpers import FakeClock
 from ges_retention.lease_manager import LeaseManager
 from ges_retention.metrics import Metrics
 from ges_retention.state import StateLocation, open_store, resolve_state_location
+from ges_retention.state.leases import PgLeases, Taken
 from ges_retention.state.postgres import PostgresStore
 from support.logs import EventLog, capture_events
 from support.postgres import PgServer
@@ -148,3 +149,34 @@ async def test_an_unreachable_state_makes_the_manager_unavailable_and_it_goes_on
         await admin.close()
     await a.manager.tick()
     assert a.manager.available is True and all(a.manager.holds(p) for p in POLICIES)
+
+
+async def test_an_unexpected_error_in_a_round_or_in_on_acquired_is_logged_and_the_rounds_go_on(
+    nodes: list[Node], logs: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, _ = nodes
+
+    def broken_on_acquired(policy: str, taken: Taken) -> None:
+        raise RuntimeError(f"a bug reacting to {policy}")
+
+    monkeypatch.setattr(a.manager, "_on_acquired", broken_on_acquired)
+    await a.manager.tick()
+    assert sorted(a.held()) == POLICIES  # taken all the same
+    assert sorted(e["policies"][0] for e in logs.named("run_crashed")) == POLICIES
+
+    heartbeat = PgLeases.heartbeat
+    calls: list[int] = []
+
+    async def heartbeat_broken_once(self: PgLeases) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in a round")
+        await heartbeat(self)
+
+    monkeypatch.setattr(PgLeases, "heartbeat", heartbeat_broken_once)
+    await a.manager.tick()  # never raises
+    [failed] = logs.named("lease_manager_failed")
+    assert "a bug in a round" in failed["error"] and failed["log_level"] == "error"
+    assert a.manager.available is True  # a bug is not an outage: /readyz stays as it was
+    await a.manager.tick()  # the next round as usual
+    assert len(calls) == 2 and all(a.manager.holds(p) for p in POLICIES)

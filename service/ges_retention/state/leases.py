@@ -5,8 +5,8 @@ never decide who holds what. A process takes a free or expired lease (every take
 leases it holds every TTL/3, and releases them (`expires_at` = the epoch) when it is done with them. Two guards stand
 between a lease and a DELETE:
 - fencing: each intent batch commits only if its transaction still finds the lease held by this holder at the same
-  generation and unexpired (`fence`, inside `PostgresStore.write_intents`); a taker's `FOR UPDATE` waits for a batch
-  that holds `FOR SHARE`, so no batch commits after a takeover;
+  generation and unexpired (`lease_records.fence`, inside `PostgresStore.write_intents`); a taker's `FOR UPDATE`
+  waits for a batch that holds `FOR SHARE`, so no batch commits after a takeover;
 - the local monotonic clock: a lease is valid here only until its last successful renewal (measured from before the
   renewal was sent) + TTL - 1 s (`valid`), so a process that was stopped or cut off sends nothing once the database may
   have given the lease away.
@@ -24,20 +24,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ges_retention.state.errors import LeaseLost, StateError
+from ges_retention.state.errors import StateError
+from ges_retention.state.lease_records import (
+    DEFAULT_TTL_S,
+    SAFETY_MARGIN_S,
+    Lease,
+    LeaseRow,
+    RenewReport,
+    Taken,
+    check_ttl,
+    fence,
+    holders_by_policy,
+)
 from ges_retention.state.locks import RunLock
 from ges_retention.state.sql import Tx, as_time
 
 if TYPE_CHECKING:
     from ges_retention.state.postgres import PostgresStore
 
+# The values live in `lease_records.py`; they are named here too, beside the leases they describe.
 __all__ = [
     "DEFAULT_TTL_S",
+    "SAFETY_MARGIN_S",
     "Lease",
     "LeaseRow",
     "PgLeases",
@@ -48,49 +60,9 @@ __all__ = [
     "holders_by_policy",
 ]
 
-DEFAULT_TTL_S = 30.0
-SAFETY_MARGIN_S = 1.0
-"""A lease is trusted locally until last renewal + TTL - this: the margin absorbs clock-rate drift and latency."""
 IN_PROGRESS = "in-progress"
 """`run_id` written when a run lock is taken without a run id."""
 _INTERVAL = "(?::double precision * interval '1 second')"
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """The fencing token of a held lease."""
-
-    policy: str
-    holder: str
-    generation: int
-
-
-@dataclass(frozen=True, slots=True)
-class Taken:
-    """A lease just taken. `previous_holder` held it before (None for a new row); `takeover` says that holder lost
-    it mid-run (expired while its `run_id` was set) or handed it over while shutting down mid-run."""
-
-    lease: Lease
-    previous_holder: str | None
-    takeover: bool
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseRow:
-    """A row of the lease table as another process sees it. `live`: unexpired on the database clock."""
-
-    policy: str
-    holder: str
-    generation: int
-    expires_at: datetime | None
-    live: bool
-    running: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RenewReport:
-    renewed: tuple[Lease, ...]
-    lost: tuple[Lease, ...]
 
 
 @dataclass(slots=True)
@@ -99,30 +71,6 @@ class _Held:
     valid_until: float  # monotonic
     running: bool = False
     owned_by_lock: bool = False  # taken by a one-shot run's lock: released with it
-
-
-def check_ttl(ttl_s: float) -> None:
-    if not ttl_s > SAFETY_MARGIN_S:
-        raise ValueError(f"a lease TTL must exceed {SAFETY_MARGIN_S:g} s, got {ttl_s:g}")
-
-
-async def fence(tx: Tx, lease: Lease, *, location: str) -> None:
-    """Inside a transaction: `LeaseLost` unless `lease` is still held at its generation and unexpired. `FOR SHARE`
-    keeps a concurrent taker (`FOR UPDATE`) waiting until this transaction ends."""
-    rows = await tx.fetch(
-        "SELECT holder, generation, expires_at > now() FROM leases WHERE policy = ? FOR SHARE", (lease.policy,)
-    )
-    if rows and rows[0][0] == lease.holder and int(rows[0][1]) == lease.generation and rows[0][2]:
-        return
-    holder = str(rows[0][0]) if rows and rows[0][2] else None
-    raise LeaseLost(
-        f"the lease of policy {lease.policy!r} (generation {lease.generation}) is no longer held by {lease.holder}"
-        + (f"; {holder} holds it" if holder and holder != lease.holder else ""),
-        location=location,
-        policy=lease.policy,
-        holder=holder,
-        generation=lease.generation,
-    )
 
 
 class PgLeases:
@@ -409,8 +357,3 @@ class PgLeases:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._renewer
             self._renewer = None
-
-
-def holders_by_policy(rows: Mapping[str, LeaseRow]) -> dict[str, str]:
-    """Live holders by policy (expired and released rows left out): the spreading rule's view."""
-    return {policy: row.holder for policy, row in rows.items() if row.live}
