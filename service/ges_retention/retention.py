@@ -33,7 +33,8 @@ from typing import Final, Literal, Protocol
 
 from ges_retention.backup import Backup
 from ges_retention.durations import Duration
-from ges_retention.policy import BUCKET_RULES, UNLIMITED, Policy
+from ges_retention.policy import BUCKET_RULES, Policy
+from ges_retention.policy_fields import UNLIMITED
 
 __all__ = [
     "BUCKETS",
