@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Literal
 
 import structlog
 
-from ges_retention.change_gate import current_gate_digest, gate_context, peers_of
+from ges_retention.change_gate import current_gate_digest, gate_budget, gate_context, is_baseline, peers_of
+from ges_retention.change_held import recorded_hold
 from ges_retention.errors import GesRetentionError
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile
-from ges_retention.state import Scope, Store
-from ges_retention.state.gate_digest import canonical_json
+from ges_retention.state import Baseline, RunRecord, Scope, Store
 
 if TYPE_CHECKING:
     import argparse
@@ -54,7 +54,13 @@ class AckRecorded:
     digest: str
     location: str
     note: str | None
-    """Why the ack changes nothing now (the definition is its own baseline), or None."""
+    """Why the ack changes nothing now (the definition is its own baseline, or is not held), or None."""
+    endpoint: str = ""
+    project_id: str = ""
+    """The scope the ack is recorded in: a run or daemon resolving another endpoint never reads it."""
+    scope_seen: bool = True
+    """Whether the journal has a run or a baseline of the policy in that scope (False: say so, it may be the wrong
+    one)."""
 
 
 def normalise_digest(text: str) -> str:
@@ -91,13 +97,44 @@ async def ack_definition(
         )
     await store.put_ack(scope, wanted, by=by)
     log.info("policy_change_acked", policy=policy.name, digest=wanted, by=by)
-    note = None
-    if baseline is not None:
-        context = gate_context(policy, peers)
-        same = canonical_json(context.definition) == canonical_json(baseline.definition)
-        if same and canonical_json(context.overlap) == canonical_json(baseline.overlap):
-            note = "this definition is already the policy's baseline: nothing is held; the ack is recorded anyway"
-    return AckRecorded(policy.name, wanted, store.info.location, note)
+    runs = await store.list_runs(policy=policy.name, limit=_RUNS_LOOKED_AT)
+    note = _not_held_note(policy, peers, baseline, wanted, runs)
+    seen = baseline is not None or _ran_in(runs, scope)
+    return AckRecorded(policy.name, wanted, store.info.location, note, scope.endpoint, scope.project_id, seen)
+
+
+# How many of a policy's newest runs `ack` reads: for the hold its last finished run recorded, and for the scopes runs
+# of it were made in.
+_RUNS_LOOKED_AT = 50
+
+
+def _not_held_note(
+    policy: Policy, peers: list[Policy], baseline: Baseline | None, digest: str, runs: list[RunRecord]
+) -> str | None:
+    """Why acknowledging this definition changes nothing now, or None when the policy is held for it."""
+    if baseline is not None and is_baseline(gate_context(policy, peers), baseline):
+        return "this definition is already the policy's baseline: nothing is held; the ack is recorded anyway"
+    if gate_budget(policy, baseline) is None:
+        return "safety.change_budget is unlimited: the gate never holds this policy; the ack is recorded anyway"
+    last = next((run for run in runs if run.ended_at is not None), None)
+    recorded = recorded_hold(last, policy.name)
+    if recorded is not None and recorded.get("digest") == digest:
+        return None  # its last run was held for exactly this: the ack releases it
+    return (
+        "no run has been held for this definition (its last run was not held for it): the ack is recorded and lets "
+        "its next run proceed should the change gate hold it"
+    )
+
+
+def _ran_in(runs: list[RunRecord], scope: Scope) -> bool:
+    """Whether a recorded run of the policy ran in `scope` (a run recorded before runs kept their scopes: assumed)."""
+    for run in runs:
+        scopes = run.counts.get("scopes")
+        if not isinstance(scopes, dict):
+            return True  # an older record: its scope is not known, so no warning
+        if scopes.get(scope.policy) == {"endpoint": scope.endpoint, "project_id": scope.project_id}:
+            return True
+    return False
 
 
 def ack_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -125,6 +162,18 @@ def ack_command(args: argparse.Namespace, settings: Settings) -> int:
 
     done = asyncio.run(main())
     print(f"acknowledged policy {done.policy}: digest {done.digest} recorded in {done.location}")
+    print(f"scope: endpoint {done.endpoint}, project {done.project_id}")
     if done.note:
         print(f"note: {done.note}")
+    if not done.scope_seen:
+        log.warning(
+            "ack_scope_unseen",
+            policy=done.policy,
+            endpoint=done.endpoint,
+            project_id=done.project_id,
+            detail=(
+                "the state has no run or baseline of this policy at this endpoint and project: a run or daemon that "
+                "resolves another endpoint (GES_RETENTION_ENDPOINT) never reads this ack"
+            ),
+        )
     return 0

@@ -109,6 +109,7 @@ def _record_json(record: DeletionRecord) -> dict[str, Any]:
         "size_mb": backup.size_mb,
         "state": record.state,
         "reasons": list(record.reasons),
+        "closed_reasons": list(record.closed_reasons),
         "planned_at": iso_utc(record.planned_at),
         "planned_run_id": record.planned_run_id,
         "pending_since": _iso(record.pending_since),
@@ -151,8 +152,9 @@ def _outcome_line(record: DeletionRecord) -> str:
         return f"failed {finished} {by}, {attempts}{request}{error}"
     if state == "not_started":
         return f"not started {finished} {by} (the DELETE was never sent; decided afresh by a later run)"
+    closed = f": {plain(', '.join(record.closed_reasons))}" if record.closed_reasons else ""
     if state == "cancelled":
-        return f"cancelled {finished} {by}: kept"
+        return f"cancelled {finished} {by}: kept{closed}"
     if state == "gone":
         return f"gone {finished} {by}: absent from the listing before it was due"
     return f"{state} {finished} {by}"

@@ -35,7 +35,9 @@ __all__ = [
     "GateDecision",
     "change_gate",
     "current_gate_digest",
+    "gate_budget",
     "gate_context",
+    "is_baseline",
     "peers_of",
 ]
 
@@ -135,7 +137,7 @@ def change_gate(
     planned = sorted(d.backup.id for d in new_plan.planned)
     if baseline is None:
         return GateDecision(digest, context, True, tuple(planned), budget, has_baseline=False)
-    if _same_context(context, baseline):
+    if is_baseline(context, baseline):
         return GateDecision(digest, context, False, (), budget, has_baseline=True)
     before = _baseline_policies(policy.name, baseline)
     if before is None:  # a baseline this version cannot read: it keeps everything, as if there were none
@@ -146,6 +148,14 @@ def change_gate(
     old_deleted = {d.backup.id for d in plan(backups, old, now, holds, overlaps=overlaps).planned}
     extra = tuple(bid for bid in planned if bid not in old_deleted)
     return GateDecision(digest, context, True, extra, budget, has_baseline=True)
+
+
+def gate_budget(policy: Policy, baseline: BaselineLike | None) -> int | None:
+    """The budget the gate judges `policy` by against `baseline` (None: unlimited, never held): the smaller of its
+    own `change_budget` and the baseline's."""
+    budget = _budget(policy)
+    before = _baseline_policies(policy.name, baseline) if baseline is not None else None
+    return budget if before is None else _smaller(budget, _budget(before[0]))
 
 
 def _budget(policy: Policy) -> int | None:
@@ -159,7 +169,8 @@ def _smaller(a: int | None, b: int | None) -> int | None:
     return a if b is None else min(a, b)
 
 
-def _same_context(context: GateContext, baseline: BaselineLike) -> bool:
+def is_baseline(context: GateContext, baseline: BaselineLike) -> bool:
+    """Whether a definition in its overlap context is exactly the baseline: the gate then has nothing to judge."""
     if canonical_json(context.definition) != canonical_json(baseline.definition):
         return False
     overlap = baseline.overlap if isinstance(baseline.overlap, list) else []

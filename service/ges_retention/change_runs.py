@@ -37,6 +37,8 @@ class ChangeHost(Protocol):
 
     def start_run_now(self, names: list[str], trigger: Trigger, run_id: str) -> None: ...
 
+    def run_here(self, name: str) -> bool: ...
+
     def spawn(self, work: Coroutine[Any, Any, None]) -> None: ...
 
 
@@ -80,6 +82,12 @@ class ChangeRuns:
             return
         if not self.host.state_ready():
             log.info("run_skipped", policy=policy.name, reason="state_unavailable", trigger="file")
+            return
+        if not self.host.run_here(policy.name):
+            # Several replicas: the lease's holder runs the change (`run_skipped` `lease_held` said). Nothing is
+            # recorded here, and the digest is read again should this daemon take the lease later: the journal
+            # then says whether the holder ran this definition.
+            self._known.pop(key, None)
             return
         run_id = new_run_id()
         self._known[key] = digest

@@ -19,6 +19,7 @@ from pathlib import Path
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from ges_retention.change_held import ChangeHeldGauge
 from ges_retention.daemon_runs import AlreadyRunning, DaemonRuns, Paused, StateNotReady, UnknownPolicy
 from ges_retention.daemon_state import StateLink, StoreChangeDigests
 from ges_retention.http_api import HttpApi
@@ -30,7 +31,7 @@ from ges_retention.replicas import LeaseHeld, Replicas
 from ges_retention.run_records import ChangeDigests, MemoryChangeDigests
 from ges_retention.runner import Runner
 from ges_retention.schedule import build_trigger
-from ges_retention.service import check_endpoints
+from ges_retention.service import check_endpoints, policy_endpoint
 from ges_retention.settings import Settings, SettingsError
 from ges_retention.state import PgLeases, Store
 from ges_retention.summary import Trigger
@@ -95,6 +96,16 @@ class Daemon:
             self.runs.tasks,
         )
         self.on_change = self.runs.on_change
+        # `ges_retention_policy_change_held` from the journal (a restart or a one-shot `run` forgets nothing).
+        self.change_held = ChangeHeldGauge(
+            metrics,
+            store=lambda: self.store,
+            loaded=lambda: self.policy_file,
+            endpoint_of=lambda p: policy_endpoint(p, settings),
+            running=lambda: self.running,
+            last_seen=self.records.last_for,
+            spawn=self.runs.spawn,
+        )
         self.http = HttpApi(self)
         self.watcher = PolicyWatcher(
             path,
@@ -131,6 +142,7 @@ class Daemon:
         if self.policy_file is None or self.stopping.is_set():
             return
         await self.replicas.start()  # the first lease round, then the loop; once, however often this is called
+        self.change_held.refresh()
         for policy in self.policy_file.policies:
             self.on_change.check(policy)
 
@@ -212,6 +224,7 @@ class Daemon:
                     policy=policy.name,
                     reason="enabled, with neither schedule nor run_on_change: it runs only when asked",
                 )
+        self.change_held.refresh()
         for policy in new.policies:
             self.on_change.check(policy)
 

@@ -107,6 +107,11 @@ class DaemonRuns:
     def start_run_now(self, names: list[str], trigger: Trigger, run_id: str) -> None:
         self.start(names, trigger, run_id=run_id)
 
+    def run_here(self, name: str) -> bool:
+        """Several replicas: only the holder of a policy's lease runs a change of it (else `run_skipped`
+        `lease_held`, with the holder)."""
+        return not self.replicas.skipped(name, "file")
+
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """A daemon task that is not a run (a `run_on_change` read); its exception is logged, never lost."""
         self._track(asyncio.get_running_loop().create_task(work))

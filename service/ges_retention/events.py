@@ -256,7 +256,9 @@ class LoggingEvents(NullRunEvents):
             kept=result.kept,
             planned=result.planned,
             due=0 if result.safety_stop else len(result.due),
-            pending=len(result.waiting),
+            # What this run records: only a run that acts (neither dry, held nor safety-stopped) starts pending
+            # clocks; `plan` shows the clocks a run would start.
+            pending=len(result.waiting) if result.acts else 0,
             holds=result.holds,
             change_held=result.change_held,
             dry_run=result.dry_run,

@@ -17,7 +17,7 @@ from ges_retention.backup import Backup
 from ges_retention.change_gate import BaselineLike, change_gate, peers_of
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile
-from ges_retention.retention import HoldLike
+from ges_retention.retention import HoldLike, hold_key
 from ges_retention.summary import PolicyResult
 from ges_retention.two_phase import two_phase
 
@@ -85,7 +85,7 @@ def apply_gates(
         peers = peers_of(policy, policy_file.policies, endpoint_of)
         gate = change_gate(policy, peers, result.plan, backups, now, holds, known.baseline)
         result.gate = gate
-        result.hold_details = {bid: holds[bid] for bid in result.plan.held} if holds else {}
+        result.hold_details = _hold_details(result.plan.held, holds) if holds else {}
         result.holds_in_force = len(holds or {})
         written = policy.safety.ack
         if gate.held and written is not None:
@@ -94,3 +94,9 @@ def apply_gates(
             else:
                 ignored.append(FileAck(policy.name, written, gate.digest))
     return ignored
+
+
+def _hold_details(held: Sequence[str], holds: Mapping[str, HoldLike]) -> dict[str, HoldLike]:
+    """The hold of each backup a plan kept, matched as the planner matched it (`hold_key`: any case)."""
+    by_key = {hold_key(bid): hold for bid, hold in sorted(holds.items())}
+    return {bid: by_key[hold_key(bid)] for bid in held}

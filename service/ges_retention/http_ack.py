@@ -74,4 +74,5 @@ class AckRoute:
             return _error(409, str(exc), reason="digest_mismatch")
         except StateError as exc:
             return _error(503, f"the state is not available: {exc}")
+        await self.daemon.change_held.update()  # acknowledged: no longer held (the gauge says so now)
         return web.json_response({"policy": done.policy, "digest": done.digest, "note": done.note})

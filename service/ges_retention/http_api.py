@@ -123,6 +123,9 @@ class HttpApi:
     async def _metrics(self, _request: web.Request) -> web.Response:
         self.daemon.refresh_next_runs()
         await count_holds(self._store(), self.daemon.metrics.holds)
+        # The change gate's holds as the journal has them now: a hold or an ack made by another process (a one-shot
+        # `run`, `ges-retention ack`, another replica) shows at the next scrape.
+        await self.daemon.change_held.update()
         return web.Response(body=self.daemon.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     # --- /v1/ ------------------------------------------------------------------------------------------------
@@ -200,14 +203,19 @@ class HttpApi:
     async def _get_policies(self, request: web.Request) -> web.Response:
         if (refused := self._refused(request)) is not None:
             return refused
-        names = [p.name for p in self.daemon.policy_file.policies] if self.daemon.policy_file else []
+        from ges_retention.service import policy_endpoint
+
         await self.daemon.replicas.refresh()  # the lease holders as the state has them now
         document: dict[str, Any] = {}
+        policy_file, settings = self.daemon.policy_file, self.daemon.settings
+        before = self.daemon.change_held.snapshot(policy_file) if policy_file is not None else {}
         try:
-            journal = await journal_policy_fields(self._store(), names)
+            journal = await journal_policy_fields(self._store(), policy_file, lambda p: policy_endpoint(p, settings))
         except StateError as exc:  # the policies are still worth showing: the journal's fields are null then
             log.error("state_unavailable", error=str(exc), operation="policies")
             journal, document["state_error"] = {}, str(exc)
+        if journal and policy_file is not None:  # what the journal says now (an ack by the CLI, say) moves the gauge
+            self.daemon.change_held.set({n: f["change_held"] for n, f in journal.items()}, policy_file, before)
         return web.json_response({"policies": policies_view(self.daemon, journal), **document})
 
 
@@ -242,9 +250,10 @@ def policies_view(daemon: Daemon, journal: Mapping[str, Mapping[str, Any]] | Non
 
     `journal` (`http_journal.journal_policy_fields`) gives the last finished run recorded in the state (it survives
     restarts; its outcome is this policy's when this process ran it) and the pending deletions; without it, the last
-    run this process saw. `change_held`: the change gate's `{"extra", "budget", "digest"}` while this process's last
-    run of the policy was held (else null); `lease_holder` is the holder of the policy's lease on a PostgreSQL state
-    (several replicas), else null."""
+    run this process saw. `change_held`: the change gate's `{"extra", "budget", "digest"}` while the policy is held
+    (`change_held.py`: its last run, whoever ran it, was held, and no ack or return to its baseline released it since;
+    without a journal, while this process's last run of it was held), else null; `lease_holder` is the holder of the
+    policy's lease on a PostgreSQL state (several replicas), else null."""
     daemon.refresh_next_runs()
     views = []
     for policy in daemon.policy_file.policies if daemon.policy_file else ():
@@ -262,7 +271,9 @@ def policies_view(daemon: Daemon, journal: Mapping[str, Mapping[str, Any]] | Non
                 "queued": policy.name in daemon.queued,
                 "last_run": _last_run(daemon.records.last_for(policy.name), recorded.get("last_run")),
                 "pending_deletions": recorded.get("pending_deletions"),
-                "change_held": daemon.records.change_held_for(policy.name),
+                "change_held": recorded["change_held"]
+                if "change_held" in recorded
+                else daemon.records.change_held_for(policy.name),
                 "lease_holder": daemon.replicas.holder_of(policy.name),  # several replicas: its lease's holder
             }
         )

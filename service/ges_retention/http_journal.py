@@ -18,10 +18,13 @@ from aiohttp import web
 from prometheus_client import Gauge
 
 from ges_retention.audit_report import hold_json, holds_document, why_document
+from ges_retention.change_held import journal_change_held, last_finished_run
 from ges_retention.report import iso_utc
 from ges_retention.state import InvalidStateInput, StateError, Store, validate_backup_id, validate_hold_reason
 
 if TYPE_CHECKING:
+    from ges_retention.policy import Policy
+    from ges_retention.policy_loading import PolicyFile
     from ges_retention.state import RunRecord
 
 __all__ = ["HOLD_KEYS", "JournalRoutes", "count_holds", "journal_policy_fields"]
@@ -170,18 +173,25 @@ async def count_holds(store: Store | None, holds: Gauge) -> None:
         log.error("state_unavailable", error=str(exc), operation="holds_metric")
 
 
-async def journal_policy_fields(store: Store | None, names: list[str]) -> dict[str, dict[str, Any]]:
+async def journal_policy_fields(
+    store: Store | None, policy_file: PolicyFile | None, endpoint_of: Callable[[Policy], str]
+) -> dict[str, dict[str, Any]]:
     """Per policy, what `GET /v1/policies` reads from the journal: the last finished run (its id, trigger, outcome
-    and times) and the count of pending deletions. Empty when there is no store; a state error propagates."""
-    if store is None:
+    and times), the count of pending deletions, and the change gate's hold (`change_held.journal_change_held`).
+    Empty when there is no store or no file; a state error propagates."""
+    if store is None or policy_file is None:
         return {}
     pending: Mapping[str, int] = await store.pending_counts()
-    fields: dict[str, dict[str, Any]] = {}
-    for name in names:
-        runs = await store.list_runs(policy=name, limit=5)
-        last = next((run for run in runs if run.ended_at is not None), None)
-        fields[name] = {"last_run": _last_run(last), "pending_deletions": int(pending.get(name, 0))}
-    return fields
+    last_runs = {name: await last_finished_run(store, name) for name in policy_file.names()}
+    held = await journal_change_held(store, policy_file, endpoint_of, last_runs)
+    return {
+        name: {
+            "last_run": _last_run(last),
+            "pending_deletions": int(pending.get(name, 0)),
+            "change_held": held.get(name),
+        }
+        for name, last in last_runs.items()
+    }
 
 
 def _last_run(run: RunRecord | None) -> dict[str, Any] | None:

@@ -374,7 +374,16 @@ class StateJournal(NullRunEvents):
         if self.run_id is None:
             return
         await _guarded("put_baseline", gate_state.record_baselines(self.store, summary))
-        counts: dict[str, Any] = {**summary.counts(), "skipped_projects": list(summary.skipped_projects)}
+        counts: dict[str, Any] = {
+            **summary.counts(),
+            **summary.sizes(),
+            "skipped_projects": list(summary.skipped_projects),
+        }
+        # Runs are kept by policy name; what (endpoint, project) each policy ran in is kept here (`ack` checks it).
+        counts["scopes"] = {p.name: {"endpoint": p.endpoint, "project_id": p.project_id} for p in summary.policies}
+        held = {p.name: p.gate.to_json() for p in summary.policies if p.change_held and p.gate is not None}
+        if held:  # per policy held by the change gate: what `GET /v1/policies` and the gauge read after a restart
+            counts["change_held"] = held
         ended_at = self._clock()
         await _guarded(
             "end_run", self.store.end_run(self.run_id, ended_at=ended_at, outcome=summary.outcome, counts=counts)

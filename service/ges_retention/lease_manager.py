@@ -89,7 +89,7 @@ class LeaseManager:
         try:
             self._holders = holders_by_policy(await self.leases.table())
         except StateError as exc:
-            log.warning("state_unavailable", error=str(exc), operation="lease_table")
+            log.error("state_unavailable", error=str(exc), operation="lease_table")
 
     def may_delete(self, policy: str) -> bool:
         """Asked before each DELETE of a run: False once the lease is not valid on the local clock (or was lost),

@@ -70,6 +70,7 @@ def plan_document(
         entry: dict[str, Any] = {
             "name": report.name,
             "project_id": report.project_id,
+            "enabled": report.enabled,
             "safety_stop": bool(report.plan and report.plan.safety_stop),
             "change_held": report.gate.to_json() if report.change_held and report.gate is not None else None,
             "decisions": [_decision_json(d, report) for d in report.plan.decisions] if report.plan else [],
@@ -165,7 +166,8 @@ def render_table(reports: Sequence[PolicyResult], generated_at: datetime, *, col
     lines = [f"Plan at {iso_utc(generated_at)}"]
     for report in reports:
         lines.append("")
-        header = f"policy {report.name} (project {report.project_id})"
+        paused = "" if report.enabled else ", PAUSED: enabled: false"
+        header = f"policy {report.name} (project {report.project_id}{paused})"
         if report.plan is None:
             lines.append(f"{header}: NOT PLANNED: {plain(report.listing_error or '')}")
             continue

@@ -12,8 +12,9 @@ contract's ("Retention semantics"), per group of backups (a graph, or a graph an
   the rules allow;
 - `within` keeps what started at or after `anchor - duration` (calendar arithmetic in the policy's timezone); pins
   keep without spending slots; `min_keep` keeps the newest successes of the group whatever the rules say;
-- a backup with a hold in force (`holds`: backup id -> reason and end) is kept by every policy (`held: REASON`, plus
-  ` until ISO` when it ends), right after the pins in the reasons; like a pin it still takes part in the bucket rules;
+- a backup with a hold in force (`holds`: backup id, matched in any case -> reason and end) is kept by every policy
+  (`held: REASON`, plus ` until ISO` when it ends), right after the pins in the reasons; like a pin it still takes
+  part in the bucket rules;
 - a backup selected by two or more policies of the file (`plan_file`) is never deleted (`overlap: a, b`);
 - a plan deleting more than `safety.max_deletes` is flagged `safety_stop`: its `deletions` are then empty.
 """
@@ -46,6 +47,7 @@ __all__ = [
     "PlanWarning",
     "find_overlaps",
     "held_reason",
+    "hold_key",
     "holds_in_force",
     "plan",
     "plan_file",
@@ -100,11 +102,18 @@ def held_reason(hold: HoldLike) -> str:
     return f"held: {hold.reason} until {hold.until.astimezone(UTC).isoformat().replace('+00:00', 'Z')}"
 
 
+def hold_key(backup_id: str) -> str:
+    """What a hold and a backup id are matched by: the id without its case. An id is ASCII (`hold` checks it), and a
+    hold typed in another case than GES lists the id must still protect the backup (the safe side: it keeps more).
+    The intent batches re-check holds by the same rule (`state/deletions.py`)."""
+    return backup_id.lower()
+
+
 def holds_in_force(holds: Mapping[str, HoldLike] | None, now: datetime) -> dict[str, str]:
-    """backup id -> the planner's reason, for the holds not ended at `now` (an ended hold is ignored)."""
+    """`hold_key(backup id)` -> the planner's reason, for the holds not ended at `now` (an ended hold is ignored)."""
     if not holds:
         return {}
-    return {bid: held_reason(h) for bid, h in holds.items() if h.until is None or h.until > now}
+    return {hold_key(bid): held_reason(h) for bid, h in sorted(holds.items()) if h.until is None or h.until > now}
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +263,7 @@ _BEFORE_HELD = ("future", "backing_up", "unknown status ", "pinned id", "pinned 
 def _apply_hold(decision: Decision, in_force: Mapping[str, str], held: list[str]) -> Decision:
     """A hold keeps: its reason goes right after the status and pin reasons. The rules have already walked (a held
     backup took part in them like a pin), so only the action and the reasons change; a deletion's reason goes."""
-    reason = in_force.get(decision.backup.id)
+    reason = in_force.get(hold_key(decision.backup.id))
     if reason is None:
         return decision
     held.append(decision.backup.id)

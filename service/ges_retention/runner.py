@@ -177,6 +177,7 @@ def plan_listings(
                 plan=by_name.get(policy.name),
                 listing_error=listing.error if listing.backups is None else None,
                 dry_run=dry_run or policy.dry_run,
+                enabled=policy.enabled,
             )
         )
     ignored = apply_gates(

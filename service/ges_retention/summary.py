@@ -57,6 +57,7 @@ class PolicyResult:
     plan: Plan | None = None
     listing_error: str | None = None
     dry_run: bool = False
+    enabled: bool = True  # `enabled: false` (paused): `run` never plans it, `plan` still shows it
     outcome: Outcome = "ok"
     ids: dict[str, list[str]] = field(default_factory=lambda: {name: [] for name in ID_LISTS})
     two_phase: TwoPhase | None = None  # the planned deletions' clocks (None: not computed, every deletion due)

@@ -49,7 +49,7 @@ def test_why_json_is_every_record_oldest_first_and_the_hold(
     [record] = document["records"]
     assert record["policy"] == "nightly" and record["run_id"] == "r3" and record["planned_run_id"] == "r3"
     assert record["state"] == "cancelled"
-    assert record["reasons"] == ["held: legal: case 42"]
+    assert (record["reasons"], record["closed_reasons"]) == (["expired"], ["held: legal: case 42"])
     assert record["deleted_at"] is None and record["request_id"] is None
     assert document["hold"] == {
         "backup_id": "b-held",

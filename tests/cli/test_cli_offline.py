@@ -178,6 +178,22 @@ def test_plan_table_is_readable(files: tuple[Path, Path], capsys: pytest.Capture
     assert "DELETE" in out and "keep" in out and "daily 1/2 (2026-11-25)" in out
 
 
+def test_plan_shows_a_paused_policy_as_paused(files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Contract: `plan` still shows a paused policy, with `"enabled": false` (and the table says PAUSED)."""
+    policy, export = files
+    policy.write_text(POLICY.replace("  - name: other\n", "  - name: other\n    enabled: false\n"))
+    args = ["plan", str(policy), "--from-file", str(export), "--now", "2026-11-26"]
+    assert main([*args, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [(p["name"], p["enabled"]) for p in doc["policies"]] == [("prod", True), ("other", False)]
+    other = doc["policies"][1]
+    assert [(d["backup_id"], d["action"]) for d in other["decisions"]] == [("o1", "keep")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "policy prod (project abc123)\n" in out
+    assert "policy other (project abc123, PAUSED: enabled: false)\n" in out
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

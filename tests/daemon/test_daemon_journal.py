@@ -3,12 +3,15 @@ journal's runs (live while running, the final record after)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import aiohttp
 from daemon_helpers import POLICY, start_daemon
 
+from subprocess_env import emulator_env
 from support.emulators import seeded_emulator
+from support.processes import run_cli
 
 ON_CHANGE = POLICY + "    run_on_change: true\n"  # lands in staging, the last policy
 
@@ -66,3 +69,48 @@ async def test_runs_endpoint_without_any_run_is_empty(tmp_path: Path) -> None:
                 assert (r.status, await r.json()) == (200, {"runs": []})
         finally:
             assert await daemon.stop() == 0
+
+
+# prod with the default change budget (10): its first real run deletes more than that, with no baseline.
+GATED = POLICY.replace("safety: {max_deletes: 1000, change_budget: unlimited}", "safety: {max_deletes: 1000}")
+
+
+async def test_a_policy_a_cli_run_left_held_is_shown_held_by_a_daemon_started_after(tmp_path: Path) -> None:
+    """The change gate's hold is the journal's, not one process's: a one-shot `run` held prod; a daemon started
+    afterwards shows it (`GET /v1/policies` `change_held`, the gauge) until it is acknowledged."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(GATED)
+    state = str(tmp_path / "state.db")
+    async with seeded_emulator() as emulator:
+        env = emulator_env(emulator.url, GES_RETENTION_STATE=state)
+        held = await run_cli(["run", str(policy), "--policy", "prod", "--format", "json"], env)
+        assert held.code == 3, held.stderr
+        (event,) = held.events("policy_change_held")
+        expected = {"extra": event["extra"], "budget": 10, "digest": event["digest"]}
+        assert json.loads(held.stdout)["policies"][0]["change_held"] == expected
+
+        daemon = await start_daemon(policy, emulator, GES_RETENTION_STATE=state)
+        try:
+            await daemon.wait_event("daemon_started")
+            url = daemon.named("http_listening")[0]["url"]
+            metric = 'ges_retention_policy_change_held{policy="prod"}'
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"{url}/metrics") as r:  # (a scrape reads the journal first)
+                    before_ack = await r.text()
+                async with session.get(f"{url}/v1/policies") as r:
+                    policies = {p["name"]: p for p in (await r.json())["policies"]}
+                ack = {"digest": event["digest"]}
+                async with session.post(f"{url}/v1/policies/prod/ack", json=ack) as r:
+                    assert r.status == 200, await r.text()
+                async with session.get(f"{url}/v1/policies") as r:
+                    after = {p["name"]: p for p in (await r.json())["policies"]}
+                async with session.get(f"{url}/metrics") as r:
+                    after_ack = await r.text()
+        finally:
+            assert await daemon.stop() == 0
+    assert policies["prod"]["last_run"]["outcome"] == "change_held"
+    assert policies["prod"]["change_held"] == expected
+    assert policies["staging"]["change_held"] is None
+    assert f"{metric} 1.0" in before_ack.splitlines()
+    assert after["prod"]["change_held"] is None
+    assert f"{metric} 0.0" in after_ack.splitlines()

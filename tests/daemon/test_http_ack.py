@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -12,9 +13,10 @@ from test_http_journal import FakeDaemon, Listener, _serve, settings
 
 from ges_retention.change_gate import current_gate_digest
 from ges_retention.policy_loading import parse_policy_text
-from ges_retention.state import Scope, Store, open_store, resolve_state_location
+from ges_retention.state import RunRecord, Scope, Store, open_store, resolve_state_location
 from support.logs import capture_events
 
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 POLICY = """\
 version: 1
 policies:
@@ -58,11 +60,26 @@ def _digest(name: str = "nightly") -> str:
 async def test_the_current_digest_is_recorded_and_logged(listener: Listener, store: Store) -> None:
     with capture_events() as logs:
         status, body = await listener.call("POST", "/v1/policies/nightly/ack", json={"digest": _digest().upper()})
-    assert status == 200 and body == {"policy": "nightly", "digest": _digest(), "note": None}
+    assert status == 200 and (body["policy"], body["digest"]) == ("nightly", _digest())
+    assert body["note"].startswith("no run has been held for this definition")  # (no run at all yet)
     ack = await store.find_ack(Scope("nightly", "https://ges.example", "p1"), _digest())
     assert ack is not None and ack.by == "http"
     (event,) = logs.named("policy_change_acked")
     assert (event["policy"], event["by"]) == ("nightly", "http")
+
+
+async def test_an_ack_of_a_held_policy_clears_its_gauge_at_once(listener: Listener, store: Store) -> None:
+    """A run held `nightly` (recorded in the journal); the ack over HTTP releases it: the gauge says so before the
+    answer, and `GET /v1/policies` no longer shows it held."""
+    held = {"extra": 40, "budget": 10, "digest": _digest()}
+    await store.start_run(RunRecord("r1", "cli", ("nightly", "other"), "host", started_at=T0))
+    await store.end_run("r1", ended_at=T0, outcome="change_held", counts={"change_held": {"nightly": held}})
+    await listener.daemon.change_held.update()
+    gauge = listener.daemon.metrics.registry.get_sample_value
+    assert gauge("ges_retention_policy_change_held", {"policy": "nightly"}) == 1
+    status, body = await listener.call("POST", "/v1/policies/nightly/ack", json={"digest": _digest()})
+    assert status == 200 and body["note"] is None
+    assert gauge("ges_retention_policy_change_held", {"policy": "nightly"}) == 0
 
 
 async def test_another_digest_is_409_digest_mismatch_and_records_nothing(listener: Listener, store: Store) -> None:

@@ -3,6 +3,7 @@ each, 400 for malformed input, 404 for what is not there, 503 without a usable s
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,8 +14,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from ges_retention.change_held import ChangeHeldGauge
 from ges_retention.daemon import Daemon
 from ges_retention.http_api import HttpApi
+from ges_retention.metrics import Metrics
+from ges_retention.service import policy_endpoint
 from ges_retention.settings import Settings
 from ges_retention.state import StateUnavailable, Store, open_store, resolve_state_location
 from support.journal import seed_journal
@@ -28,6 +32,19 @@ class FakeDaemon:
     store: Store | None
     policy_file: Any = None
     tasks: set[Any] = field(default_factory=set)
+    metrics: Metrics = field(default_factory=Metrics)
+    change_held: ChangeHeldGauge = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.change_held = ChangeHeldGauge(
+            self.metrics,
+            store=lambda: self.store,
+            loaded=lambda: self.policy_file,
+            endpoint_of=lambda p: policy_endpoint(p, self.settings),
+            running=set,
+            last_seen=lambda _name: None,
+            spawn=lambda work: self.tasks.add(asyncio.ensure_future(work)),
+        )
 
 
 def settings(http: str = "127.0.0.1:0", token: str | None = None) -> Settings:
@@ -146,7 +163,10 @@ async def test_get_backup_is_the_why_document(listener: Listener) -> None:
     )
     status, body = await listener.call("GET", "/v1/backups/b-held")
     assert status == 200 and body["hold"]["reason"] == "legal: case 42"
-    assert body["records"][0]["reasons"] == ["held: legal: case 42"]
+    assert (body["records"][0]["reasons"], body["records"][0]["closed_reasons"]) == (
+        ["expired"],
+        ["held: legal: case 42"],
+    )
 
     status, body = await listener.call("GET", "/v1/backups/b-unknown")
     assert status == 404 and body == {"error": "no record of b-unknown"}

@@ -949,6 +949,7 @@ def test_alert_rules_cover_the_required_conditions() -> None:
         "ges_retention_newest_success_age_seconds",
         "ges_retention_policy_reload_errors_total",
         "ges_retention_throttled_total",
+        "ges_retention_policy_change_held",
         "up",
     ):
         assert metric in referenced, f"no alert on {metric}"

@@ -111,8 +111,13 @@ async def test_a_hold_placed_while_a_run_deletes_protects_that_backup_in_the_sam
     assert why.code == 0, why.stderr
     document = json.loads(why.stdout)
     [record] = document["records"]
-    assert (record["state"], record["run_id"], record["reasons"]) == ("cancelled", run_id, ["held: restore drill"])
+    assert (record["state"], record["run_id"], record["closed_reasons"]) == (
+        "cancelled",
+        run_id,
+        ["held: restore drill"],
+    )
+    assert record["reasons"] and not any(r.startswith("held") for r in record["reasons"])  # why it was planned
     assert record["request_id"] is None
     assert document["hold"]["reason"] == "restore drill" and document["hold"]["in_force"] is True
     text = await run_cli(["why", target], env)
-    assert "cancelled" in text.stdout and "held: restore drill" in text.stdout
+    assert "cancelled" in text.stdout and ": kept: held: restore drill" in text.stdout

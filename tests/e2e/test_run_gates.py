@@ -55,9 +55,20 @@ async def test_a_first_run_over_budget_is_held_then_acknowledged_by_digest_then_
 
     wrong = await run_cli(["ack", str(policy_path), "--policy", "prod", "--digest", "0" * 64], env)
     assert wrong.code == 2 and "not the current gate digest" in wrong.stderr
+    # From a shell whose GES_RETENTION_ENDPOINT is another one, the ack lands in a scope no run here reads: it is
+    # recorded (the digest of a first run does not name the endpoint), and the command says where, with a warning.
+    elsewhere = {**env, "GES_RETENTION_ENDPOINT": "https://ges.elsewhere.example"}
+    astray = await run_cli(["ack", str(policy_path), "--policy", "prod", "--digest", event["digest"]], elsewhere)
+    assert astray.code == 0, astray.stderr
+    assert f"scope: endpoint https://ges.elsewhere.example, project {PROJECT}" in astray.stdout.splitlines()
+    (unseen,) = astray.events("ack_scope_unseen")
+    assert (unseen["level"], unseen["endpoint"]) == ("warning", "https://ges.elsewhere.example")
     acked = await run_cli(["ack", str(policy_path), "--policy", "prod", "--digest", event["digest"]], env)
     assert acked.code == 0, acked.stderr
     assert "acknowledged policy prod" in acked.stdout
+    assert f"scope: endpoint {emulator.url}, project {PROJECT}" in acked.stdout.splitlines()
+    assert "note:" not in acked.stdout  # held for exactly this definition: no note
+    assert acked.events("ack_scope_unseen") == []
     (logged,) = acked.events("policy_change_acked")
     assert (logged["digest"], logged["by"]) == (event["digest"], "cli")
     assert _count(emulator) == before, "an ack starts no run"

@@ -17,6 +17,7 @@ from ges_retention.daemon_state import StateLink
 from ges_retention.emulator.app import RunningEmulator
 from ges_retention.emulator.config import DEFAULT_AK, DEFAULT_SK
 from ges_retention.metrics import Metrics
+from ges_retention.policy_watch import FileRead
 from ges_retention.service import Service
 from ges_retention.settings import Settings
 from ges_retention.state import StateUnavailable, Store, open_store, resolve_state_location
@@ -176,3 +177,40 @@ async def test_a_daemon_on_a_postgresql_state_runs_nothing_until_its_leases_are_
         while daemon.tasks:
             await asyncio.gather(*list(daemon.tasks))
         assert {b["id"] for b in emulator.store.backups(PROJECT)} == expected_ids()
+
+
+async def test_a_run_on_change_load_runs_a_policy_on_its_holder_only(
+    emulator: RunningEmulator, pg_url: str, tmp_path: Path, logs: EventLog
+) -> None:
+    """Contract ("Several replicas"): a non-holder that loads a changed `run_on_change` policy runs nothing of it
+    (`run_skipped`, `lease_held`, with the holder); the holder runs it."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy_text())
+    async with AsyncExitStack() as stack:
+        a = await _daemon(stack, path, emulator.url, pg_url, "a:1:aa")
+        b = await _daemon(stack, path, emulator.url, pg_url, "b:2:bb")
+        await logs.wait("lease_acquired", count=len(POLICIES) + 3, timeout_s=2 * TTL_S + 10)
+        theirs = sorted(held(logs, "b:2:bb"))[0]
+        await a.replicas.refresh()
+        assert a.replicas.holder_of(theirs) == "b:2:bb"
+
+        # Both daemons are handed the change directly (the file itself stays: no watcher reloads behind the test).
+        changed = policy_text().replace(f"  - name: {theirs}\n", f"  - name: {theirs}\n    run_on_change: true\n")
+        assert a.apply(FileRead(changed.encode()))
+        skipped = await logs.wait("run_skipped")
+        assert (skipped["policy"], skipped["reason"], skipped["holder"], skipped["trigger"]) == (
+            theirs,
+            "lease_held",
+            "b:2:bb",
+            "file",
+        )
+        while a.tasks:
+            await asyncio.gather(*list(a.tasks))
+        assert a.records.finished_ids() == [] and a.records.running_ids() == []  # a started no run at all
+        assert not logs.named("run_started")
+
+        assert b.apply(FileRead(changed.encode()))  # the holder loads the same change: it runs the policy
+        await logs.wait("run_finished")
+        while b.tasks:
+            await asyncio.gather(*list(b.tasks))
+        assert [p for rid in b.records.finished_ids() for p in b.records.get(rid).policies] == [theirs]  # type: ignore[union-attr]

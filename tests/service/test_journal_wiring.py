@@ -3,12 +3,15 @@ outcomes with the request id after, holds re-checked per batch, and no further D
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from test_runner import NOW, P1, Clock, policies, project
 
+from ges_retention.audit_report import history_document
 from ges_retention.exit_codes import ExitCode
 from ges_retention.ges.client import DeleteResult
 from ges_retention.journal import StateJournal
@@ -95,6 +98,27 @@ async def test_a_dry_run_is_recorded_and_writes_no_intent(store: Store) -> None:
     assert run is not None and run.outcome == "dry_run"
 
 
+async def test_the_recorded_counts_carry_the_sizes_freed_or_that_would_be_freed(store: Store) -> None:
+    """Contract: run counts gain `freed_mb` (dry runs: `would_free_mb`); `history` and `GET /v1/runs` show the
+    journal's counts, so the journal keeps them."""
+    sized = [dataclasses.replace(b, size_mb=1.5) for b in project(prod=6, staging=4)]
+    api = JournalledApi({P1: sized})
+    api.store, api.seen_states = store, {}
+    policy_file = policies()
+    await make_runner(api, store).run(policy_file, policy_file.policies, dry_run=True, run_id="dry")
+    await make_runner(api, store).run(policy_file, policy_file.policies, run_id="real")
+    dry, real = await store.get_run("dry"), await store.get_run("real")
+    assert dry is not None and real is not None
+    assert dry.counts["would_free_mb"] == 7 * 1.5 and "freed_mb" not in dry.counts
+    assert real.counts["freed_mb"] == 7 * 1.5 and "would_free_mb" not in real.counts
+    assert history_document([real])["runs"][0]["counts"]["freed_mb"] == 10.5
+    # Runs are kept by policy name: the scope each policy ran in is in its counts (`ack` reads it).
+    assert real.counts["scopes"] == {
+        "prod": {"endpoint": ENDPOINT, "project_id": P1},
+        "staging": {"endpoint": ENDPOINT, "project_id": P1},
+    }
+
+
 class _HoldAfterPlanning(StateJournal):
     """A hold placed once the plan is made (holds read before planning are the planner's: see below)."""
 
@@ -116,6 +140,42 @@ async def test_a_hold_placed_before_the_run_is_the_planners(store: Store) -> Non
     assert (await store.why("prod-a-4")).records == ()
 
 
+async def test_a_hold_typed_in_another_case_keeps_the_backup_in_the_plan_and_in_the_batch(store: Store) -> None:
+    api = journalled_api(store)
+    await store.put_hold("PROD-A-4", "typed in upper case", by="test", now=NOW)
+    policy_file = policies()
+    with capture_events() as logs:
+        summary = await make_runner(api, store).run(policy_file, policy_file.policies, run_id="held")
+    prod = summary.policies[0]
+    kept = next(d for d in prod.plan.decisions if d.backup.id == "prod-a-4")  # type: ignore[union-attr]
+    assert (kept.action, kept.reasons) == ("keep", ("held: typed in upper case",))
+    assert "prod-a-4" not in api.started and prod.deleted == 3
+    assert [(e["backup_id"], e["reason"]) for e in logs.named("backup_held")] == [("prod-a-4", "typed in upper case")]
+
+
+async def test_each_backup_a_hold_keeps_is_told_as_backup_held_at_debug(store: Store) -> None:
+    """Contract: `backup_held` (debug; `reason`, `until`) for each backup of the plan that a hold kept."""
+    api = journalled_api(store)
+    until = NOW + timedelta(days=2)
+    await store.put_hold("prod-a-4", "legal asked", by="test", now=NOW)
+    await store.put_hold("staging-a-2", "restore drill", until=until, by="test", now=NOW)
+    await store.put_hold("unlisted-9", "not in any listing", by="test", now=NOW)
+    policy_file = policies()
+    with capture_events() as logs:
+        await make_runner(api, store).run(policy_file, policy_file.policies, run_id="held")
+    held = {(e["policy"], e["backup_id"]): e for e in logs.named("backup_held")}
+    assert set(held) == {("prod", "prod-a-4"), ("staging", "staging-a-2")}
+    prod, staging = held["prod", "prod-a-4"], held["staging", "staging-a-2"]
+    assert (prod["log_level"], prod["reason"], prod["until"]) == ("debug", "legal asked", None)
+    assert (staging["log_level"], staging["reason"], staging["until"]) == (
+        "debug",
+        "restore drill",
+        "2026-11-29T12:00:00Z",
+    )
+    assert prod["run_id"] == "held"
+    assert "prod-a-4" not in api.started and "staging-a-2" not in api.started
+
+
 async def test_a_hold_placed_before_the_batch_keeps_the_backup_with_its_reason(store: Store) -> None:
     api = journalled_api(store)
     policy_file = policies()
@@ -130,7 +190,7 @@ async def test_a_hold_placed_before_the_batch_keeps_the_backup_with_its_reason(s
     assert summary.exit_code() == ExitCode.OK
     assert [e["reasons"] for e in events.named("deletion_cancelled")] == [["held: legal asked"]]
     (record,) = (await store.why("prod-a-4")).records
-    assert (record.state, record.reasons) == ("cancelled", ("held: legal asked",))
+    assert (record.state, record.reasons, record.closed_reasons) == ("cancelled", ("expired",), ("held: legal asked",))
 
 
 # Writes: 1 start_run, 2-3 resolve_deleting (prod, staging), 4 the first intent batch, then outcomes and batches.

@@ -117,7 +117,7 @@ def test_policy_planned_and_the_metrics_carry_the_gate_and_the_clocks() -> None:
         "kept": 2,
         "planned": 6,
         "due": 0,
-        "pending": 6,
+        "pending": 0,  # a held run records no pending row (`policy_finished` says 0 too)
         "holds": 0,
         "change_held": True,
     }
@@ -125,6 +125,10 @@ def test_policy_planned_and_the_metrics_carry_the_gate_and_the_clocks() -> None:
 
     (acting,) = _results("change_budget: unlimited, confirm_after: 2d")
     acting.dry_run = False
+    with capture_events() as logs:
+        LoggingEvents().policy_planned(acting, NOW)
+    (planned,) = logs.named("policy_planned")
+    assert (planned["due"], planned["pending"], planned["change_held"]) == (0, 6, False)
     for decision in acting.waiting:
         acting.record("pending", decision.backup.id)
     MetricsEvents(metrics).policy_planned(acting, NOW)

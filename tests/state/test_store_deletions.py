@@ -101,9 +101,26 @@ async def test_intent_batch_skips_backups_held_at_that_moment(store: Store) -> N
         ("b4", "held: for a while until 2026-03-02T12:00:00Z"),
     ]
     b2 = (await store.why("b2")).records
-    assert [(r.state, r.reasons) for r in b2] == [("cancelled", ("held: legal asks",))]
+    # The planner's reasons stay; the hold is why the row was closed (`why` tells both).
+    assert [(r.state, r.reasons, r.closed_reasons) for r in b2] == [
+        ("cancelled", ("older than 30d",), ("held: legal asks",))
+    ]
     b4 = (await store.why("b4")).records  # its pending row was cancelled, not duplicated
     assert [r.state for r in b4] == ["cancelled"] and b4[0].id == batch.held[1].deletion_id
+
+
+async def test_intent_batch_matches_a_hold_in_any_case_of_the_id(store: Store) -> None:
+    """A hold placed as `B2` (or `b3` for `B3`) keeps the backup listed as `b2` (`B3`): the safe side."""
+    await start(store, "r1")
+    await store.put_hold("B2", "typed in upper case", now=T0)
+    await store.put_hold("b3", "typed in lower case", now=T0)
+    batch = await store.write_intents("r1", SCOPE, [item("b1"), item("b2"), item("B3")], now=T0)
+    assert [t.backup_id for t in batch.committed] == ["b1"]
+    assert [(h.backup_id, h.reason) for h in batch.held] == [
+        ("b2", "held: typed in upper case"),
+        ("B3", "held: typed in lower case"),
+    ]
+    assert [r.state for r in (await store.why("b2")).records] == ["cancelled"]
 
 
 async def test_a_due_pending_row_becomes_the_intent_keeping_its_clock(store: Store, clock: FakeClock) -> None:
@@ -161,7 +178,7 @@ async def test_pending_clock_starts_once_and_cancel_or_gone_ends_it(store: Store
     states = {r.backup.backup_id: r.state for r in await store.active_deletions(SCOPE)}
     assert states == {"b3": "pending", "b4": "pending"}
     (b1,) = (await store.why("b1")).records
-    assert (b1.state, b1.reasons) == ("cancelled", ("kept: daily",))
+    assert (b1.state, b1.reasons, b1.closed_reasons) == ("cancelled", ("older than 30d",), ("kept: daily",))
 
     # Planned again later: a new row, and the clock starts again.
     await start(store, "r2", at=timedelta(days=2))

@@ -133,9 +133,10 @@ async def test_why_lists_every_record_oldest_first_with_the_hold(store: Store) -
     await store.put_hold("b1", "too late, but recorded", now=T0 + timedelta(days=2))
 
     report = await store.why("b1")
-    assert [(r.state, r.run_id, r.reasons) for r in report.records] == [
-        ("cancelled", "r1", ("kept: monthly",)),
-        ("deleted", "r2", ("older than 60d",)),
+    # A cancelled row keeps why it was planned; why it was cancelled is beside it.
+    assert [(r.state, r.run_id, r.reasons, r.closed_reasons) for r in report.records] == [
+        ("cancelled", "r1", ("older than 30d",), ("kept: monthly",)),
+        ("deleted", "r2", ("older than 60d",), ()),
     ]
     assert report.records[1].request_id == "req-9" and report.records[1].scope == SCOPE
     assert report.hold is not None and report.hold.reason == "too late, but recorded"

@@ -3,6 +3,7 @@ schema refused untouched, `existing` and `read_only` modes. Both backends."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import timedelta
 
@@ -36,6 +37,30 @@ async def _schema_version(location: StateLocation) -> int:
     conn = await asyncpg.connect(location.url)
     try:
         return int(await conn.fetchval("SELECT MAX(version) FROM schema_migrations"))
+    finally:
+        await conn.close()
+
+
+_OLD_DELETION = (
+    "INSERT INTO deletions (policy, endpoint, project_id, backup_id, state, reasons, run_id, planned_run_id, "
+    "backup_name, graph_id, graph_name, backup_method, planned_at, updated_at) "
+    "VALUES ({})"
+)
+
+
+async def _old_deletions(location: StateLocation, rows: list[tuple[str, str, str]]) -> None:
+    """Deletion rows of run r1 in `SCOPE`, with the columns of schema version 1 only: (backup id, state, reason)."""
+    scope = (SCOPE.policy, SCOPE.endpoint, SCOPE.project_id)
+    values = [(*scope, bid, state, json.dumps([why]), "r1", "r1", bid, "g", "g", "auto") for bid, state, why in rows]
+    if location.kind == "sqlite":
+        at = T0.isoformat(timespec="microseconds")
+        with sqlite3.connect(str(location.path)) as conn:
+            conn.executemany(_OLD_DELETION.format(", ".join("?" * 14)), [(*v, at, at) for v in values])
+        return
+    conn = await asyncpg.connect(location.url)
+    try:
+        marks = ", ".join(f"${i}" for i in range(1, 15))
+        await conn.executemany(_OLD_DELETION.format(marks), [(*v, T0, T0) for v in values])
     finally:
         await conn.close()
 
@@ -93,11 +118,14 @@ async def test_a_state_migrates_from_every_earlier_version(
 ) -> None:
     old = await _open(location, clock, target_version=from_version)
     assert old.info.schema_version == from_version
-    # What every version since 1 has: runs, deletions, holds.
+    # What every version since 1 has: runs, deletions, holds. Deletion rows are written as that version's program
+    # wrote them (its columns only); a cancelled one had its reasons replaced by why it was closed.
     await start(old, "r1")
-    batch = await old.write_intents("r1", SCOPE, [item("b1"), item("b2")], now=T0)
     await old.put_hold("b3", "kept for audit", now=T0)
     await old.close()
+    await _old_deletions(
+        location, [("b1", "deleting", "expired"), ("b2", "deleting", "expired"), ("b9", "cancelled", "held: x")]
+    )
     assert await _schema_version(location) == from_version
 
     for mode in ("existing", "read_only"):  # only `run` and `daemon` migrate
@@ -111,8 +139,15 @@ async def test_a_state_migrates_from_every_earlier_version(
         from_version,
         CURRENT_VERSION,
     )
-    assert [t.backup_id for t in batch.committed] == ["b1", "b2"]
     assert {r.backup.backup_id for r in await store.active_deletions(SCOPE)} == {"b1", "b2"}
+    (legacy,) = (await store.why("b9")).records
+    assert (legacy.state, legacy.reasons, legacy.closed_reasons) == ("cancelled", ("held: x",), ())
+    await start(store, "r2")
+    await store.put_hold("b4", "since version 4", now=T0)
+    batch = await store.write_intents("r2", SCOPE, [item("b4", "expired")], now=T0)
+    assert [h.backup_id for h in batch.held] == ["b4"]
+    (closed,) = (await store.why("b4")).records
+    assert (closed.reasons, closed.closed_reasons) == (("expired",), ("held: since version 4",))
     hold = await store.get_hold("b3")
     assert hold is not None and hold.reason == "kept for audit"
     await store.put_baseline(SCOPE, definition={"k": 1}, overlap=[], gate_digest="g", run_id="r1", now=T0)

@@ -29,6 +29,19 @@ def test_a_held_backup_is_kept_with_its_reason_and_its_deletion_reason_goes() ->
     assert result.held == ("c",)
 
 
+def test_a_hold_matches_the_backup_id_in_any_case() -> None:
+    """A hold typed in another case than GES lists the id still protects the backup (the safe side: it keeps more)."""
+    backups = [b("a", "2026-11-27T01:00"), b("Ab-9F", "2026-11-26T01:00"), b("c3", "2026-11-25T01:00")]
+    policy = pol("keep: {last: 1}", NO_FLOOR)
+    result = plan(backups, policy, NOW_1, {"aB-9f": H("typed by hand"), "C3": H("upper case")})
+    assert outcome(result) == {
+        "a": "keep: last 1/1",
+        "Ab-9F": "keep: held: typed by hand",
+        "c3": "keep: held: upper case",
+    }
+    assert result.held == ("Ab-9F", "c3")
+
+
 def test_a_hold_that_ends_says_until_when_in_utc() -> None:
     until = at("2026-12-01T10:00:00+01:00")
     result = plan([b("a", "2026-11-26T01:00")], pol("keep: {names: [nothing]}", NO_FLOOR), NOW_1, {"a": H("x", until)})

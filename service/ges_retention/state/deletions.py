@@ -56,13 +56,13 @@ __all__ = [
 DELETION_COLUMNS = (
     "id, policy, endpoint, project_id, backup_id, state, reasons, run_id, planned_run_id, backup_name, graph_id, "
     "graph_name, backup_method, backup_started_at, size_mb, planned_at, pending_since, updated_at, finished_at, "
-    "request_id, attempts, error"
+    "request_id, attempts, error, closed_reasons"
 )
 _SCOPE = "policy = ? AND endpoint = ? AND project_id = ?"
 _INSERT = (
     "INSERT INTO deletions (policy, endpoint, project_id, backup_id, state, reasons, run_id, planned_run_id, "
     "backup_name, graph_id, graph_name, backup_method, backup_started_at, size_mb, planned_at, pending_since, "
-    "updated_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "updated_at, finished_at, closed_reasons) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -90,6 +90,7 @@ def deletion_record(row: Sequence[Any]) -> DeletionRecord:
         request_id=row[19],
         attempts=int(row[20]),
         error=row[21],
+        closed_reasons=tuple(from_json(row[22]) or ()),
     )
 
 
@@ -104,7 +105,7 @@ def _new_row(
     state: str,
     at: datetime,
     *,
-    reasons: Sequence[str] | None = None,
+    closed_reasons: Sequence[str] | None = None,
     pending_since: datetime | None = None,
     finished: bool = False,
 ) -> tuple[object, ...]:
@@ -113,7 +114,7 @@ def _new_row(
         *_scope_params(scope),
         facts.backup_id,
         state,
-        to_json(list(item.reasons if reasons is None else reasons)),
+        to_json(list(item.reasons)),
         run_id,
         run_id,
         facts.name,
@@ -126,6 +127,7 @@ def _new_row(
         pending_since,
         at,
         at if finished else None,
+        None if closed_reasons is None else to_json(list(closed_reasons)),
     )
 
 
@@ -161,13 +163,14 @@ def mark_pending(
 def cancel_pending(
     run_id: str, scope: Scope, reasons_by_id: Mapping[str, Sequence[str]], state: str, now: datetime
 ) -> Script[int]:
-    """`pending` rows of these backups become `state` (`cancelled` or `gone`) with these reasons."""
+    """`pending` rows of these backups become `state` (`cancelled` or `gone`), closed for these reasons (the
+    planner's reasons stay: `why` tells both)."""
     if state not in ("cancelled", "gone"):
         raise ValueError(f"a pending row is cancelled or gone, not {state!r}")
     changed = 0
     for backup_id, reasons in reasons_by_id.items():
         count = yield Execute(
-            "UPDATE deletions SET state = ?, reasons = ?, run_id = ?, updated_at = ?, finished_at = ? "
+            "UPDATE deletions SET state = ?, closed_reasons = ?, run_id = ?, updated_at = ?, finished_at = ? "
             f"WHERE {_SCOPE} AND backup_id = ? AND state = 'pending'",
             (state, to_json(list(reasons)), run_id, now, now, *_scope_params(scope), backup_id),
         )
@@ -182,15 +185,18 @@ def write_intents(run_id: str, scope: Scope, items: Sequence[PlannedDeletion], n
     ids = [item.backup.backup_id for item in items]
     if len(set(ids)) != len(ids):
         raise ValueError("an intent batch names a backup twice")
-    held: dict[str, str] = {}
-    for batch in chunks(ids):
+    # A hold matches a backup id in any case (ids are ASCII; `retention.hold_key` is the planner's same rule): a hold
+    # typed in another case than GES lists the id still protects the backup.
+    held_by_key: dict[str, str] = {}
+    for batch in chunks(sorted({bid.lower() for bid in ids})):
         rows = yield Fetch(
-            f"SELECT backup_id, reason, until FROM holds WHERE backup_id IN {placeholders(len(batch))} "
-            "AND (until IS NULL OR until > ?)",
+            f"SELECT backup_id, reason, until FROM holds WHERE lower(backup_id) IN {placeholders(len(batch))} "
+            "AND (until IS NULL OR until > ?) ORDER BY backup_id",
             (*batch, at),
         )
         for backup_id, reason, until in rows:
-            held[backup_id] = Hold(backup_id, reason, as_time(until), at).kept_reason()
+            held_by_key[str(backup_id).lower()] = Hold(backup_id, reason, as_time(until), at).kept_reason()
+    held = {bid: held_by_key[bid.lower()] for bid in ids if bid.lower() in held_by_key}
     current = yield from active_rows(scope, ids)
     active = {row.backup.backup_id: row for row in current}
 
@@ -201,16 +207,17 @@ def write_intents(run_id: str, scope: Scope, items: Sequence[PlannedDeletion], n
         reason = held.get(backup_id)
         row = active.get(backup_id)
         state = "deleting" if reason is None else "cancelled"
-        reasons = list(item.reasons) if reason is None else [reason]
+        closed = None if reason is None else [reason]  # a held one keeps the planner's reasons, closed by the hold
         if row is not None:
             finished = at if reason is not None else None
-            updates.append((state, to_json(reasons), run_id, at, finished, row.id))
+            closed_json = None if closed is None else to_json(closed)
+            updates.append((state, to_json(list(item.reasons)), closed_json, run_id, at, finished, row.id))
         else:
-            inserts.append(_new_row(scope, run_id, item, state, at, reasons=reasons, finished=reason is not None))
+            inserts.append(_new_row(scope, run_id, item, state, at, closed_reasons=closed, finished=closed is not None))
     if updates:
         yield ExecuteMany(
-            "UPDATE deletions SET state = ?, reasons = ?, run_id = ?, updated_at = ?, finished_at = ?, "
-            "request_id = NULL, attempts = 0, error = NULL WHERE id = ?",
+            "UPDATE deletions SET state = ?, reasons = ?, closed_reasons = ?, run_id = ?, updated_at = ?, "
+            "finished_at = ?, request_id = NULL, attempts = 0, error = NULL WHERE id = ?",
             updates,
         )
     if inserts:

@@ -5,7 +5,7 @@ gets a new row, so `why` shows its whole story):
 
     pending --(due, intent batch)--> deleting --(DELETE outcome)--> deleted | already_deleted | failed | not_started
     (none)  --(intent batch)-------> deleting
-    pending | (none) --(hold in force at the batch)--> cancelled  (reason `held: ...`)
+    pending | (none) --(hold in force at the batch)--> cancelled  (closed reason `held: ...`)
     pending --(next run keeps it / it is absent)--> cancelled | gone
     deleting (its run known ended) --(trusted listing: absent)--> deleted; (present)--> not_started
 """
@@ -141,6 +141,9 @@ class DeletionRecord:
     request_id: str | None = None
     attempts: int = 0
     error: str | None = None
+    closed_reasons: tuple[str, ...] = ()
+    """Why a `cancelled` or `gone` row was closed without a DELETE (e.g. `held: ...`); `reasons` stay the planner's.
+    Empty for rows closed before schema version 4, whose `reasons` were replaced by these."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ges_retention.state.migrations import v0001_journal, v0002_gate_and_locks, v0003_leases
+from ges_retention.state.migrations import v0001_journal, v0002_gate_and_locks, v0003_leases, v0004_closed_reasons
 
 __all__ = ["CURRENT_VERSION", "MIGRATIONS", "Migration", "render"]
 
@@ -50,6 +50,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, v0001_journal.NAME, v0001_journal.SQL),
     Migration(2, v0002_gate_and_locks.NAME, v0002_gate_and_locks.SQL),
     Migration(3, v0003_leases.NAME, v0003_leases.SQL),
+    Migration(4, v0004_closed_reasons.NAME, v0004_closed_reasons.SQL),
 )
 CURRENT_VERSION = MIGRATIONS[-1].version
 assert [m.version for m in MIGRATIONS] == list(range(1, CURRENT_VERSION + 1)), "migrations are numbered 1..N"
