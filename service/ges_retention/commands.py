@@ -20,6 +20,7 @@ from ges_retention.backup import Backup
 from ges_retention.exit_codes import ExitCode
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile
+from ges_retention.project_scope import ProjectScope
 from ges_retention.report import render_json, render_summary_text, render_table
 from ges_retention.runner import plan_listings, trusted_backups
 from ges_retention.service import Service, check_endpoints, policy_endpoint
@@ -64,8 +65,10 @@ async def _export_plan(
     from ges_retention.state_access import state_location
 
     listing = trusted_backups(export)
-    listings = {p.project_id: listing for p in selected}
     endpoint_of = _endpoint_of(settings)
+    # Every selected policy plans the one export as if it were its own (endpoint, project_id)'s listing: overlap is
+    # then resolved per scope, as a run would.
+    listings = {ProjectScope.of(p, endpoint_of): listing for p in selected}
     store = await open_store(state_location(settings), mode="read_only")
     if store is None:
         return plan_listings(policy_file, selected, listings, now, dry_run=True, endpoint_of=endpoint_of), None

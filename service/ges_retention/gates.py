@@ -17,6 +17,7 @@ from ges_retention.backup import Backup
 from ges_retention.change_gate import BaselineLike, change_gate, peers_of
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile
+from ges_retention.project_scope import ProjectScope
 from ges_retention.retention import HoldLike, hold_key
 from ges_retention.summary import PolicyResult
 from ges_retention.two_phase import two_phase
@@ -55,7 +56,7 @@ _NOTHING = PolicyMemory()
 def apply_gates(
     policy_file: PolicyFile,
     results: Sequence[PolicyResult],
-    backups_of: Callable[[str], Sequence[Backup] | None],
+    backups_of: Callable[[ProjectScope], Sequence[Backup] | None],
     now: datetime,
     *,
     holds: Mapping[str, HoldLike] | None = None,
@@ -64,13 +65,14 @@ def apply_gates(
 ) -> list[FileAck]:
     """Fill `two_phase`, `gate` and (for a matching `safety.ack`) `acked_by` of every planned result.
 
-    The gate judges the policy as written in the file (a command-line `--max-deletes` is not part of it). Returns
+    `backups_of(scope)`: the listing of a result's (endpoint, project_id), None when it failed. The gate judges the
+    policy as written in the file (a command-line `--max-deletes` is not part of it). Returns
     the file acks that were ignored because they do not match, for the caller to warn about."""
     by_name = {p.name: p for p in policy_file.policies}
     ignored: list[FileAck] = []
     for result in results:
         policy = by_name.get(result.name)
-        backups = backups_of(result.project_id)
+        backups = backups_of(ProjectScope(result.endpoint, result.project_id))
         if result.plan is None or policy is None or backups is None:
             continue
         known = (memory or {}).get(result.name, _NOTHING)

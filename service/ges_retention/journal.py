@@ -13,6 +13,9 @@ The runner talks to the state only through this seam (and the gates that plug in
     run_begins(run_id, trigger, policies, dry_run)       before any listing: the run's row (`start_run`)
     before_planning(selected, listings, now)             listings are in, nothing planned yet: the trusted
                                                          listings resolve `deleting` rows of ended runs
+                                                         (`listings`: by policy name, the listing of the
+                                                         (endpoint, project_id) it is planned over; None:
+                                                         untrusted)
     planning_memory(selected, now)                       the gates' input, read before planning: holds in force,
                                                          each policy's pending clocks and baseline (`gate_state`)
     before_planning_ends(results, now)                   plans made, nothing deleted: THE POINT where gates act on
@@ -314,7 +317,7 @@ class StateJournal(NullRunEvents):
         if self.run_id is None or self.store.read_only:
             return
         for policy in selected:
-            backups = listings.get(policy.project_id)
+            backups = listings.get(policy.name)  # (the listing of the policy's own endpoint and project)
             if backups is None:
                 continue  # an untrusted listing resolves nothing
             scope = Scope(policy.name, self._endpoint_of(policy), policy.project_id)

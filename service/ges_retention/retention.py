@@ -15,7 +15,8 @@ contract's ("Retention semantics"), per group of backups (a graph, or a graph an
 - a backup with a hold in force (`holds`: backup id, matched in any case -> reason and end) is kept by every policy
   (`held: REASON`, plus ` until ISO` when it ends), right after the pins in the reasons; like a pin it still takes
   part in the bucket rules;
-- a backup selected by two or more policies of the file (`plan_file`) is never deleted (`overlap: a, b`);
+- a backup selected by two or more policies of the file acting on the same listing (`plan_file`: the same
+  (endpoint, project_id) in a run) is never deleted (`overlap: a, b`);
 - a plan deleting more than `safety.max_deletes` is flagged `safety_stop`: its `deletions` are then empty.
 """
 
@@ -26,11 +27,11 @@ import functools
 import gc
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, TypeVar, overload
 
 from ges_retention.backup import Backup
 from ges_retention.durations import Duration
@@ -54,6 +55,8 @@ __all__ = [
 ]
 
 FUTURE_TOLERANCE_MS = 5 * 60 * 1000
+
+K = TypeVar("K", bound=Hashable)
 
 Action = Literal["keep", "delete"]
 
@@ -174,28 +177,60 @@ def find_overlaps(backups: Sequence[Backup], policies: Iterable[Policy]) -> dict
     return {bid: tuple(sorted(names)) for bid, names in selectors.items() if len(names) > 1}
 
 
+@overload
 def plan_file(
     all_policies: Sequence[Policy],
     selected: Sequence[Policy],
     backups_of: Callable[[str], Sequence[Backup]],
     now: datetime,
     holds: Mapping[str, HoldLike] | None = None,
-) -> list[Plan]:
-    """Plans for the `selected` policies, with overlap resolved over every policy of the file on the same project.
+) -> list[Plan]: ...
 
-    `backups_of(project_id)` gives the project's backups; `plan` and `run` both come through here so they agree.
+
+@overload
+def plan_file(
+    all_policies: Sequence[Policy],
+    selected: Sequence[Policy],
+    backups_of: Callable[[K], Sequence[Backup]],
+    now: datetime,
+    holds: Mapping[str, HoldLike] | None = None,
+    *,
+    scope_of: Callable[[Policy], K],
+) -> list[Plan]: ...
+
+
+def plan_file(
+    all_policies: Sequence[Policy],
+    selected: Sequence[Policy],
+    backups_of: Callable[[Any], Sequence[Backup]],
+    now: datetime,
+    holds: Mapping[str, HoldLike] | None = None,
+    *,
+    scope_of: Callable[[Policy], Hashable] | None = None,
+) -> list[Plan]:
+    """Plans for the `selected` policies, with overlap resolved over every policy of the file in the same scope.
+
+    `scope_of(policy)` is the listing a policy acts on (the runner's: its (endpoint, project_id)); without it, the
+    project id. `backups_of(scope)` gives that listing's backups; `plan` and `run` both come through here so they
+    agree. Only policies of one scope can overlap: the same project id at another endpoint is other backups.
     """
+    key: Callable[[Policy], Hashable] = scope_of if scope_of is not None else _project_of
     plans = []
-    overlaps_by_project: dict[str, dict[str, tuple[str, ...]]] = {}
+    overlaps_by_scope: dict[Hashable, dict[str, tuple[str, ...]]] = {}
     for policy in selected:
-        backups = backups_of(policy.project_id)
-        overlaps = overlaps_by_project.get(policy.project_id)
+        scope = key(policy)
+        backups = backups_of(scope)
+        overlaps = overlaps_by_scope.get(scope)
         if overlaps is None:
-            peers = [p for p in all_policies if p.project_id == policy.project_id]
+            peers = [p for p in all_policies if key(p) == scope]
             overlaps = find_overlaps(backups, peers) if len(peers) > 1 else {}
-            overlaps_by_project[policy.project_id] = overlaps
+            overlaps_by_scope[scope] = overlaps
         plans.append(plan(backups, policy, now, holds, overlaps=overlaps))
     return plans
+
+
+def _project_of(policy: Policy) -> str:
+    return policy.project_id
 
 
 def plan(

@@ -1,5 +1,8 @@
 """One retention run: list each project once, plan every selected policy, apply the guards, delete, summarise.
 
+A project is a `ProjectScope`, (endpoint, project_id): the same project id at two endpoints is two listings, and a
+policy is planned over the listing of the endpoint its deletions go to. Policies of one scope share one listing.
+
 This is the only place where plans meet the network, through a `BackupApi` (GES in production, a dict in the unit
 tests). The guards, in the order they act:
 1. a project whose listing failed, is incomplete or contradicts itself (two copies of an id that differ, one graph
@@ -7,7 +10,7 @@ tests). The guards, in the order they act:
    from the graph listing, which follows the backups listing and marks orphans (`orphans.py`): a failed or
    untrusted graph listing makes the project's listing untrusted too. The backup quota is read after a trusted
    listing, best effort (a failure is a warning, never a run failure);
-2. a backup selected by two policies of the file is kept (`plan_file` resolves overlap);
+2. a backup selected by two policies of the file in its scope is kept (`plan_file` resolves overlap);
 3. a policy whose plan exceeds `max_deletes` deletes nothing (`safety_stop`);
 4. dry-run (the file's or the command's) deletes nothing;
 5. no deletion starts after the run deadline or once a stop was requested (SIGTERM): what is left is reported;
@@ -39,6 +42,7 @@ from ges_retention.journal import JournalUnavailable, NullJournal, RunJournal
 from ges_retention.orphans import mark_orphans, trusted_graphs
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile
+from ges_retention.project_scope import ProjectScope
 from ges_retention.retention import Decision, plan_file
 from ges_retention.summary import PolicyResult, RunSummary, Trigger, new_run_id, policy_outcome, run_outcome
 
@@ -48,6 +52,7 @@ __all__ = [
     "BackupApi",
     "Planned",
     "ProjectListing",
+    "ProjectScope",
     "Runner",
     "plan_listings",
     "trusted_backups",
@@ -90,6 +95,7 @@ class Planned:
     results: list[PolicyResult]
     listed: int
     skipped_projects: list[str]
+    """The project ids of the scopes whose listing failed (which endpoint: in the `listing_failed` events)."""
     now: datetime
     state_error: str | None = None
     """The journal could not be written while planning (`state_unavailable`): nothing of this plan may be deleted."""
@@ -148,32 +154,42 @@ def _untrusted_conflict(first_copies: Sequence[Backup], later_copies: Sequence[B
 def plan_listings(
     policy_file: PolicyFile,
     selected: Sequence[Policy],
-    listings: Mapping[str, ProjectListing],
+    listings: Mapping[ProjectScope, ProjectListing],
     now: datetime,
     *,
     dry_run: bool,
     endpoint_of: Callable[[Policy], str] = lambda _policy: "",
     memory: PlanningMemory | None = None,
 ) -> list[PolicyResult]:
-    """Pure: a result per selected policy, planned over its project's listing (or failed with the listing's reason),
-    with the holds in force, then gated (`gates.apply_gates`: two-phase clocks, the change gate) with what the
-    journal remembers (`memory`; None: nothing, as with no state). Overlap is resolved over every policy of the file
-    on the same project."""
+    """Pure: a result per selected policy, planned over its scope's listing (`ProjectScope.of(policy, endpoint_of)`;
+    or failed with the listing's reason), with the holds in force, then gated (`gates.apply_gates`: two-phase clocks,
+    the change gate) with what the journal remembers (`memory`; None: nothing, as with no state). Overlap is resolved
+    over every policy of the file in the same (endpoint, project_id)."""
     memory = memory if memory is not None else PlanningMemory()
-    plannable = [p for p in selected if listings[p.project_id].backups is not None]
+
+    def scope_of(policy: Policy) -> ProjectScope:
+        return ProjectScope.of(policy, endpoint_of)
+
+    plannable = [p for p in selected if listings[scope_of(p)].backups is not None]
     empty: list[Backup] = []
     plans = plan_file(
-        policy_file.policies, plannable, lambda project: listings[project].backups or empty, now, memory.holds
+        policy_file.policies,
+        plannable,
+        lambda scope: listings[scope].backups or empty,
+        now,
+        memory.holds,
+        scope_of=scope_of,
     )
     by_name = {p.policy: p for p in plans}
     results = []
     for policy in selected:
-        listing = listings[policy.project_id]
+        scope = scope_of(policy)
+        listing = listings[scope]
         results.append(
             PolicyResult(
                 policy.name,
                 policy.project_id,
-                endpoint_of(policy),
+                scope.endpoint,
                 plan=by_name.get(policy.name),
                 listing_error=listing.error if listing.backups is None else None,
                 dry_run=dry_run or policy.dry_run,
@@ -183,7 +199,7 @@ def plan_listings(
     ignored = apply_gates(
         policy_file,
         results,
-        lambda project: listings[project].backups,
+        lambda scope: listings[scope].backups,
         now,
         holds=memory.holds,
         memory=memory.policies,
@@ -247,25 +263,26 @@ class Runner:
         events: RunEvents | None = None,
         journal: RunJournal | None = None,
     ) -> Planned:
-        """List each project of `selected` once (concurrently), then plan every selected policy as of `now` (default:
-        the clock, read once the listings are in). Deletes nothing: `run`, the live `plan` and the demo all come
-        through here, so they agree. The journal's `before_planning` and `before_planning_ends` are awaited here."""
+        """List each (endpoint, project_id) of `selected` once (concurrently), then plan every selected policy over
+        its own scope's listing as of `now` (default: the clock, read once the listings are in). Deletes nothing:
+        `run`, the live `plan` and the demo all come through here, so they agree. The journal's `before_planning`
+        and `before_planning_ends` are awaited here."""
         if journal is None:
             journal = self._journal()
         events = events if events is not None else FanOut(self._events(), journal)
         if deadline is None:
             deadline = self._monotonic() + self.run_deadline_s
-        endpoints: dict[str, str] = {}
-        for policy in selected:
-            endpoints.setdefault(policy.project_id, self.endpoint_of(policy))
-        projects = sorted(endpoints)
-        found = await asyncio.gather(*(self._list_project(endpoints[p], p, deadline, events) for p in projects))
-        listings = dict(zip(projects, found, strict=True))
+        # Every policy's endpoint is asked (the service binds its agency there), and each scope listed once.
+        scope_of = {policy.name: ProjectScope.of(policy, self.endpoint_of) for policy in selected}
+        scopes = sorted(set(scope_of.values()))
+        found = await asyncio.gather(*(self._list_project(scope, deadline, events) for scope in scopes))
+        listings = dict(zip(scopes, found, strict=True))
         now = now if now is not None else self._clock()
         state_error: str | None = None
         memory = PlanningMemory()  # (a state that cannot be read: nothing is deleted, see `state_error`)
         try:
-            await journal.before_planning(selected, {p: x.backups for p, x in listings.items()}, now)
+            backups_of = {name: listings[scope].backups for name, scope in scope_of.items()}
+            await journal.before_planning(selected, backups_of, now)
             memory = await journal.planning_memory(selected, now)
         except JournalUnavailable as exc:
             state_error = _state_unavailable(exc)
@@ -283,13 +300,15 @@ class Runner:
         return Planned(
             results,
             listed=sum(len(x.backups) for x in listings.values() if x.backups is not None),
-            skipped_projects=sorted(p for p, x in listings.items() if x.backups is None),
+            skipped_projects=sorted({s.project_id for s, x in listings.items() if x.backups is None}),
             now=now,
             state_error=state_error,
         )
 
-    async def _list_project(self, endpoint: str, project_id: str, deadline: float, events: RunEvents) -> ProjectListing:
-        with structlog.contextvars.bound_contextvars(project_id=project_id):
+    async def _list_project(self, scope: ProjectScope, deadline: float, events: RunEvents) -> ProjectListing:
+        endpoint, project_id = scope
+        # The endpoint is bound too: one project id may be listed at two endpoints, and its events must say which.
+        with structlog.contextvars.bound_contextvars(project_id=project_id, endpoint=endpoint):
             try:
                 # Records become `Backup` values page by page; one invalid record, a later copy of an id
                 # included, makes the whole listing untrusted.

@@ -160,6 +160,29 @@ def test_plan_policy_filter_and_overlap_over_the_whole_file(tmp_path: Path, caps
     assert b3["action"] == "keep" and b3["reasons"] == ["overlap: other, prod"]
 
 
+@pytest.mark.parametrize("override", [None, "http://127.0.0.1:9"])
+def test_plan_from_file_resolves_overlap_per_endpoint_and_project(
+    override: str | None, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `other` selects everything too, but at another endpoint: the same project id there is other backups, so a run
+    # would not see an overlap, and neither does `plan`. GES_RETENTION_ENDPOINT sends both to one endpoint: overlap.
+    text = POLICY.replace('{graphs: ["other"]}', '{graphs: ["*"]}\n    endpoint: https://ges.other.example.com')
+    policy = tmp_path / "p.yaml"
+    policy.write_text(text)
+    export = tmp_path / "b.json"
+    export.write_text(json.dumps(BACKUPS))
+    if override is not None:
+        monkeypatch.setenv("GES_RETENTION_ENDPOINT", override)
+    args = ["plan", str(policy), "--from-file", str(export), "--now", "2026-11-26", "--format", "json"]
+    assert main(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    b3 = next(d for d in doc["policies"][0]["decisions"] if d["backup_id"] == "b3")
+    if override is None:
+        assert (b3["action"], b3["reasons"]) == ("delete", ["expired"])
+    else:
+        assert (b3["action"], b3["reasons"]) == ("keep", ["overlap: other, prod"])
+
+
 def test_plan_safety_stop_is_exit_3(
     files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,7 +12,7 @@ from ges_retention.gates import PolicyMemory, apply_gates
 from ges_retention.metrics import Metrics
 from ges_retention.policy_loading import parse_policy_text
 from ges_retention.report import render_json, render_summary_text, render_table
-from ges_retention.runner import plan_listings, trusted_backups
+from ges_retention.runner import ProjectScope, plan_listings, trusted_backups
 from ges_retention.summary import PolicyResult, RunSummary, exit_code, policy_outcome
 from support.logs import capture_events
 
@@ -33,7 +33,7 @@ TEXT = """
 
 def _results(safety: str, memory: dict[str, PolicyMemory] | None = None) -> list[PolicyResult]:
     loaded = parse_policy_text(textwrap.dedent(TEXT.format(safety=safety)), source="t.yaml")
-    listings = {"proj1": trusted_backups(BACKUPS)}
+    listings = {ProjectScope("", "proj1"): trusted_backups(BACKUPS)}
     results = plan_listings(loaded, loaded.policies, listings, NOW, dry_run=True)
     apply_gates(loaded, results, lambda p: listings[p].backups, NOW, memory=memory)
     return results

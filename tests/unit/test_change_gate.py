@@ -11,7 +11,7 @@ from ges_retention.change_gate import GateContext, GateDecision, change_gate, ga
 from ges_retention.gates import PolicyMemory, apply_gates
 from ges_retention.policy import Policy, definition_document
 from ges_retention.retention import plan, plan_file
-from ges_retention.runner import plan_listings, trusted_backups
+from ges_retention.runner import ProjectScope, plan_listings, trusted_backups
 from ges_retention.state.gate_digest import definition_digest, gate_digest
 from ges_retention.state.records import Baseline
 
@@ -149,7 +149,7 @@ def test_apply_gates_fills_two_phase_and_the_gate_and_takes_a_matching_ack_from_
             safety: {confirm_after: 1d, max_deletes: 1000}
     """
     loaded = policy_file(text)
-    listings = {"proj1": trusted_backups(BACKUPS)}
+    listings = {ProjectScope("", "proj1"): trusted_backups(BACKUPS)}
     results = plan_listings(loaded, loaded.policies, listings, NOW, dry_run=False)
     memory = {"nightly": PolicyMemory({"g1-10": NOW - timedelta(days=2)})}
     ignored = apply_gates(loaded, results, lambda p: listings[p].backups, NOW, memory=memory)
