@@ -76,11 +76,15 @@ def _graph(record: Any) -> tuple[str, str] | str:
     return graph_id, name
 
 
-def mark_orphans(backups: Sequence[Backup], graphs: Mapping[str, str]) -> OrphanCheck:
+def mark_orphans(backups: list[Backup], graphs: Mapping[str, str]) -> OrphanCheck:
     """Each backup with `orphan` (its graph id absent from `graphs`) and, when no record named its graph, the name the
-    graph listing gives. A record's name and the listing's differing for one id: untrusted."""
-    marked = []
-    for backup in backups:
+    graph listing gives. A record's name and the listing's differing for one id: untrusted.
+
+    The list given is the result's: each backup is replaced in it as it is marked, so that a listing's backups are
+    never held twice (every one of them changes: `orphan` goes from unknown to known; 100,000 backups, ~18 MB).
+    On an untrusted listing the list is left part-marked: the caller has no use for it then."""
+    marked = backups
+    for index, backup in enumerate(backups):
         listed = graphs.get(backup.graph_id)
         name = backup.graph_name
         if listed is not None and listed and name and listed != name:
@@ -92,6 +96,5 @@ def mark_orphans(backups: Sequence[Backup], graphs: Mapping[str, str]) -> Orphan
             name = listed
         orphan = listed is None
         if orphan != backup.orphan or name != backup.graph_name:
-            backup = replace(backup, orphan=orphan, graph_name=name)
-        marked.append(backup)
+            marked[index] = replace(backup, orphan=orphan, graph_name=name)
     return OrphanCheck(marked)

@@ -345,7 +345,7 @@ class Runner:
         )
         if check.names is None:
             return ProjectListing(None, check.error_code, check.error)
-        marked = mark_orphans(checked.backups or (), check.names)
+        marked = mark_orphans(checked.backups or [], check.names)  # marked in place: the listing is not held twice
         if marked.backups is None:
             return ProjectListing(None, marked.error_code, marked.error)
         return replace(checked, backups=marked.backups)

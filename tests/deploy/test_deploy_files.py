@@ -413,10 +413,11 @@ def test_dockerfile_healthcheck_passes_when_healthz_answers_200(bind: str) -> No
 def test_dockerfile_healthcheck_fails_on_an_error_status_or_no_listener() -> None:
     with _HealthServer(503) as server:
         assert _run_healthcheck(f"0.0.0.0:{server.port}").returncode != 0
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        free_port = probe.getsockname()[1]
-    assert _run_healthcheck(f"0.0.0.0:{free_port}").returncode != 0
+    with socket.socket() as bound:
+        # Bound and not listening, for the whole check: connections are refused, and no other process (a daemon of
+        # a parallel test answering /healthz) can take the port meanwhile, as it could once a probe closed.
+        bound.bind(("127.0.0.1", 0))
+        assert _run_healthcheck(f"0.0.0.0:{bound.getsockname()[1]}").returncode != 0
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:

@@ -34,7 +34,8 @@ policies:
 
 
 def cli_env(emulator: RunningEmulator, **extra: str) -> dict[str, str]:
-    return emulator_env(emulator.url, GES_RETENTION_BACKOFF_MAX_S="0.05", GES_RETENTION_REQUEST_TIMEOUT_S="5", **extra)
+    defaults = {"GES_RETENTION_BACKOFF_MAX_S": "0.05", "GES_RETENTION_REQUEST_TIMEOUT_S": "5"}
+    return emulator_env(emulator.url, **(defaults | extra))
 
 
 def expected_plan(store: Store, now: datetime, policy_text: str = POLICY) -> tuple[set[str], set[str]]:

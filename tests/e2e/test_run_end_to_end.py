@@ -198,18 +198,40 @@ async def test_sigterm_drains_and_exits_143(emulator: RunningEmulator, policy_pa
     assert b"interrupted" in stdout
 
 
-async def test_run_deadline_reports_what_did_not_start(emulator: RunningEmulator, policy_path: Path) -> None:
-    emulator.config.latency_ms = 50
-    result = await run_cli(
-        ["run", str(policy_path), "--format", "json"],
-        cli_env(emulator, GES_RETENTION_RUN_DEADLINE_S="0.5", GES_RETENTION_CONCURRENCY="2"),
+async def test_run_deadline_reports_what_did_not_start(
+    emulator: RunningEmulator, policy_path: Path, now: datetime
+) -> None:
+    # The deadline passes while the first two DELETEs wait at the emulator's gate, so nothing else can start however
+    # fast the machine is; `deadline_s` only has to cover listing and planning before them, under load too.
+    delete, keep = expected_plan(emulator.store, now)
+    deadline_s = 3.0
+    await emulator.holds.hold("delete_backup")
+    env = cli_env(
+        emulator,
+        GES_RETENTION_RUN_DEADLINE_S=str(deadline_s),
+        GES_RETENTION_CONCURRENCY="2",
+        GES_RETENTION_REQUEST_TIMEOUT_S="60",  # a safety net: the held requests must outlive the deadline, not time out
     )
-    assert result.code == 1, result.stderr
-    summary = json.loads(result.stdout)
-    assert summary["not_started"] > 0
-    assert summary["deleted"] + summary["failed"] + summary["not_started"] == summary["planned"]
-    assert summary["outcome"] in ("partial", "failed")
-    assert len(emulator.stats.deleted_ids) == summary["deleted"]
+    proc = await start_cli(["run", str(policy_path), "--format", "json"], env)
+    output = Output(proc)  # read as it comes: a full pipe would stall the run
+    try:
+        async with asyncio.timeout(30):
+            await emulator.holds.wait_until_waiting("delete_backup", 2)
+        # The run started before these requests: its deadline, on the machine's monotonic clock (our loop's too), is
+        # past once `deadline_s` more has gone by here. Waiting for that is waiting for the event under test.
+        await asyncio.sleep(deadline_s + 0.01)  # + 0.01: the loop may wake a clock tick early
+    finally:
+        await emulator.holds.unhold("delete_backup")
+    stdout, stderr = await output.finish()
+
+    assert proc.returncode == 1, stderr.decode()
+    summary = json.loads(stdout)
+    # The two held deletions finish; no other started past the deadline.
+    assert (summary["deleted"], summary["failed"]) == (2, 0)
+    assert summary["not_started"] == summary["planned"] - 2 == len(delete) - 2
+    assert summary["outcome"] == "partial"
+    assert len(emulator.stats.deleted_ids) == 2
+    assert keep < current_ids(emulator)
 
 
 async def test_token_and_iam_password_credentials(emulator: RunningEmulator, policy_path: Path, now: datetime) -> None:

@@ -1,7 +1,11 @@
 """The client against a real HTTP server on 127.0.0.1: real connection resets, a real hang past the timeout, AK/SK
 signatures checked by the server over what actually went on the wire, and TLS with an extra CA bundle.
 
-Retry waits are skipped (instant sleep); the timeouts are real but short (0.2 s).
+Retry waits are skipped (instant sleep). No test here depends on real time: the request timeout is a safety net
+(30 s) that an answer on 127.0.0.1 never meets even on a loaded machine; a shorter one turned a slow answer into a
+retry and the counted attempts into a race. The request timeout is the client's own (aiohttp's timer on the loop), but
+the hang test moves the loop's clock past it once the server holds the request: the timeout fires then, never before
+the request arrived, however loaded the machine.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from ges_retention.ges.client import ClientConfig, GesClient, open_session
 from ges_retention.ges.errors import RequestTimeout, TlsError, TransportError, Unauthorized
 
 PROJECT = "p1"
+SAFETY_TIMEOUT_S = 30.0
 AK = "AKLOCAL"
 SK = "sk-SECRET-local"
 
@@ -38,6 +43,23 @@ class Server:
     url: str
     hits: dict[str, int] = field(default_factory=dict)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    on_hang: Callable[[], None] = lambda: None  # called once a "hang" request is in the server's hands
+
+
+class LoopClock:
+    """The running loop's clock with a settable lead: `jump` makes every timer due up to `now + seconds` fire at the
+    loop's next turn (aiohttp's request timeout is such a timer). Real time still runs under it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._real = loop.time
+        self.lead_s = 0.0
+        monkeypatch.setattr(loop, "time", self.time)
+
+    def time(self) -> float:
+        return self._real() + self.lead_s
+
+    def jump(self, seconds: float) -> None:
+        self.lead_s += seconds
 
 
 def _abort_with_reset(request: web.Request) -> None:
@@ -81,6 +103,7 @@ def _app(server: Server) -> web.Application:
             await server.release.wait()
         if backup_id == "hang":
             count(backup_id)
+            server.on_hang()
             await server.release.wait()  # never answers within the client's timeout
         if backup_id == "signed":
             count(backup_id)
@@ -122,7 +145,7 @@ async def make_client() -> AsyncIterator[ClientFactory]:
     sessions: list[aiohttp.ClientSession] = []
 
     async def make(**config: object) -> GesClient:
-        settings = ClientConfig(**{"rate_limit_per_s": 0, "request_timeout_s": 0.2, **config})  # type: ignore[arg-type]
+        settings = ClientConfig(**{"rate_limit_per_s": 0, "request_timeout_s": SAFETY_TIMEOUT_S, **config})  # type: ignore[arg-type]
         session = open_session(settings)
         sessions.append(session)
         return GesClient(session, settings, sleep_fn=no_sleep)
@@ -151,12 +174,18 @@ async def test_real_connection_resets_every_time(server: Server, make_client: Cl
     assert isinstance(caught.value.__cause__, aiohttp.ClientError | OSError)
 
 
-async def test_a_real_hang_past_the_timeout(server: Server, make_client: ClientFactory) -> None:
-    client = await make_client(max_attempts=2)
+async def test_a_real_hang_past_the_timeout(
+    server: Server, make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The timeout (30 s, a safety net that real time never reaches first) fires when the server, holding the request
+    # and never answering, moves the loop's clock past it: each attempt reaches the server before it times out.
+    timeout_s = SAFETY_TIMEOUT_S
+    clock = LoopClock(asyncio.get_running_loop(), monkeypatch)
+    server.on_hang = lambda: clock.jump(timeout_s + 2)  # + 2: aiohttp rounds timeouts over 5 s up to a whole second
+    client = await make_client(max_attempts=2, request_timeout_s=timeout_s)
     with pytest.raises(RequestTimeout) as caught:
         await client.project(server.url, PROJECT, TokenAuth("t")).delete_backup("g1", "hang")
-    # Each attempt ended by the request timeout (the server never answers): two attempts, then the error. How long
-    # that takes is not asserted (no test asserts a duration); pytest-timeout bounds a hang.
+    assert isinstance(caught.value.__cause__, TimeoutError)  # aiohttp's timeout, not a connection error
     assert caught.value.attempts == 2
     assert server.hits["hang"] == 2
 
@@ -196,11 +225,11 @@ async def test_tls_is_verified_and_the_extra_ca_bundle_is_used(tmp_path: Path, m
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     async for server in _serve(Server(""), ssl_context=context):
-        untrusting = await make_client(request_timeout_s=5)
+        untrusting = await make_client()
         with pytest.raises(TlsError) as caught:
             await untrusting.project(server.url, PROJECT, TokenAuth("t")).delete_backup("g1", "b1")
         assert caught.value.attempts == 1  # not retried: it cannot get better
         assert not caught.value.retryable
-        trusting = await make_client(request_timeout_s=5, ca_bundle=str(ca))
+        trusting = await make_client(ca_bundle=str(ca))
         result = await trusting.project(server.url, PROJECT, TokenAuth("t")).delete_backup("g1", "b1")
         assert result.outcome == "deleted"

@@ -147,6 +147,9 @@ async def test_no_secret_in_any_output_line_of_any_credential_scheme_or_failure(
                 GES_RETENTION_MAX_ATTEMPTS="10",
                 GES_RETENTION_BACKOFF_MAX_S="0.01",
                 GES_RETENTION_REQUEST_TIMEOUT_S="5",
+                # Each its own state: fifteen processes on one SQLite file test its locking, not secrets (that `plan`
+                # opening a state `run` is creating sees no state yet is tests/state/test_store_opening.py's).
+                GES_RETENTION_STATE=f"state-{index}.db",
                 **credentials,
             )
             result = await run_cli([*command, path], env, extra_secrets=lambda: issued_tokens(emulator))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import timedelta
+from pathlib import Path
+from typing import Literal
 
 import asyncpg
 import pytest
@@ -21,7 +23,9 @@ from ges_retention.state import (
     StateSchemaTooNew,
     Store,
     open_store,
+    resolve_state_location,
 )
+from ges_retention.state.migrations import MIGRATIONS, VERSION_TABLE, render
 
 
 async def _open(location: StateLocation, clock: FakeClock, mode: str = "create", **kw: object) -> Store:
@@ -109,6 +113,76 @@ async def test_existing_and_read_only_modes_never_create(location: StateLocation
     # and, after those, `create` still finds nothing there
     store = await _open(location, clock)
     assert store.info.created
+    await store.close()
+
+
+class _CreatorMidMigration:
+    """Another process creating the state: the migration to the current version begun and not yet committed, as `run`
+    or `daemon` leaves it for a moment on first start (the SQLite file exists, its tables do not yet)."""
+
+    def __init__(self, location: StateLocation) -> None:
+        self.location = location
+        self._sqlite: sqlite3.Connection | None = None
+        self._pg: asyncpg.Connection | None = None
+
+    def _statements(self, dialect: Literal["sqlite", "postgresql"]) -> list[str]:
+        return [render(VERSION_TABLE, dialect)] + [render(sql, dialect) for m in MIGRATIONS for sql in m.sql]
+
+    async def begin(self) -> None:
+        if self.location.path is not None:
+            self.location.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.location.path), isolation_level=None)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in self._statements("sqlite"):
+                conn.execute(statement)
+            self._sqlite = conn
+            return
+        pg = await asyncpg.connect(self.location.url)
+        await pg.execute("BEGIN")
+        for statement in self._statements("postgresql"):
+            await pg.execute(statement)
+        self._pg = pg
+
+    async def rollback(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.execute("ROLLBACK")
+            self._sqlite.close()
+        if self._pg is not None:
+            await self._pg.execute("ROLLBACK")
+            await self._pg.close()
+
+
+async def test_a_state_being_created_is_no_state_yet_for_existing_and_read_only(
+    location: StateLocation, clock: FakeClock
+) -> None:
+    """A command that only reads (`plan`, `audit`, `holds`) opening the state while `run` creates it sees no state yet
+    (as a moment before, when there was none), never "schema version 0, older than 3"."""
+    creator = _CreatorMidMigration(location)
+    await creator.begin()
+    try:
+        with pytest.raises(StateMissing, match="`run` or `daemon` creates it"):
+            await open_store(location, mode="existing", clock=clock)
+        assert await open_store(location, mode="read_only", clock=clock) is None
+    finally:
+        await creator.rollback()
+    # Neither wrote anything: `create` still creates it.
+    store = await _open(location, clock)
+    assert (store.info.created, store.info.schema_version) == (True, CURRENT_VERSION)
+    await store.close()
+
+
+async def test_an_empty_sqlite_file_is_no_state_yet(tmp_path: Path, clock: FakeClock) -> None:
+    """What `run` leaves for an instant on first start (SQLite creates the file empty) or forever if it dies then."""
+    location = resolve_state_location(str(tmp_path / "state.db"))
+    assert location.path is not None
+    location.path.touch()
+    with pytest.raises(StateMissing, match="`run` or `daemon` creates it"):
+        await open_store(location, mode="existing", clock=clock)
+    assert await open_store(location, mode="read_only", clock=clock) is None
+    assert location.path.stat().st_size == 0  # untouched
+    store = await _open(location, clock)
+    assert (store.info.created, store.info.schema_version) == (True, CURRENT_VERSION)
     await store.close()
 
 

@@ -64,10 +64,13 @@ async def open_sqlite(
         if isinstance(exc, sqlite3.Error | OSError):
             raise classify(exc, location=display, operation="open", path=path) from exc
         raise
-    if found > target_version or (mode != "create" and found < target_version):
+    refusal = _refusal(found, target_version, display, mode)
+    if refusal is not None:
         await loop.run_in_executor(executor, conn.close)
         executor.shutdown(wait=False)
-        raise _version_error(found, target_version, display, mode)
+        if mode == "read_only" and isinstance(refusal, StateMissing):
+            return None
+        raise refusal
     info = StoreInfo(
         backend="sqlite",
         location=display,
@@ -77,6 +80,19 @@ async def open_sqlite(
         in_memory=path is None,
     )
     return SqliteStore(info, executor=executor, connection=conn, path=path, read_only=mode == "read_only", **options)
+
+
+def _refusal(found: int, supported: int, display: str, mode: str) -> StateError | None:
+    """Why a state at schema version `found` is not opened in `mode` (None: it is)."""
+    if found == 0 and mode != "create":
+        # No tables yet: an empty file that `run` or `daemon` is creating right now (or died creating). As on
+        # PostgreSQL, that is no state yet, not a "version 0" to migrate.
+        return StateMissing(
+            f"no state at {display} yet (an empty file): `run` or `daemon` creates it", location=display
+        )
+    if found > supported or (mode != "create" and found < supported):
+        return _version_error(found, supported, display, mode)
+    return None
 
 
 def _version_error(found: int, supported: int, display: str, mode: str) -> StateError:
@@ -130,6 +146,8 @@ def _connect_and_migrate(path: Path | None, mode: str, target: int, clock: Any) 
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         found = _version(conn)  # before anything writes: a foreign file is left untouched
+        if mode != "create" and found == 0:
+            return conn, False, found  # no state yet (the caller says so): nothing written to the empty file
         if path is not None and mode != "read_only":
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
