@@ -22,7 +22,9 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from ges_retention.backup import Backup
-from ges_retention.policy import UNLIMITED, Policy, definition_document
+from ges_retention.policy import Policy
+from ges_retention.policy_definition import definition_document
+from ges_retention.policy_fields import UNLIMITED
 from ges_retention.retention import HoldLike, Plan, find_overlaps, plan
 from ges_retention.state.gate_digest import canonical_json, definition_digest, gate_digest
 

@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from ges_retention.policy import Policy, definition_digest
+from ges_retention.policy import Policy
+from ges_retention.policy_definition import definition_digest
 from ges_retention.run_records import ChangeDigests, ChangeKey
 from ges_retention.summary import Trigger, new_run_id
 

@@ -2,42 +2,37 @@
 
 The file (YAML, `version: 1`) has optional `defaults` and a list of `policies`. Both are first validated as written
 (`Defaults`, `PolicyEntry`: every field optional, so an error points at the line the user wrote), then merged
-(`merge_policy`) into a complete `Policy`. Reading YAML and turning errors into messages is `policy_loading`'s job.
+(`merge_policy`) into a complete `Policy`. Reading YAML and turning errors into messages is `policy_loading`'s job;
+the field types (durations, counts, cron, timezones) are `policy_fields`', the `select:` block is `policy_selection`'s
+and a policy's effective definition and digest are `policy_definition`'s.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import hashlib
-import json
 import re
-from collections.abc import Iterable
 from datetime import tzinfo
-from typing import Annotated, Any, Final, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, Final, Literal
+from zoneinfo import ZoneInfo
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    PlainValidator,
-    ValidationInfo,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from ges_retention.cron import CronError, CronSchedule
-from ges_retention.durations import Duration, DurationError
 from ges_retention.endpoints import PROJECT_ID_RE, check_endpoint
 from ges_retention.errors import shorten
+from ges_retention.policy_fields import (
+    UNLIMITED,
+    Ack,
+    ConfirmAfter,
+    Count,
+    CronField,
+    DurationField,
+    Globs,
+    PolicyModel,
+    Timezone,
+)
+from ges_retention.policy_selection import Select, any_glob
 
 __all__ = [
     "BUCKET_RULES",
-    "KNOWN_BACKUP_METHODS",
-    "UNLIMITED",
     "Agency",
     "Defaults",
     "FailedRule",
@@ -46,201 +41,17 @@ __all__ = [
     "PolicyEntry",
     "PolicyFileDocument",
     "Safety",
-    "Select",
-    "canonical_definition",
-    "definition_digest",
-    "definition_document",
-    "effective_definition",
     "merge_policy",
     "never_runs",
 ]
 
-UNLIMITED: Final = "unlimited"
 BUCKET_RULES: Final = ("hourly", "daily", "weekly", "monthly", "yearly")
-
-# The methods GES documents today; another lowercase word is accepted with a warning (GES may add methods).
-KNOWN_BACKUP_METHODS: Final = ("auto", "manual", "import")
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _REGION_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}[a-z0-9]")
-_METHOD_RE = re.compile(r"[a-z][a-z0-9_]*")
-# IANA names: `UTC`, `Europe/Berlin`, `America/Argentina/Buenos_Aires`, `Etc/GMT+5`; the longest is under 40.
-_TIMEZONE_RE = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+){0,3}")
-_TIMEZONE_MAX_CHARS = 64
 
 
-def _parse_duration(value: Any) -> Duration:
-    if isinstance(value, Duration):
-        return value
-    try:
-        return Duration.parse(value)
-    except DurationError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _parse_count(value: Any) -> int | str:
-    """A count is an integer >= 0 or the word `unlimited`."""
-    if value == UNLIMITED:
-        return UNLIMITED
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected a whole number >= 0 (decimal digits) or 'unlimited', got {shorten(value)}")
-    if value < 0:
-        raise ValueError(f"a count cannot be negative (got {shorten(value)})")
-    return value
-
-
-def _parse_cron(value: Any) -> CronSchedule:
-    if isinstance(value, CronSchedule):
-        return value
-    try:
-        return CronSchedule.parse(value)
-    except CronError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _parse_timezone(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"a timezone must be an IANA name like 'Europe/Berlin', got {shorten(value)}")
-    if value.lower() in ("localtime", "local"):
-        # The machine's zone would make the same policy keep different backups on different hosts.
-        raise ValueError(f"timezone {shorten(value)} depends on the machine: name the zone, like 'Europe/Berlin'")
-    unknown = f"unknown timezone {shorten(value)}: use an IANA name like 'UTC' or 'Asia/Shanghai'"
-    if len(value) > _TIMEZONE_MAX_CHARS or not _TIMEZONE_RE.fullmatch(value):
-        raise ValueError(unknown)
-    try:
-        ZoneInfo(value)
-    # A zone directory (`Europe`, `Etc`) is an OSError (IsADirectoryError) from the zone database, not "not found".
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError(unknown) from None
-    return value
-
-
-def _check_backup_method(value: str) -> str:
-    if not _METHOD_RE.fullmatch(value):
-        raise ValueError(
-            f"a backup method is a lowercase word like {', '.join(KNOWN_BACKUP_METHODS)} (no globs), "
-            f"got {shorten(value)}"
-        )
-    return value
-
-
-DurationField = Annotated[
-    Duration,
-    PlainValidator(_parse_duration),
-    PlainSerializer(str, return_type=str),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": r"^(\d+y)?(\d+mo)?(\d+w)?(\d+d)?(\d+h)?(\d+min)?(\d+s)?$",
-            "examples": ["2d", "1y6mo", "36h", "90min"],
-        }
-    ),
-]
-
-
-def _parse_confirm_after(value: Any) -> Duration | None:
-    """`0` (or `"0"`) = two-phase deletion off (None); otherwise a duration."""
-    if value is None:
-        raise ValueError("'confirm_after' must not be empty (null); use 0 to turn two-phase deletion off")
-    if (value == 0 and not isinstance(value, bool)) or value == "0":
-        return None
-    return _parse_duration(value)
-
-
-ConfirmAfter = Annotated[
-    Duration | None,
-    PlainValidator(_parse_confirm_after),
-    PlainSerializer(lambda value: 0 if value is None else str(value), return_type=int | str),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"const": 0},
-                {"type": "string", "pattern": r"^(0|(\d+y)?(\d+mo)?(\d+w)?(\d+d)?(\d+h)?(\d+min)?(\d+s)?)$"},
-            ],
-            "description": "two-phase deletion: delete a backup only once it has been planned for deletion "
-            "continuously this long; 0 = off",
-            "examples": [0, "1d", "36h"],
-        }
-    ),
-]
-Count = Annotated[
-    int | str,
-    PlainValidator(_parse_count),
-    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0}, {"const": UNLIMITED}]}),
-]
-CronField = Annotated[
-    CronSchedule,
-    PlainValidator(_parse_cron),
-    PlainSerializer(str, return_type=str),
-    WithJsonSchema({"type": "string", "description": "standard 5-field crontab(5) expression; 0 and 7 = Sunday"}),
-]
-Timezone = Annotated[
-    str,
-    PlainValidator(_parse_timezone),
-    WithJsonSchema({"type": "string", "description": "IANA timezone name"}),
-]
-Globs = Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(max_length=1000)]
-BackupMethod = Annotated[
-    str,
-    Field(min_length=1, max_length=64),
-    AfterValidator(_check_backup_method),
-    WithJsonSchema({"type": "string", "pattern": "^[a-z][a-z0-9_]*$", "maxLength": 64}),
-]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class Select(_Model):
-    """Which backups a policy manages: every condition must hold."""
-
-    graphs: Globs = Field(default_factory=lambda: ["*"], min_length=1)
-    exclude_graphs: Globs = Field(default_factory=list)
-    # None = every method, including ones not known today. Exact lowercase words, not globs: `[Auto]` or `["*"]`
-    # would silently select nothing (or everything).
-    backup_methods: Annotated[list[BackupMethod], Field(min_length=1, max_length=100)] | None = None
-    names: Globs = Field(default_factory=lambda: ["*"], min_length=1)
-    # Backups whose graph no longer exists (deleted with keep_backup): managed like any (include), left alone
-    # (exclude), or the only ones managed (only). Deciding needs a live graph listing (not `plan --from-file`).
-    orphans: Literal["include", "exclude", "only"] = "include"
-
-    def matches_orphan(self, orphan: bool | None) -> bool:
-        """`orphan` None (not known) passes only `include`: `exclude` and `only` need to know (fail closed)."""
-        if self.orphans == "include":
-            return True
-        if orphan is None:
-            return False
-        return orphan if self.orphans == "only" else not orphan
-
-    def matches_graph(self, graph_id: str, graph_name: str) -> bool:
-        """By exact graph id, or by name glob. A graph whose name is unknown (`""`: no record of it carries one)
-        fails closed both ways: only `"*"` selects it, and any `exclude_graphs` entry excludes it."""
-        if not graph_name:
-            if graph_id not in self.graphs and "*" not in self.graphs:
-                return False
-            return not self.exclude_graphs
-        if not _graph_matches(self.graphs, graph_id, graph_name):
-            return False
-        return not (self.exclude_graphs and _graph_matches(self.exclude_graphs, graph_id, graph_name))
-
-    def matches_backup(self, backup_method: str, name: str) -> bool:
-        """The conditions on the backup itself (its graph is checked by `matches_graph`)."""
-        if self.backup_methods is not None and backup_method not in self.backup_methods:
-            return False
-        return _any_glob(self.names, name)
-
-
-def _any_glob(patterns: Iterable[str], value: str) -> bool:
-    return any(pattern == "*" or fnmatch.fnmatchcase(value, pattern) for pattern in patterns)
-
-
-def _graph_matches(patterns: list[str], graph_id: str, graph_name: str) -> bool:
-    """Globs on the graph name, or exact graph ids."""
-    return graph_id in patterns or _any_glob(patterns, graph_name)
-
-
-class Keep(_Model):
+class Keep(PolicyModel):
     """The keep rules; a backup kept by any rule is kept. A unit: a policy's `keep` replaces the defaults'."""
 
     last: Count = 0
@@ -264,37 +75,15 @@ class Keep(_Model):
         return self
 
     def is_pinned_name(self, name: str) -> bool:
-        return bool(self.names) and _any_glob(self.names, name)
+        return bool(self.names) and any_glob(self.names, name)
 
 
-class FailedRule(_Model):
+class FailedRule(PolicyModel):
     # Absent = failed backups are never deleted.
     delete_after: DurationField | None = None
 
 
-def _parse_ack(value: Any) -> str | None:
-    """`safety.ack`: null, or the sha256 (64 hex digits) of a held definition's gate digest; kept lowercase."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _SHA256_RE.fullmatch(value):
-        raise ValueError(f"'ack' is the gate digest to acknowledge: 64 hex digits (sha256), got {shorten(value)}")
-    return value.lower()
-
-
-_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
-Ack = Annotated[
-    str | None,
-    PlainValidator(_parse_ack),
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "null"}, {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}],
-            "description": "acknowledges a definition held by the change gate: its gate digest (sha256)",
-        }
-    ),
-]
-
-
-class Safety(_Model):
+class Safety(PolicyModel):
     min_keep: int = Field(default=1, ge=0)
     max_deletes: int = Field(default=100, ge=0)
     # None = 0 = off. Real runs need a durable state for it (pending clocks); `run` on `:memory:` refuses it.
@@ -310,7 +99,7 @@ class Safety(_Model):
 _AGENCY_NAME_RE = re.compile(r"[A-Za-z0-9_.@+-](?:[A-Za-z0-9_.@+ -]{0,62}[A-Za-z0-9_.@+-])?")
 
 
-class Agency(_Model):
+class Agency(PolicyModel):
     """`agency: {domain, name}`: act in another account through an IAM agency (temporary credentials from
     `assume_role`). A unit: a policy's `agency` replaces the defaults' whole, and `agency: null` removes it."""
 
@@ -331,7 +120,7 @@ class Agency(_Model):
         return f"{self.domain}/{self.name}"
 
 
-class _PolicyFields(_Model):
+class _PolicyFields(PolicyModel):
     """Every field a policy or the defaults may set, all optional as written in the file."""
 
     project_id: str | None = None
@@ -410,7 +199,7 @@ class PolicyEntry(_PolicyFields):
         return value
 
 
-class PolicyFileDocument(_Model):
+class PolicyFileDocument(PolicyModel):
     """The file as written: the JSON Schema of the policy file is this model's."""
 
     model_config = ConfigDict(
@@ -434,7 +223,7 @@ class PolicyFileDocument(_Model):
         return value
 
 
-class Policy(_Model):
+class Policy(PolicyModel):
     """A complete policy: an entry with the defaults merged in and the built-in defaults filled."""
 
     name: str
@@ -486,41 +275,6 @@ def merge_policy(defaults: Defaults | None, entry: PolicyEntry) -> dict[str, Any
             value = base.model_copy(update={k: getattr(value, k) for k in value.model_fields_set})
         merged[key] = value
     return {key: value for key, value in merged.items() if value is not None}
-
-
-def effective_definition(policy: Policy) -> str:
-    """The policy as it acts: every default filled in, `name` and `safety.ack` left out, as canonical JSON.
-
-    Sorted keys and no whitespace, so a comment, a reordering of the file, a key moved into `defaults` or an edit of
-    another policy gives the same text, and any change of what this policy does gives another.
-    """
-    return canonical_definition(policy.model_dump(mode="json"))
-
-
-def canonical_definition(document: dict[str, Any]) -> str:
-    """A dumped policy as its effective definition's text (see `effective_definition`); `document` is not changed."""
-    document = {key: value for key, value in document.items() if key != "name"}
-    if document.get("agency") is None:
-        # No agency is the only meaning a file without the key ever had: its digest stays what it was.
-        document.pop("agency", None)
-    safety = document.get("safety")
-    if isinstance(safety, dict):
-        # An acknowledgement approves a definition; it is not part of it.
-        document["safety"] = {key: value for key, value in safety.items() if key != "ack"}
-    if isinstance(document.get("schedule"), str):
-        document["schedule"] = " ".join(document["schedule"].split())  # spacing inside the cron changes nothing
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def definition_document(policy: Policy) -> dict[str, Any]:
-    """The effective definition as a JSON value (what the change gate's digest and a baseline hold)."""
-    document: dict[str, Any] = json.loads(effective_definition(policy))
-    return document
-
-
-def definition_digest(policy: Policy) -> str:
-    """The sha256 (hex) of the policy's effective definition: what `run_on_change` and the change gate compare."""
-    return hashlib.sha256(effective_definition(policy).encode("utf-8")).hexdigest()
 
 
 def never_runs(policy: Policy) -> bool:

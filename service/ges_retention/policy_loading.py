@@ -23,7 +23,9 @@ import yaml
 from pydantic import ValidationError
 
 from ges_retention.errors import GesRetentionError, shorten
-from ges_retention.policy import KNOWN_BACKUP_METHODS, Policy, PolicyFileDocument, Select, merge_policy, never_runs
+from ges_retention.policy import Policy, PolicyFileDocument, merge_policy, never_runs
+from ges_retention.policy_fields import KNOWN_BACKUP_METHODS
+from ges_retention.policy_selection import Select
 
 __all__ = [
     "MAX_FILE_BYTES",

@@ -35,7 +35,8 @@ from typing import Any, Final, Literal, Protocol, TypeVar, overload
 
 from ges_retention.backup import Backup
 from ges_retention.durations import Duration
-from ges_retention.policy import BUCKET_RULES, UNLIMITED, Policy
+from ges_retention.policy import BUCKET_RULES, Policy
+from ges_retention.policy_fields import UNLIMITED
 
 __all__ = [
     "BUCKETS",

@@ -34,10 +34,8 @@ from ges_retention.ges.errors import (
     TlsError,
     TransportError,
     Unauthorized,
-    error_from_response,
-    error_from_transport,
-    parse_retry_after,
 )
+from ges_retention.ges.wire_errors import error_from_response, error_from_transport, parse_retry_after
 
 # (status, error_code, class, retryable): the table of ges-api.md plus the retry policy.
 RESPONSE_MAPPINGS: list[tuple[int, str | None, type[ApiError], bool]] = [

@@ -197,7 +197,7 @@ async def test_a_run_on_change_load_runs_a_policy_on_its_holder_only(
         # Both daemons are handed the change directly (the file itself stays: no watcher reloads behind the test).
         changed = policy_text().replace(f"  - name: {theirs}\n", f"  - name: {theirs}\n    run_on_change: true\n")
         assert a.apply(FileRead(changed.encode()))
-        skipped = await logs.wait("run_skipped")
+        skipped = await logs.wait("run_skipped", timeout_s=30)
         assert (skipped["policy"], skipped["reason"], skipped["holder"], skipped["trigger"]) == (
             theirs,
             "lease_held",
@@ -210,7 +210,7 @@ async def test_a_run_on_change_load_runs_a_policy_on_its_holder_only(
         assert not logs.named("run_started")
 
         assert b.apply(FileRead(changed.encode()))  # the holder loads the same change: it runs the policy
-        await logs.wait("run_finished")
+        await logs.wait("run_finished", timeout_s=30)  # (a bound for a loaded machine, not a duration asserted)
         while b.tasks:
             await asyncio.gather(*list(b.tasks))
         assert [p for rid in b.records.finished_ids() for p in b.records.get(rid).policies] == [theirs]  # type: ignore[union-attr]

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from ges_retention.cli import main
-from ges_retention.policy import Agency, effective_definition
+from ges_retention.policy import Agency
+from ges_retention.policy_definition import effective_definition
 from ges_retention.policy_loading import PolicyError, PolicyFile, parse_policy_text
 from ges_retention.service import check_endpoints
 from ges_retention.settings import Settings, SettingsError

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from ges_retention.policy import Policy, canonical_definition, definition_digest, effective_definition, never_runs
+from ges_retention.policy import Policy, never_runs
+from ges_retention.policy_definition import canonical_definition, definition_digest, effective_definition
 from ges_retention.policy_loading import PolicyError, parse_policy_text
 
 BASE = """\

@@ -10,8 +10,9 @@ from factories import WritePolicy, policy_file
 
 from ges_retention.cron import CronSchedule
 from ges_retention.durations import Duration
-from ges_retention.policy import Keep, Safety, Select
+from ges_retention.policy import Keep, Safety
 from ges_retention.policy_loading import PolicyError, load_policy_file
+from ges_retention.policy_selection import Select
 
 # The example of the contract, as written there.
 CONTRACT_EXAMPLE = """\

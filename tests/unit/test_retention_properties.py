@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ges_retention.backup import Backup
-from ges_retention.policy import BUCKET_RULES, UNLIMITED, Policy
+from ges_retention.policy import BUCKET_RULES, Policy
+from ges_retention.policy_fields import UNLIMITED
 from ges_retention.retention import FUTURE_TOLERANCE_MS, Plan, plan
 
 SETTINGS = settings(max_examples=120, deadline=None, database=None)

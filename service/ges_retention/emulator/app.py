@@ -7,10 +7,13 @@ Routes (ges-api.md, to the letter):
     GET    /v2/{project_id}/graphs/{graph_id}/backups               list_graph_backups  {"backup_count", "backup_list"}
     POST   /v2/{project_id}/graphs/{graph_id}/backups               create_backup       {"job_id"}
     DELETE /v2/{project_id}/graphs/{graph_id}/backups/{backup_id}   delete_backup       {}
-    DELETE /v2/{project_id}/graphs/{graph_id}?keep_backup=          delete_graph        {"job_id"}  (graphs.py)
-    GET    /v2/{project_id}/graphs/quotas                           list_quotas         {"quotas"}  (graphs.py)
+    DELETE /v2/{project_id}/graphs/{graph_id}?keep_backup=          delete_graph        {"job_id"}
+    GET    /v2/{project_id}/graphs/quotas                           list_quotas         {"quotas"}
     POST   /v3/auth/tokens                                          iam_token           201, X-Subject-Token
     POST   /v3.0/OS-CREDENTIAL/securitytokens                       iam_securitytokens  201, {"credential"}
+
+The handlers are in `graphs.py` (graphs, quotas), `backups.py` (backups) and `iam.py`; this module is what every
+request goes through (request id, error bodies, statistics, the gates) and the application around them.
 
 `/v2/{p}/graphs/backups` is the project-wide listing, never the backups of a graph whose id is "backups" (that one is
 `/v2/{p}/graphs/backups/backups`). Listings are newest first (ties by id), stable under paging; `offset` defaults to 0
@@ -49,6 +52,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from ges_retention.emulator.auth import TokenRegistry, authenticate
+from ges_retention.emulator.backups import BackupRoutes
 from ges_retention.emulator.config import (
     DEFAULT_AK,
     DEFAULT_IAM_DOMAIN,
@@ -65,21 +69,13 @@ from ges_retention.emulator.config import (
     IamUser,
 )
 from ges_retention.emulator.control import CONTROL_PREFIX, Control, add_control_routes
-from ges_retention.emulator.errors import (
-    MSG_BACKUP_NOT_FOUND,
-    MSG_GRAPH_BACKING_UP,
-    MSG_GRAPH_NOT_FOUND,
-    MSG_GRAPH_NOT_RUNNING,
-    ApiError,
-    bad_parameter,
-    unknown_api,
-)
+from ges_retention.emulator.errors import ApiError, bad_parameter, unknown_api
 from ges_retention.emulator.gates import Dropped, Gates, Holds
-from ges_retention.emulator.graphs import GraphRoutes, check_backup_quota
+from ges_retention.emulator.graphs import GraphRoutes
 from ges_retention.emulator.iam import Iam
-from ges_retention.emulator.params import check_segments, checked_path, paging
+from ges_retention.emulator.params import REQUEST_ID, check_segments, checked_path
 from ges_retention.emulator.stats import Stats, client_of
-from ges_retention.emulator.store import DeleteResult, Store, format_api_time, random_uuid
+from ges_retention.emulator.store import Store
 from ges_retention.ges.signing import SignedRequest
 
 __all__ = [
@@ -109,8 +105,6 @@ Sleep: TypeAlias = Callable[[float], Awaitable[None]]
 Handler: TypeAlias = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _JSON = "application/json"
-# The id this emulator answers a request with (`X-Request-Id`), for handlers that record it.
-REQUEST_ID = web.RequestKey("ges_retention_request_id", str)
 
 
 def _dumps(value: Any) -> str:
@@ -133,9 +127,8 @@ class Emulator:
         self.rng = random.Random(config.seed)
         self.gates = Gates(config, self.rng, self.stats, sleep=sleep)
         self.iam = Iam(config, self.tokens, clock)
-        # Backups made through the API, still `backing_up`: backup id -> (project id, start ms, clock s when done).
-        # They finish when a request finds the clock past their time, so tests drive them with the injected clock.
-        self.pending: dict[str, tuple[str, int, float]] = {}
+        self.graphs = GraphRoutes(store, config, self.rng, self.gates)
+        self.backups = BackupRoutes(store, config, clock=clock, rng=self.rng, stats=self.stats, gates=self.gates)
 
     # -- the middleware: request ids, error bodies, statistics, and the gates before each operation ----------------
 
@@ -189,8 +182,8 @@ class Emulator:
         gates = self.gates
         await gates.latency()
         if project_id is not None:
-            if self.pending:
-                self.finish_due_backups()
+            if self.backups.pending:
+                self.backups.finish_due_backups()
             raw_path, _, raw_query = request.raw_path.partition("?")
             signed = SignedRequest.of(
                 request.method,
@@ -213,87 +206,10 @@ class Emulator:
         if data:
             self.store.clear()
             self.tokens.clear()
-            self.pending.clear()
-
-    # -- GES --------------------------------------------------------------------------------------------------
+            self.backups.pending.clear()
 
     async def on_shutdown(self, app: web.Application) -> None:
         await self.gates.stop()
-
-    def _paging(self, request: web.Request, operation: str) -> tuple[int, int]:
-        offset, limit = paging(request)
-        return (0 if self.gates.repeats(operation) else offset), limit
-
-    async def list_graphs(self, request: web.Request) -> web.Response:
-        offset, limit = self._paging(request, "list_graphs")
-        total, page = self.store.page_graphs(request.match_info["project_id"], offset, limit)
-        return _json({"graph_count": total + self.config.graph_count_extra, "graphs": page})
-
-    async def list_backups(self, request: web.Request) -> web.Response:
-        offset, limit = self._paging(request, "list_backups")
-        total, page = self.store.page_backups(request.match_info["project_id"], offset, limit)
-        return _json({"backup_count": total, "backup_list": page})
-
-    async def list_graph_backups(self, request: web.Request) -> web.Response:
-        project_id, graph_id = request.match_info["project_id"], request.match_info["graph_id"]
-        offset, limit = self._paging(request, "list_graph_backups")
-        if not self.store.graph_known(project_id, graph_id):
-            raise ApiError(400, "GES.7000", MSG_GRAPH_NOT_FOUND)
-        total, page = self.store.page_backups(project_id, offset, limit, graph_id=graph_id)
-        return _json({"backup_count": total, "backup_list": page})
-
-    async def delete_backup(self, request: web.Request) -> web.Response:
-        info = request.match_info
-        result = self.store.delete_backup(info["project_id"], info["graph_id"], info["backup_id"])
-        if result is DeleteResult.NOT_FOUND:
-            raise ApiError(400, "GES.7024", MSG_BACKUP_NOT_FOUND)
-        if result is DeleteResult.BACKING_UP:
-            raise ApiError(400, "GES.7002", MSG_GRAPH_BACKING_UP)
-        self.stats.deleted(info["backup_id"], client_of(request.headers.get("User-Agent")))
-        self.stats.delete_request_ids[info["backup_id"]] = request[REQUEST_ID]
-        return _json({})
-
-    async def create_backup(self, request: web.Request) -> web.Response:
-        project_id, graph_id = request.match_info["project_id"], request.match_info["graph_id"]
-        graph = self.store.graph(project_id, graph_id)
-        if graph is None:
-            raise ApiError(400, "GES.7000", MSG_GRAPH_NOT_FOUND)
-        if graph["status"] != "200":
-            raise ApiError(400, "GES.7001", MSG_GRAPH_NOT_RUNNING)
-        if self.store.graph_busy(project_id, graph_id):
-            raise ApiError(400, "GES.7002", MSG_GRAPH_BACKING_UP)
-        check_backup_quota(self.store, self.config, project_id)
-        now_ms = int(self.clock()) * 1000  # whole seconds, like the cloud's timestamps
-        duration_s = self.config.backup_duration_s
-        backup_id = random_uuid(self.rng)
-        status = "backing_up" if duration_s > 0 else "success"
-        record = {"id": backup_id, "graph_id": graph_id, "start_timestamp": now_ms, "status": status, "duration": 0}
-        self.store.add_backup(project_id, record)
-        if duration_s > 0:
-            self.pending[backup_id] = (project_id, now_ms, now_ms / 1000 + duration_s)
-        return _json({"job_id": random_uuid(self.rng)})
-
-    def finish_due_backups(self) -> None:
-        now = self.clock()
-        for backup_id, (project_id, start_ms, done_at) in list(self.pending.items()):
-            if now >= done_at:
-                del self.pending[backup_id]
-                self._finish_backup(project_id, backup_id, start_ms, int(done_at * 1000))
-
-    def _finish_backup(self, project_id: str, backup_id: str, start_ms: int, end_ms: int) -> None:
-        if self.store.backup(project_id, backup_id) is None:
-            return  # the data was reset meanwhile
-        self.store.update_backup(
-            project_id,
-            backup_id,
-            {
-                "status": "success",
-                "end_timestamp": end_ms,
-                "end_time": format_api_time(end_ms),
-                "duration": (end_ms - start_ms) // 1000,
-                "size": 1,
-            },
-        )
 
 
 def _http_exception(exc: web.HTTPException, request_id: str) -> web.Response:
@@ -326,23 +242,17 @@ def create_app(
     # Fixtures sent to the control API can be large (100,000 backups are ~50 MB of JSON).
     app = web.Application(middlewares=[emulator.middleware], client_max_size=256 * 1024 * 1024)
     app[EMULATOR_KEY] = emulator
-    GraphRoutes(store, config, emulator.rng).add_routes(app.router)
-    _add_ges_routes(app.router, emulator)
+    emulator.graphs.add_routes(app.router)
+    emulator.backups.add_routes(app.router)
+    _add_iam_routes(app.router, emulator.iam)
     add_control_routes(app.router, Control(emulator))
     app.on_shutdown.append(emulator.on_shutdown)
     return app
 
 
-def _add_ges_routes(router: web.UrlDispatcher, emulator: Emulator) -> None:
-    # The project-wide listing first: /graphs/backups is never read as the graph "backups".
-    router.add_get("/v2/{project_id}/graphs", emulator.list_graphs, name="list_graphs", allow_head=False)
-    router.add_get("/v2/{project_id}/graphs/backups", emulator.list_backups, name="list_backups", allow_head=False)
-    graph_backups = "/v2/{project_id}/graphs/{graph_id}/backups"
-    router.add_get(graph_backups, emulator.list_graph_backups, name="list_graph_backups", allow_head=False)
-    router.add_post(graph_backups, emulator.create_backup, name="create_backup")
-    router.add_delete(graph_backups + "/{backup_id}", emulator.delete_backup, name="delete_backup")
-    router.add_post("/v3/auth/tokens", emulator.iam.token, name="iam_token")
-    router.add_post("/v3.0/OS-CREDENTIAL/securitytokens", emulator.iam.security_tokens, name="iam_securitytokens")
+def _add_iam_routes(router: web.UrlDispatcher, iam: Iam) -> None:
+    router.add_post("/v3/auth/tokens", iam.token, name="iam_token")
+    router.add_post("/v3.0/OS-CREDENTIAL/securitytokens", iam.security_tokens, name="iam_securitytokens")
 
 
 @dataclass(slots=True)

@@ -172,7 +172,7 @@ class Control:
 
     async def get_backups(self, request: web.Request) -> web.Response:
         project_id = self._project(request.query.get("project_id"))
-        self.emulator.finish_due_backups()
+        self.emulator.backups.finish_due_backups()
         backups = self.emulator.store.backups(project_id)
         return _json({"project_id": project_id, "backup_count": len(backups), "backup_list": backups})
 

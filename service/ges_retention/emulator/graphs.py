@@ -1,5 +1,6 @@
-"""The emulated routes about graphs as a whole: deleting a graph (with or without `keep_backup`) and the quotas.
+"""The emulated routes about graphs as a whole: listing them, deleting one (with or without `keep_backup`), quotas.
 
+    GET    /v2/{project_id}/graphs                                     list_graphs    {"graph_count", "graphs"}
     DELETE /v2/{project_id}/graphs/{graph_id}?keep_backup=true|false   delete_graph   {"job_id"}
     GET    /v2/{project_id}/graphs/quotas                              list_quotas    {"quotas": {"resources": [...]}}
 
@@ -21,6 +22,8 @@ from aiohttp import web
 
 from ges_retention.emulator.config import EmulatorConfig
 from ges_retention.emulator.errors import MSG_GRAPH_NOT_FOUND, ApiError, bad_parameter
+from ges_retention.emulator.gates import Gates
+from ges_retention.emulator.params import paging
 from ges_retention.emulator.store import Store, random_uuid
 
 __all__ = ["MSG_BACKUP_QUOTA", "GraphRoutes", "backup_quota_available", "check_backup_quota"]
@@ -47,12 +50,18 @@ def _json(body: Any) -> web.Response:
 class GraphRoutes:
     """The handlers; the emulator's gates (auth, rate, holds, faults) have run before them."""
 
-    __slots__ = ("config", "rng", "store")
+    __slots__ = ("config", "gates", "rng", "store")
 
-    def __init__(self, store: Store, config: EmulatorConfig, rng: random.Random) -> None:
+    def __init__(self, store: Store, config: EmulatorConfig, rng: random.Random, gates: Gates) -> None:
         self.store = store
         self.config = config
         self.rng = rng
+        self.gates = gates
+
+    async def list_graphs(self, request: web.Request) -> web.Response:
+        offset, limit = paging(request, from_start=self.gates.repeats("list_graphs"))
+        total, page = self.store.page_graphs(request.match_info["project_id"], offset, limit)
+        return _json({"graph_count": total + self.config.graph_count_extra, "graphs": page})
 
     async def delete_graph(self, request: web.Request) -> web.Response:
         values = request.query.getall("keep_backup", [])
@@ -77,4 +86,5 @@ class GraphRoutes:
     def add_routes(self, router: web.UrlDispatcher) -> None:
         # Before `/graphs/{graph_id}/...` routes are matched, `/graphs/quotas` is the quota, never a graph "quotas".
         router.add_get("/v2/{project_id}/graphs/quotas", self.list_quotas, name="list_quotas", allow_head=False)
+        router.add_get("/v2/{project_id}/graphs", self.list_graphs, name="list_graphs", allow_head=False)
         router.add_delete("/v2/{project_id}/graphs/{graph_id}", self.delete_graph, name="delete_graph")

@@ -1,4 +1,5 @@
-"""What a GES request's path and query may hold: plain path segments, a valid project id, offset/limit paging.
+"""What a GES request's path and query may hold (plain path segments, a valid project id, offset/limit paging), and
+the id the emulator answers it with.
 
 A raw segment that is `.`/`..`, percent-encoded or holds anything but letters, digits and `-_.~` is refused with 400
 GES.0001, so an id can never reach another resource. `offset` defaults to 0 and `limit` to 10; `limit` must be
@@ -14,7 +15,10 @@ from aiohttp import web
 from ges_retention.emulator.config import PROJECT_ID_RE
 from ges_retention.emulator.errors import bad_parameter
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "check_segments", "checked_path", "int_param", "paging"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "REQUEST_ID", "check_segments", "checked_path", "int_param", "paging"]
+
+# The id this emulator answers a request with (`X-Request-Id`), for handlers that record it.
+REQUEST_ID = web.RequestKey("ges_retention_request_id", str)
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
@@ -41,10 +45,11 @@ def checked_path(request: web.Request) -> str:
     return project_id
 
 
-def paging(request: web.Request) -> tuple[int, int]:
+def paging(request: web.Request, *, from_start: bool = False) -> tuple[int, int]:
+    """(offset, limit), both checked; `from_start` (the `repeat` fault) answers offset 0 whatever was asked."""
     offset = int_param(request, "offset", 0, 0, None)
     limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    return offset, limit
+    return (0 if from_start else offset), limit
 
 
 def int_param(request: web.Request, name: str, default: int, low: int, high: int | None) -> int:

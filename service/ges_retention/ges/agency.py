@@ -39,8 +39,9 @@ from yarl import URL
 
 from ges_retention.endpoints import check_endpoint
 from ges_retention.ges.auth import AkSkAuth, AuthProvider, Secret, TokenAuth, parse_instant
-from ges_retention.ges.errors import AgencyRefused, AuthError, GesError, error_from_response, error_from_transport
+from ges_retention.ges.errors import AgencyRefused, AuthError, GesError
 from ges_retention.ges.signing import SignedRequest
+from ges_retention.ges.wire_errors import error_from_response, error_from_transport
 
 __all__ = [
     "ASSUME_ROLE_OPERATION",

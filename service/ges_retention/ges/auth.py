@@ -28,8 +28,9 @@ from yarl import URL
 
 from ges_retention.endpoints import check_endpoint
 from ges_retention.ges import signing
-from ges_retention.ges.errors import AuthError, error_from_response, error_from_transport
+from ges_retention.ges.errors import AuthError
 from ges_retention.ges.signing import SignedRequest
+from ges_retention.ges.wire_errors import error_from_response, error_from_transport
 
 __all__ = ["AkSkAuth", "AuthProvider", "PasswordAuth", "Secret", "TokenAuth", "parse_instant"]
 

@@ -28,19 +28,11 @@ from yarl import URL
 
 from ges_retention import __version__
 from ges_retention.ges.auth import AuthProvider
-from ges_retention.ges.errors import (
-    BACKUP_GONE_CODE,
-    ApiError,
-    DeadlineExceeded,
-    GesError,
-    ThrottledError,
-    Unauthorized,
-    error_from_response,
-    error_from_transport,
-)
+from ges_retention.ges.errors import ApiError, DeadlineExceeded, GesError, ThrottledError, Unauthorized
 from ges_retention.ges.observe import NullObserver, RequestObserver
 from ges_retention.ges.pacing import AutoRate, Backoff, Pacer, Pacing, SleepFn, TimeFn
 from ges_retention.ges.signing import SignedRequest
+from ges_retention.ges.wire_errors import BACKUP_GONE_CODE, error_from_response, error_from_transport
 
 __all__ = ["Answer", "Call", "ClientConfig", "Transport", "open_session"]
 
