@@ -3,6 +3,7 @@ unavailable (exit 1), no message carries the password, and a run lock dies with 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import asyncpg
@@ -102,3 +103,29 @@ async def test_a_store_whose_server_went_away_reports_unavailable(pg_server: PgS
 
 def test_placeholders_become_numbered_parameters() -> None:
     assert to_dollar("SELECT ? , ?, x IN (?, ?)") == "SELECT $1 , $2, x IN ($3, $4)"
+
+
+async def test_a_hung_server_is_unavailable_after_the_command_timeout_not_a_wait_forever(clock: FakeClock) -> None:
+    """A database host that stops answering (SIGSTOP: connections open, no reply) must not hang a run, a lease round
+    or a shutdown: each call gives up after `command_timeout_s` as `StateUnavailable`, and the store still closes.
+    A server of its own: freezing the session's would stall every other test. (Without the timeout the call hangs,
+    and not even cancelling it ends it: the transaction's rollback waits on the frozen connection too.)"""
+    server = await asyncio.to_thread(PgServer.start)
+    try:
+        location = resolve_state_location(server.url())
+        store = await open_store(location, clock=clock, command_timeout_s=1.0)
+        assert store is not None
+        await store.put_hold("b1", "before the hang")
+        server.freeze()
+        try:
+            async with asyncio.timeout(60):  # a safety net far above the 1 s under test, not a duration asserted
+                with pytest.raises(StateUnavailable) as caught:
+                    await store.put_hold("b2", "during the hang")
+                assert PASSWORD not in str(caught.value)
+                with pytest.raises(StateUnavailable):
+                    await store.holds_in_force()
+                await store.close()
+        finally:
+            server.thaw()
+    finally:
+        await asyncio.to_thread(server.stop)

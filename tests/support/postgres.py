@@ -15,6 +15,7 @@ import asyncio
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -138,6 +139,29 @@ class PgServer:
         )
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.base / "server.log"), "-w", "-t", "30",
                   "-o", options, "start")  # fmt: skip
+
+    def processes(self) -> list[int]:
+        """The postmaster's pid and its children's (backends, checkpointer, ...), read from /proc."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        pids = [postmaster]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:  # the process ended meanwhile
+                    continue
+                if int(fields[1]) == postmaster:
+                    pids.append(int(entry.name))
+        return pids
+
+    def freeze(self) -> None:
+        """SIGSTOP the whole server: connections stay open and queries never answer (a hung database host)."""
+        for pid in self.processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self.processes():
+            os.kill(pid, signal.SIGCONT)
 
     def restart(self) -> None:
         """Stop the server (fast: sessions are cut) and start it again with the same options and data."""

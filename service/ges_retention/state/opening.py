@@ -36,9 +36,11 @@ async def open_store(
     holder: str | None = None,
     target_version: int = CURRENT_VERSION,
     lease_ttl_s: float = DEFAULT_TTL_S,
+    command_timeout_s: float | None = None,
 ) -> SqlStore | None:
     """The store at `location`, or None (`read_only` mode only) when there is none. `target_version` below the
-    current one exists for the migration tests. `lease_ttl_s` (GES_RETENTION_LEASE_TTL_S) is used by PostgreSQL only."""
+    current one exists for the migration tests. PostgreSQL only: `lease_ttl_s` (GES_RETENTION_LEASE_TTL_S), and
+    `command_timeout_s`, how long one statement or a pooled connection may be waited for (`COMMAND_TIMEOUT_S`)."""
     if mode not in ("create", "existing", "read_only"):
         raise ValueError(f"unknown open mode {mode!r}")
     if location.kind == "postgresql":
@@ -53,6 +55,7 @@ async def open_store(
             sleep=sleep,
             holder=holder,
             lease_ttl_s=lease_ttl_s,
+            **({} if command_timeout_s is None else {"command_timeout_s": command_timeout_s}),
         )
     from ges_retention.state.sqlite_open import open_sqlite
 

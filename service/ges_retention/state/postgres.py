@@ -38,6 +38,11 @@ __all__ = ["PostgresStore", "advisory_key", "to_dollar"]
 
 HOLDS_KEY = -0x6765735F686F6C64  # "ges_hold", negated: one fixed advisory lock for hold changes vs intent batches
 CONNECT_TIMEOUT_S = 10.0
+# How long one statement, or a connection from the pool, may be waited for. Without it a database host that stops
+# answering (a frozen VM, a half-open TCP connection) hangs a run, a lease round and the shutdown until TCP gives up,
+# hours later: a run stuck like that deletes nothing and says nothing. Longer than any lock wait the journal makes
+# (lease statements wait TTL/3 at most) and than a pruning batch.
+COMMAND_TIMEOUT_S = 30.0
 CLOSE_TIMEOUT_S = 5.0
 _QMARK = re.compile(r"\?")
 T = TypeVar("T")
@@ -99,6 +104,7 @@ class PostgresStore(SqlStore):
         url: str,
         read_only: bool,
         lease_ttl_s: float = DEFAULT_TTL_S,
+        command_timeout_s: float = COMMAND_TIMEOUT_S,
         **options: Any,
     ) -> None:
         if options.get("holder") is None:
@@ -107,6 +113,7 @@ class PostgresStore(SqlStore):
         super().__init__(info, read_only=read_only, **options)
         self._pool = pool
         self._url = url
+        self._command_timeout_s = command_timeout_s
         self.pg_leases = PgLeases(self, ttl_s=lease_ttl_s, monotonic=self._monotonic)
         self.leases = self.pg_leases
 
@@ -116,7 +123,7 @@ class PostgresStore(SqlStore):
     @contextlib.asynccontextmanager
     async def _transaction(self, operation: str, *, write: bool) -> AsyncIterator[_PgTx]:
         try:
-            async with self._pool.acquire() as conn:
+            async with self._pool.acquire(timeout=self._command_timeout_s) as conn:
                 if write:
                     async with conn.transaction():
                         yield _PgTx(conn)

@@ -14,7 +14,7 @@ from ges_retention.state.errors import StateMissing
 from ges_retention.state.leases import DEFAULT_TTL_S, check_ttl
 from ges_retention.state.location import StateLocation
 from ges_retention.state.migrations import CURRENT_VERSION, MIGRATIONS, VERSION_TABLE, render
-from ges_retention.state.postgres import CONNECT_TIMEOUT_S, PostgresStore, advisory_key
+from ges_retention.state.postgres import COMMAND_TIMEOUT_S, CONNECT_TIMEOUT_S, PostgresStore, advisory_key
 from ges_retention.state.postgres_errors import classify
 from ges_retention.state.records import StoreInfo
 from ges_retention.state.sqlite_open import _version_error
@@ -37,6 +37,7 @@ async def open_postgres(
     mode: str,
     target_version: int = CURRENT_VERSION,
     connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    command_timeout_s: float = COMMAND_TIMEOUT_S,
     **options: Any,
 ) -> PostgresStore | None:
     assert location.url is not None
@@ -51,7 +52,12 @@ async def open_postgres(
         settings["default_transaction_read_only"] = "on"
     try:
         pool = await asyncpg.create_pool(
-            location.url, min_size=1, max_size=4, timeout=connect_timeout_s, server_settings=settings
+            location.url,
+            min_size=1,
+            max_size=4,
+            timeout=connect_timeout_s,
+            command_timeout=command_timeout_s,
+            server_settings=settings,
         )
     except _ERRORS as exc:
         raise classify(exc, location=display, operation="connect") from exc
@@ -77,7 +83,14 @@ async def open_postgres(
         created=created,
         migrated_from=found if (mode == "create" and 0 < found < target_version) else None,
     )
-    return PostgresStore(info, pool=pool, url=location.url, read_only=mode == "read_only", **options)
+    return PostgresStore(
+        info,
+        pool=pool,
+        url=location.url,
+        read_only=mode == "read_only",
+        command_timeout_s=command_timeout_s,
+        **options,
+    )
 
 
 async def _version(conn: asyncpg.Connection) -> int:
