@@ -29,10 +29,9 @@ The runner talks to the state only through this seam (and the gates that plug in
     may_send(result)                                     just before each DELETE: False sends no further DELETE
                                                          of that policy (PostgreSQL: its lease no longer valid on
                                                          the local clock)
-    after_deletion(result, decision, ticket, deletion)   each committed intent's outcome (request id, attempts)
-    after_deletions(finished)                            the same for several (result, decision, ticket, deletion)
-                                                         at once, in one write, in the order given (the deletion
-                                                         phase's one outcome writer calls this)
+    after_deletions(finished)                            committed intents' outcomes (request id, attempts), each a
+                                                         (result, decision, ticket, deletion), in one write, in the
+                                                         order given (the deletion phase's one outcome writer)
     run_ends(summary)                                    the run's end, outcome and counts (a completed real run's
                                                          changed definition becomes its baseline); then pruning
     run_closes()                                         always, last (even when the run raised): locks released
@@ -171,10 +170,6 @@ class RunJournal(RunEvents, Protocol):
 
     async def before_batch(self, result: PolicyResult, decisions: Sequence[Decision]) -> BatchVerdict: ...
 
-    async def after_deletion(
-        self, result: PolicyResult, decision: Decision, ticket: object, deletion: Deletion
-    ) -> None: ...
-
     async def after_deletions(self, finished: Sequence[Finished]) -> None: ...
 
     async def run_ends(self, summary: RunSummary) -> None: ...
@@ -214,11 +209,6 @@ class NullJournal(NullRunEvents):
 
     async def before_batch(self, result: PolicyResult, decisions: Sequence[Decision]) -> BatchVerdict:
         return BatchVerdict(send={d.backup.id: None for d in decisions})
-
-    async def after_deletion(
-        self, result: PolicyResult, decision: Decision, ticket: object, deletion: Deletion
-    ) -> None:
-        pass
 
     async def after_deletions(self, finished: Sequence[Finished]) -> None:
         pass
@@ -369,11 +359,6 @@ class StateJournal(NullRunEvents):
             send={ticket.backup_id: ticket for ticket in batch.committed},
             held={skip.backup_id: skip.reason for skip in batch.held},
         )
-
-    async def after_deletion(
-        self, result: PolicyResult, decision: Decision, ticket: object, deletion: Deletion
-    ) -> None:
-        await self.after_deletions([(result, decision, ticket, deletion)])
 
     async def after_deletions(self, finished: Sequence[Finished]) -> None:
         outcomes = [
