@@ -15,6 +15,12 @@ the rows not written stay `deleting`, which a later run with a trusted listing r
 
 Once the journal cannot be written (`JournalUnavailable`), no further DELETE is sent: what is left is `not_started`,
 `state_unavailable` is logged once and the run exits 1 (`RunSummary.state_error`).
+
+If the writer itself dies of anything else (a bug, a store error not mapped), no further DELETE is sent either: an
+outcome sent now would never be written. No further intent is committed, what is left is `not_started`, the DELETEs
+in flight finish, and the phase raises the writer's exception (the run crashes: `run_crashed`, exit 1). The intents
+committed and not sent stay `deleting`, like those whose outcome was not written: the next run of the policy (it
+holds the run lock) resolves them against its trusted listing (listed: `not_started`; gone: `deleted`).
 """
 
 from __future__ import annotations
@@ -70,6 +76,7 @@ class DeletionPhase:
         "_senders_done",
         "_should_continue",
         "_to_write",
+        "_writer_failed",
         "concurrency",
         "events",
         "journal",
@@ -102,12 +109,14 @@ class DeletionPhase:
         self._finished: list[Finished] = []
         self._to_write = asyncio.Event()
         self._senders_done = False
+        # Set by the writer the moment it fails: a sender reads it before each DELETE, the feeder before each batch.
+        self._writer_failed: BaseException | None = None
 
     def may_start(self, result: PolicyResult) -> bool:
         """May a deletion of this policy start now?"""
         if result.name not in self.stopped and not self._should_continue(result.name):
             self.stopped.add(result.name)
-        if self.summary.state_error is not None or result.name in self.stopped:
+        if self.summary.state_error is not None or self._writer_failed is not None or result.name in self.stopped:
             return False
         if not self.journal.may_send(result):  # PostgreSQL: the policy's lease no longer valid here
             self.stopped.add(result.name)
@@ -128,7 +137,8 @@ class DeletionPhase:
                 writer.cancel()
                 await asyncio.gather(writer, return_exceptions=True)
                 raise
-            # Every outcome reported is in `_finished`: the writer writes them all, then ends.
+            # Every outcome reported is in `_finished`: the writer writes them all, then ends (or raises what
+            # killed it: the senders stopped sending when it died).
             self._senders_done = True
             self._to_write.set()
             await writer
@@ -162,7 +172,9 @@ class DeletionPhase:
     async def _write_intents(self, result: PolicyResult, batch: list[Decision]) -> BatchVerdict | None:
         """The batch's verdict, or None when none of it may be sent (the run stopped, or the journal failed).
         `should_continue` is asked once per deletion, by the worker, right before its DELETE."""
-        if self.summary.state_error is not None or result.name in self.stopped or not self._may_start():
+        if self.summary.state_error is not None or self._writer_failed is not None:
+            return None
+        if result.name in self.stopped or not self._may_start():
             return None
         try:
             return await self.journal.before_batch(result, batch)
@@ -203,15 +215,19 @@ class DeletionPhase:
 
     async def _write_outcomes(self) -> None:
         """The phase's one outcome writer: every outcome reported so far in one write, until the senders are done
-        and nothing is left."""
-        while True:
-            await self._to_write.wait()
-            self._to_write.clear()
-            batch, self._finished = self._finished, []
-            if batch and self.summary.state_error is None:  # else their rows stay `deleting` (resolved later)
-                try:
-                    await self.journal.after_deletions(batch)
-                except JournalUnavailable as exc:
-                    state_failed(self.summary, exc)
-            if self._senders_done and not self._finished:
-                return
+        and nothing is left. Any other failure (or its cancellation) stops the senders before it propagates."""
+        try:
+            while True:
+                await self._to_write.wait()
+                self._to_write.clear()
+                batch, self._finished = self._finished, []
+                if batch and self.summary.state_error is None:  # else their rows stay `deleting` (resolved later)
+                    try:
+                        await self.journal.after_deletions(batch)
+                    except JournalUnavailable as exc:
+                        state_failed(self.summary, exc)
+                if self._senders_done and not self._finished:
+                    return
+        except BaseException as exc:
+            self._writer_failed = exc  # read synchronously by every sender: no DELETE starts after this line
+            raise
