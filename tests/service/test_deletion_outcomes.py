@@ -88,8 +88,8 @@ async def test_outcomes_are_all_written_in_the_order_the_deletions_finished_batc
     assert len(finished_order) == ALL
     # Each outcome written once, in the order finished; those reported during the first write went in one more.
     assert [backup_id for call in used.calls for backup_id in call] == finished_order
-    # The first write took what was reported when it started (at most one per worker); all the others, reported
-    # while it waited, went in the one write after it.
+    # The first write took the first group (one outcome per worker); all the others, reported while it waited,
+    # went in the one write after it.
     assert len(used.calls) == 2 and len(used.calls[1]) >= ALL - 2
     for backup_id in finished_order:
         (record,) = (await store.why(backup_id)).records

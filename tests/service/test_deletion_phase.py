@@ -43,16 +43,54 @@ class Finishes(NullRunEvents):
 
     def __init__(self) -> None:
         self.order: list[str] = []
+        self._changed = asyncio.Event()
 
     def deletion_finished(self, result: PolicyResult, decision: Decision, deletion: Deletion) -> None:
         self.order.append(decision.backup.id)
+        self._changed.set()
+
+    async def reached(self, count: int) -> None:
+        async with asyncio.timeout(10):
+            while len(self.order) < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+class FakeClock:
+    """The phase's `sleep`: a sleeper wakes only once the test has moved `now` past its end."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.delays: list[float] = []
+        self.armed = asyncio.Event()  # set by each sleep
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    async def sleep(self, delay_s: float) -> None:
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.delays.append(delay_s)
+        self._sleepers.append((self.now + delay_s, woken))
+        self.armed.set()
+        await woken
+
+    def advance(self, delta_s: float) -> None:
+        self.now += delta_s
+        for until, woken in self._sleepers:
+            if until <= self.now and not woken.done():
+                woken.set_result(None)
+        self._sleepers = [(until, woken) for until, woken in self._sleepers if not woken.done()]
 
 
 Send = Callable[[PolicyResult, Decision], Awaitable[Deletion]]
 
 
 def phase_of(
-    result: PolicyResult, journal: Journal, send: Send, *, concurrency: int, events: NullRunEvents | None = None
+    result: PolicyResult,
+    journal: Journal,
+    send: Send,
+    *,
+    concurrency: int,
+    events: NullRunEvents | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> DeletionPhase:
     return DeletionPhase(
         RunSummary("r", "cli", False, [result]),
@@ -62,6 +100,7 @@ def phase_of(
         may_start=lambda: True,
         should_continue=lambda _name: True,
         concurrency=concurrency,
+        sleep=sleep or FakeClock().sleep,  # (by default never moved: no outcome is written for its age)
     )
 
 
@@ -112,3 +151,78 @@ async def test_a_dead_outcome_writer_stops_every_further_delete_and_the_phase_ra
     # Every queued deletion is accounted for: what was sent by its answer, the rest (committed or not) not started.
     assert sorted(result.ids["deleted"]) == sorted(sent)
     assert sorted(result.ids["not_started"]) == sorted({d.backup.id for d in result.due} - set(sent))
+
+
+# --- when the writer writes -----------------------------------------------------------------------------------
+
+
+class TimedJournal(Journal):
+    """Records the fake time of each outcome write; `written` is set by each."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.written_at: list[float] = []
+        self.written = asyncio.Event()
+
+    async def after_deletions(self, finished: Sequence[Finished]) -> None:
+        await super().after_deletions(finished)
+        self.written_at.append(self.clock.now)
+        self.written.set()
+
+
+async def test_outcomes_are_written_in_groups_of_at_least_concurrency_in_the_order_reported() -> None:
+    concurrency = 4
+    result = acting_result(3 * concurrency)
+    clock = FakeClock()  # never moved: no group is written for its age
+    journal = TimedJournal(clock)
+    finishes = Finishes()
+
+    answers = {d.backup.id: asyncio.Event() for d in result.due}
+
+    async def send(_result: PolicyResult, decision: Decision) -> Deletion:
+        await answers[decision.backup.id].wait()
+        return Deletion("deleted", 1)
+
+    phase = phase_of(result, journal, send, concurrency=concurrency, events=finishes, sleep=clock.sleep)
+    task = asyncio.create_task(phase.run())
+    for count, decision in enumerate(result.due, 1):  # answered one at a time: the writer may run after each
+        answers[decision.backup.id].set()
+        await finishes.reached(count)
+    async with asyncio.timeout(10):
+        await task
+    assert [backup_id for write in journal.writes for backup_id in write] == finishes.order
+    assert len(finishes.order) == 3 * concurrency
+    assert all(len(write) >= concurrency for write in journal.writes[:-1]), journal.writes
+    assert journal.writes[-1]  # (the last: what the senders left, written once they are done)
+
+
+async def test_a_slow_phase_writes_its_few_outcomes_once_the_oldest_has_waited_the_bound() -> None:
+    concurrency = 4
+    result = acting_result(2 * concurrency)
+    clock = FakeClock()
+    journal = TimedJournal(clock)
+    finishes = Finishes()
+    gate = asyncio.Event()
+
+    async def send(_result: PolicyResult, decision: Decision) -> Deletion:
+        if decision.backup.id != "prod-a-0":  # one answered, the other DELETEs slow (gated)
+            await gate.wait()
+        return Deletion("deleted", 1)
+
+    phase = phase_of(result, journal, send, concurrency=concurrency, events=finishes, sleep=clock.sleep)
+    task = asyncio.create_task(phase.run())
+    async with asyncio.timeout(10):
+        await clock.armed.wait()  # one outcome waits, fewer than a group: its time bound runs
+    assert clock.delays == [0.5] and journal.writes == []
+    clock.advance(0.4)
+    clock.advance(0.1)
+    async with asyncio.timeout(10):
+        await journal.written.wait()
+    assert not gate.is_set() and not task.done()  # written while the senders still run
+    assert (journal.writes, journal.written_at) == ([["prod-a-0"]], [0.5])
+    gate.set()
+    async with asyncio.timeout(10):
+        await task
+    assert [backup_id for write in journal.writes for backup_id in write] == finishes.order
+    assert sorted(finishes.order) == sorted(d.backup.id for d in result.due)
