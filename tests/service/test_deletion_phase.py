@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
+import structlog
 from test_runner import P1, backups
 
 from ges_retention.deleting import DeletionPhase
@@ -226,3 +227,35 @@ async def test_a_slow_phase_writes_its_few_outcomes_once_the_oldest_has_waited_t
         await task
     assert [backup_id for write in journal.writes for backup_id in write] == finishes.order
     assert sorted(finishes.order) == sorted(d.backup.id for d in result.due)
+
+
+# --- the log context ------------------------------------------------------------------------------------------
+
+
+class ContextSeen(NullRunEvents):
+    """The log context bound when each event arrives."""
+
+    def __init__(self) -> None:
+        self.pending: list[dict[str, object]] = []
+        self.finished: list[dict[str, object]] = []
+
+    def deletion_pending(self, result: PolicyResult, decision: Decision) -> None:
+        self.pending.append(structlog.contextvars.get_contextvars())
+
+    def deletion_finished(self, result: PolicyResult, decision: Decision, deletion: Deletion) -> None:
+        self.finished.append(structlog.contextvars.get_contextvars())
+
+
+async def test_a_queued_deletion_binds_no_log_context_a_sent_one_does() -> None:
+    result = acting_result(3)
+    seen = ContextSeen()
+
+    async def send(_result: PolicyResult, decision: Decision) -> Deletion:
+        return Deletion("deleted", 1)
+
+    with structlog.contextvars.bound_contextvars(run_id="r"):
+        async with asyncio.timeout(10):
+            await phase_of(result, Journal(), send, concurrency=2, events=seen).run()
+    assert seen.pending == [{"run_id": "r"}] * 3  # documented in `RunEvents.deletion_pending`
+    assert sorted(str(context["backup_id"]) for context in seen.finished) == ["prod-a-0", "prod-a-1", "prod-a-2"]
+    assert all(context["policy"] == "prod" and context["run_id"] == "r" for context in seen.finished)
