@@ -43,7 +43,8 @@ from ges_retention.orphans import mark_orphans, trusted_graphs
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile
 from ges_retention.project_scope import ProjectScope
-from ges_retention.retention import Decision, plan_file
+from ges_retention.retention import plan_file
+from ges_retention.retention_decisions import Decision
 from ges_retention.summary import PolicyResult, RunSummary, Trigger, new_run_id, policy_outcome, run_outcome
 
 log = structlog.get_logger("ges_retention.runner")
