@@ -221,7 +221,9 @@ class SeenRequest:
 
 class ListingServer:
     """Serves `GET /v2/{p}/graphs/backups` from a queue of raw bodies (then an empty page with `tail_count`), answers
-    every DELETE with `{}`, and records every request with its raw path, as sent on the wire. The graph listing is
+    every DELETE with `{}`, and records every request with its raw path, as sent on the wire. The bodies are served in
+    the order the requests arrive, whatever their `offset`; `served_offsets[i]` is the offset `served[i]` answered
+    (the client reads its pages in offset order, which concurrent requests need not arrive in). The graph listing is
     `graphs` (default: none, so every backup is an orphan, which `orphans: include` plans like any other); the
     quota is unlimited."""
 
@@ -229,6 +231,7 @@ class ListingServer:
         self.pages: list[bytes] = []
         self.tail_count = 0
         self.served: list[bytes] = []
+        self.served_offsets: list[int] = []
         self.requests: list[SeenRequest] = []
         self.graphs: list[dict[str, Any]] = []
         self._runner: web.AppRunner | None = None
@@ -238,6 +241,7 @@ class ListingServer:
         self.pages = list(pages)
         self.tail_count = tail_count
         self.served = []
+        self.served_offsets = []
         self.requests = []
 
     @property
@@ -254,6 +258,7 @@ class ListingServer:
             else:
                 body = json.dumps({"backup_count": self.tail_count, "backup_list": []}).encode()
             self.served.append(body)
+            self.served_offsets.append(int(request.query.get("offset", "0")))
             return web.Response(body=body, content_type="application/json")
         if request.method == "GET" and request.path.endswith("/graphs"):
             return web.json_response({"graph_count": len(self.graphs), "graphs": self.graphs})

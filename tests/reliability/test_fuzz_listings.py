@@ -8,7 +8,8 @@ same kind of broken records stored raw (`complete=False`).
 
 Whatever is served: the run returns (no traceback, no exception), and when anything the client was served fails
 validation, not one DELETE is sent; when everything is valid, exactly the planner's deletions are sent.
-Validity is judged by an oracle written here, from what the server really served.
+Validity is judged by an oracle written here, from what the server really served, read as the contract reads a
+listing (pages in offset order, up to the first short or empty page).
 """
 
 from __future__ import annotations
@@ -73,37 +74,64 @@ def record_is_valid(record: Any) -> bool:
     )
 
 
-def trustworthy(served: list[bytes]) -> tuple[bool, list[dict[str, Any]], set[str]]:
-    """Judge the bodies the server really served: (every page and every record valid and as many unique ids as
-    the count; the records, first copy of each id; the ids seen twice with different, valid, content).
+def trustworthy(served: list[tuple[int, bytes]], limit: int) -> tuple[bool, list[dict[str, Any]], set[str]]:
+    """Judge the bodies the server really served, each with the offset it answered: (every body and every record
+    valid, and the listing complete; its records, first copy of each id; the ids seen twice with different, valid,
+    content).
+
+    Every body served must be valid, wherever it falls: one invalid body or record fails the listing. The listing
+    itself is read as the contract reads it: its pages in offset order, up to the first short or empty page or the
+    page that reaches its count (contract, "Rate": "stopping at the first short or empty page"; ges-api: page until
+    `offset >= backup_count`). A first page shorter than `limit` while the count says more shows the server's page
+    size, and "short" is then shorter than that. Records served after the end are not part of the listing: it is
+    complete when its unique ids reach the largest count it reported (retention rule 9), so a short page in the middle
+    of a listing leaves it incomplete (refused), whatever pages the window fetched after it.
 
     A record is invalid wherever it appears, a later copy of an id included (contract, retention rule 9). Two valid
     copies that differ only as paging can honestly see it (a `backing_up` backup that finished meanwhile) are not a
     failure: the first is used. Copies that disagree on graph, start, method or name, or a non-running backup whose
     status changed, mean the server is inconsistent: the listing is untrusted."""
+    pages: list[tuple[int, list[Any], int]] = []
+    for offset, raw in sorted(served, key=lambda served_page: served_page[0]):
+        page = page_of(raw)
+        if page is None or not all(record_is_valid(item) for item in page[0]):
+            return False, [], set()
+        pages.append((offset, *page))
     seen: dict[str, dict[str, Any]] = {}
     conflicts: set[str] = set()
-    count = None
-    for body in served:
-        try:
-            data = json.loads(body)
-        except ValueError:
-            return False, [], conflicts
-        if not isinstance(data, dict) or not isinstance(data.get("backup_list"), list):
-            return False, [], conflicts
-        total = data.get("backup_count")
-        if type(total) is not int or total < 0:
-            return False, [], conflicts
-        count = total
-        for item in data["backup_list"]:
-            if not record_is_valid(item):
-                return False, [], conflicts
+    largest = None
+    step = limit
+    for index, (offset, items, total) in enumerate(pages):
+        largest = total if largest is None else max(largest, total)
+        for item in items:
             first = seen.setdefault(item["id"], item)
             if modeled(first) != modeled(item):
                 if not honest_change(first, item):
                     return False, [], conflicts
                 conflicts.add(item["id"])
-    return count is not None and len(seen) >= count, list(seen.values()), conflicts
+        if index == 0:
+            step = min(limit, len(items))
+        if not items or len(items) < step or offset + len(items) >= total:
+            break
+    return largest is not None and len(seen) >= largest, list(seen.values()), conflicts
+
+
+def page_of(raw: bytes) -> tuple[list[Any], int] | None:
+    """(records, count) of a body, or None when it is no list-backups page. A count of 0 without a list (absent or
+    null) is an empty page: how an empty project may answer (`ges/paging.py`), nothing listed, nothing to delete."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    total = data.get("backup_count")
+    if type(total) is not int or total < 0:
+        return None
+    items = data.get("backup_list")
+    if items is None and total == 0:
+        return [], 0
+    return (items, total) if isinstance(items, list) else None
 
 
 def modeled(record: dict[str, Any]) -> tuple[Any, ...]:
@@ -357,15 +385,15 @@ def logged_run(scenario: Callable[[], Any]) -> tuple[Any, list[dict[str, Any]]]:
 def check_listing(value: tuple[list[bytes], int, list[str]], tally: Tally) -> None:
     pages, tail_count, defects = value
 
-    async def scenario() -> tuple[Any, list[bytes], list[Any]]:
+    async def scenario() -> tuple[Any, list[tuple[int, bytes]], list[Any]]:
         async with ListingServer() as server:
             server.load(pages, tail_count)
             summary = await run_in_process(server.url, POLICY, now=NOW, page_size=PAGE_SIZE)
-            return summary, server.served, server.deletes
+            return summary, list(zip(server.served_offsets, server.served, strict=True)), server.deletes
 
     (summary, served, deletes), events = logged_run(scenario)
     assert not [e for e in events if e["event"] == "run_crashed" or "exception" in e]
-    ok, records, conflicts = trustworthy(served)
+    ok, records, conflicts = trustworthy(served, PAGE_SIZE)
     for defect in defects:
         tally.defects[defect] = tally.defects.get(defect, 0) + 1
     listing_failed = [e for e in events if e["event"] == "listing_failed"]
@@ -414,6 +442,52 @@ def test_no_delete_is_sent_from_a_listing_that_fails_validation(examples: int, d
     report(tally)
     # Not vacuous: both sides of the validation are reached, and valid listings do lead to deletions.
     assert tally.untrustworthy > examples / 4 and tally.trustworthy > examples / 10 and tally.deletes > 0
+
+
+def successes(sizes: list[int]) -> tuple[list[bytes], list[dict[str, Any]]]:
+    """Valid pages of `sizes` records (successes a day apart, most of them expired), each with the full count; and
+    the records."""
+    total = sum(sizes)
+    records = [
+        {"id": f"b-{i:05d}", "graph_id": "g-1", "status": "success", "start_timestamp": NOW_MS - i * DAY_MS - 1}
+        for i in range(total)
+    ]
+    bodies, start = [], 0
+    for size in sizes:
+        bodies.append(body(total, records[start : start + size]))
+        start += size
+    return bodies, records
+
+
+@pytest.mark.parametrize(
+    ("sizes", "trusted"),
+    [
+        # A server capped at 6 a page: the short page ends the listing and the count is reached.
+        pytest.param([6, 6, 1], True, id="capped-pages-short-last"),
+        # Pages bigger than the limit asked for: more records than asked, none lost.
+        pytest.param([PAGE_SIZE, 3 * PAGE_SIZE, 7], True, id="pages-above-the-limit"),
+        # A short page in the middle ends the listing with 13 of 35 ids: incomplete, whatever the window fetched
+        # after it (the bodies after it were served, but are no part of the listing).
+        pytest.param([6, 6, 1, 22], False, id="short-page-in-the-middle"),
+        pytest.param([PAGE_SIZE, 10, PAGE_SIZE], False, id="short-page-then-full"),
+    ],
+)
+def test_a_listing_ends_at_its_first_short_page(sizes: list[int], trusted: bool) -> None:
+    bodies, records = successes(sizes)
+    assert expected_plan(records, POLICY, NOW)[0], "the records plan no deletion: the test would prove nothing"
+    tally = Tally()
+    check_listing((bodies, len(records), []), tally)  # asserts no DELETE and `listing_failed` when untrusted
+    assert (tally.trustworthy, tally.untrustworthy) == ((1, 0) if trusted else (0, 1))
+    assert (tally.deletes > 0) == trusted
+
+
+@pytest.mark.parametrize(
+    "empty", [{"backup_count": 0}, {"backup_count": 0, "backup_list": None}], ids=["no-list", "null-list"]
+)
+def test_an_empty_project_may_leave_its_list_out(empty: dict[str, Any]) -> None:
+    tally = Tally()
+    check_listing(([json.dumps(empty).encode()], 0, []), tally)
+    assert (tally.trustworthy, tally.untrustworthy) == (1, 0)
 
 
 @pytest.mark.parametrize(
