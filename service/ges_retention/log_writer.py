@@ -10,7 +10,8 @@ run, other threads) a line is written at once, after whatever is buffered.
 What this costs: a line is on the stream at most one loop iteration late, and a process killed with SIGKILL loses
 the lines of its last iteration (the journal, not the log, is the durable record of what was deleted). The loop
 runs the callback even while it shuts down (`asyncio.run` drives the loop to close async generators), and `flush()`
-runs at exit and before every line the standard `logging` handler writes, so that lines keep their order.
+runs at exit and before every line the standard `logging` handler writes, so that lines keep their order. At most
+`MAX_PENDING_LINES` wait: one step that logs more (a plan's lines) writes them in slices of that many.
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ import asyncio
 import atexit
 from typing import Any, TextIO
 
-__all__ = ["LineWriter", "LineWriterFactory", "flush_lines"]
+__all__ = ["MAX_PENDING_LINES", "LineWriter", "LineWriterFactory", "flush_lines"]
+
+# A bound on what waits: a plan of 100,000 deletions is logged in one step of the loop, and holding its lines until
+# the step ends cost 50 MB. 256 lines still make one write of a few tens of KB.
+MAX_PENDING_LINES = 256
 
 
 class LineWriter:
@@ -45,7 +50,11 @@ class LineWriter:
             self.flush()
             self._write(message + "\n")
             return
-        self._pending.append(message)
+        pending = self._pending
+        pending.append(message)
+        if len(pending) >= MAX_PENDING_LINES:  # one step logging a whole plan: written in slices, not held
+            self.flush()
+            return
         if self._scheduled_on is not loop:
             self._scheduled_on = loop
             loop.call_soon(self.flush)

@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from ges_retention.log_writer import LineWriter, flush_lines
+from ges_retention.log_writer import MAX_PENDING_LINES, LineWriter, flush_lines
 from ges_retention.logs import configure_logging, reset_logging
 
 
@@ -156,3 +156,15 @@ def test_a_loop_closed_before_its_flush_ran_does_not_leave_the_next_loops_lines_
 
     asyncio.run(next_run())
     assert written == ["logged as the loop stops\nnext run\n"]
+
+
+async def test_one_step_logging_many_lines_writes_them_in_bounded_slices() -> None:
+    stream = CountingStream()
+    writer = LineWriter(stream)
+    lines = 2 * MAX_PENDING_LINES + 3
+    for n in range(lines):
+        writer.msg(str(n))
+    assert len(stream.writes) == 2  # two full slices already written, without waiting for the step to end
+    assert all(w.count("\n") == MAX_PENDING_LINES for w in stream.writes)
+    await asyncio.sleep(0)
+    assert stream.getvalue().splitlines() == [str(n) for n in range(lines)]
