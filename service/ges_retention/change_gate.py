@@ -25,7 +25,10 @@ from ges_retention.backup import Backup
 from ges_retention.policy import Policy
 from ges_retention.policy_definition import definition_document
 from ges_retention.policy_fields import UNLIMITED
-from ges_retention.retention import HoldLike, Plan, find_overlaps, plan
+from ges_retention.retention import plan
+from ges_retention.retention_decisions import Plan
+from ges_retention.retention_holds import HoldLike
+from ges_retention.retention_overlap import find_overlaps
 from ges_retention.state.gate_digest import canonical_json, definition_digest, gate_digest
 
 __all__ = [

@@ -18,11 +18,12 @@ import structlog
 from ges_retention import gate_state
 from ges_retention.backup import Backup
 from ges_retention.exit_codes import ExitCode
+from ges_retention.listing_trust import trusted_backups
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile
 from ges_retention.project_scope import ProjectScope
 from ges_retention.report import render_json, render_summary_text, render_table
-from ges_retention.runner import plan_listings, trusted_backups
+from ges_retention.runner_planning import plan_listings
 from ges_retention.service import Service, check_endpoints, policy_endpoint
 from ges_retention.settings import Settings
 from ges_retention.state import StoreInfo

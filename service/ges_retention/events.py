@@ -72,7 +72,9 @@ class RunEvents(Protocol):
         """A policy's plan, before any deletion."""
 
     def deletion_pending(self, result: PolicyResult, decision: Decision) -> None:
-        """A deletion is queued: it starts unless the run stops or reaches its deadline first."""
+        """A deletion is queued: it starts unless the run stops or reaches its deadline first. Called outside the
+        deletion's log context (only `run_id` is bound; binding five keys per queued deletion costs, and no
+        subscriber logs here): a subscriber that logs binds what it needs from `result` and `decision`."""
 
     def deletion_started(self, result: PolicyResult, decision: Decision) -> None:
         """The request for a deletion is about to be made."""

@@ -18,7 +18,7 @@ from ges_retention.change_gate import BaselineLike, change_gate, peers_of
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile
 from ges_retention.project_scope import ProjectScope
-from ges_retention.retention import HoldLike, hold_key
+from ges_retention.retention_holds import HoldLike, hold_key
 from ges_retention.summary import PolicyResult
 from ges_retention.two_phase import two_phase
 

@@ -60,7 +60,7 @@ from ges_retention.events import Deletion, NullRunEvents, RunEvents
 from ges_retention.exit_codes import ExitCode
 from ges_retention.gates import PlanningMemory
 from ges_retention.policy import Policy
-from ges_retention.retention import Decision
+from ges_retention.retention_decisions import Decision
 from ges_retention.state import (
     BackupFacts,
     IntentTicket,

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from ges_retention.events import Deletion, NullRunEvents
-from ges_retention.retention import Decision
+from ges_retention.retention_decisions import Decision
 from ges_retention.summary import PolicyResult
 
 __all__ = ["PROGRESS_INTERVAL_S", "Progress"]

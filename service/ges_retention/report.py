@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ges_retention.retention import Decision
+from ges_retention.retention_decisions import Decision
 from ges_retention.summary import PolicyResult, RunSummary
 
 __all__ = ["iso_utc", "plain", "plan_document", "render_json", "render_summary_text", "render_table"]

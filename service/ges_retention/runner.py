@@ -19,197 +19,40 @@ tests). The guards, in the order they act:
 
 The runner neither logs nor counts: it tells its `RunEvents` subscribers (`events.py`) what happens. It talks to the
 state only through its `RunJournal` (`journal.py`), at the points that seam names.
+
+Its parts live beside it: `backup_api` (the `BackupApi` protocol), `runner_listing` (listing one scope: backups,
+graphs, quota), `listing_trust` (guard 1, pure), `runner_planning` (`plan_listings` and `Planned`: guards 2 and 3,
+the gates) and `deleting` (the deletion phase: guards 5 and 6).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Literal
 
 import structlog
 
-from ges_retention.backup import Backup, InvalidBackupRecord
+from ges_retention.backup_api import BackupApi
 from ges_retention.deleting import DeletionPhase, deletion_context, state_failed
 from ges_retention.events import Deletion, FanOut, LoggingEvents, RunEvents
 from ges_retention.gate_state import GONE
-from ges_retention.gates import PlanningMemory, apply_gates
-from ges_retention.ges.client import BackupListing, DeleteResult, GraphListing
+from ges_retention.gates import PlanningMemory
 from ges_retention.ges.errors import GesError
 from ges_retention.journal import JournalUnavailable, NullJournal, RunJournal
-from ges_retention.orphans import mark_orphans, trusted_graphs
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile
 from ges_retention.project_scope import ProjectScope
-from ges_retention.retention import Decision, plan_file
+from ges_retention.retention_decisions import Decision
+from ges_retention.runner_listing import list_project
+from ges_retention.runner_planning import Planned, plan_listings
 from ges_retention.summary import PolicyResult, RunSummary, Trigger, new_run_id, policy_outcome, run_outcome
 
 log = structlog.get_logger("ges_retention.runner")
 
-__all__ = [
-    "BackupApi",
-    "Planned",
-    "ProjectListing",
-    "ProjectScope",
-    "Runner",
-    "plan_listings",
-    "trusted_backups",
-    "trusted_listing",
-]
-
-
-class BackupApi(Protocol):
-    """What a run needs from GES: list a project's backups and graphs, read its backup quota, delete one backup."""
-
-    async def list_backups(self, endpoint: str, project_id: str, *, deadline: float) -> BackupListing:
-        """Every backup of the project as `Backup` values; raises `GesError` or `InvalidBackupRecord`."""
-
-    async def list_graphs(self, endpoint: str, project_id: str, *, deadline: float) -> GraphListing:
-        """Every graph of the project, raw; raises `GesError`."""
-
-    async def backup_quota(self, endpoint: str, project_id: str, *, deadline: float) -> int | None:
-        """Backups left in the project's quota (-1 = unlimited; None = not in the answer); raises `GesError`."""
-
-    async def delete_backup(
-        self, endpoint: str, project_id: str, graph_id: str, backup_id: str, *, deadline: float
-    ) -> DeleteResult:
-        """`deleted` or `already_deleted` (GES.7024); anything else raises `GesError`."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProjectListing:
-    """A project's backups, or None with the reason the listing cannot be used."""
-
-    backups: list[Backup] | None
-    error_code: str | None = None
-    error: str | None = None
-    conflicting_ids: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Planned:
-    """The plans of one "list and plan": one result per selected policy, in the order selected."""
-
-    results: list[PolicyResult]
-    listed: int
-    skipped_projects: list[str]
-    """The project ids of the scopes whose listing failed (which endpoint: in the `listing_failed` events)."""
-    now: datetime
-    state_error: str | None = None
-    """The journal could not be written while planning (`state_unavailable`): nothing of this plan may be deleted."""
-
-
-def trusted_listing(listing: BackupListing) -> ProjectListing:
-    """The listing's backups if they can be acted on; else the reason (code, message) they cannot."""
-    backups: list[Backup] = listing.records
-    if not listing.complete:
-        error = f"incomplete listing: {len(backups)} unique backups, {listing.reported_count} reported"
-        return ProjectListing(None, "incomplete", error)
-    if listing.conflicting_records:
-        conflict = _untrusted_conflict(backups, listing.conflicting_records)
-        if conflict is not None:
-            return ProjectListing(None, "conflicting_record", conflict)
-    return trusted_backups(backups, listing.conflicting_records, conflicting_ids=tuple(listing.conflicting_ids))
-
-
-def trusted_backups(
-    backups: list[Backup], later_copies: Sequence[Backup] = (), *, conflicting_ids: tuple[str, ...] = ()
-) -> ProjectListing:
-    """The backups with each graph's name resolved from any record of it (so that a record without `graph_name` is
-    selected and excluded like its graph), or the reason they cannot be trusted: one graph id under two names."""
-    names: dict[str, str] = {}
-    for backup in (*backups, *later_copies):
-        if not backup.graph_name:
-            continue
-        known = names.setdefault(backup.graph_id, backup.graph_name)
-        if known != backup.graph_name:
-            error = f"graph {backup.graph_id!r} is listed under two names, {known!r} and {backup.graph_name!r}"
-            return ProjectListing(None, "conflicting_graph_name", error)
-    named = [
-        replace(b, graph_name=names[b.graph_id]) if not b.graph_name and b.graph_id in names else b for b in backups
-    ]
-    return ProjectListing(named, conflicting_ids=conflicting_ids)
-
-
-def _untrusted_conflict(first_copies: Sequence[Backup], later_copies: Sequence[Backup]) -> str | None:
-    """Why two copies of one id cannot both be true, or None for the one change paging can see honestly.
-
-    A backup that was still `backing_up` on one page may have finished by the next: the first copy (kept, never
-    deleted) is used. Any other difference (another graph, start, method, name, or a success that changed status)
-    means the server's answers are inconsistent, and nothing is deleted from them.
-    """
-    first_by_id = {b.id: b for b in first_copies}
-    for later in later_copies:
-        first = first_by_id[later.id]
-        identity = (first.graph_id, first.start_ms, first.backup_method, first.name)
-        if identity != (later.graph_id, later.start_ms, later.backup_method, later.name):
-            return f"backup {later.id!r} was listed twice with different graph, start, method or name"
-        if first.status != later.status and first.status != "backing_up":
-            return f"backup {later.id!r} was listed as {first.status!r} and then as {later.status!r}"
-    return None
-
-
-def plan_listings(
-    policy_file: PolicyFile,
-    selected: Sequence[Policy],
-    listings: Mapping[ProjectScope, ProjectListing],
-    now: datetime,
-    *,
-    dry_run: bool,
-    endpoint_of: Callable[[Policy], str] = lambda _policy: "",
-    memory: PlanningMemory | None = None,
-) -> list[PolicyResult]:
-    """Pure: a result per selected policy, planned over its scope's listing (`ProjectScope.of(policy, endpoint_of)`;
-    or failed with the listing's reason), with the holds in force, then gated (`gates.apply_gates`: two-phase clocks,
-    the change gate) with what the journal remembers (`memory`; None: nothing, as with no state). Overlap is resolved
-    over every policy of the file in the same (endpoint, project_id)."""
-    memory = memory if memory is not None else PlanningMemory()
-
-    def scope_of(policy: Policy) -> ProjectScope:
-        return ProjectScope.of(policy, endpoint_of)
-
-    plannable = [p for p in selected if listings[scope_of(p)].backups is not None]
-    empty: list[Backup] = []
-    plans = plan_file(
-        policy_file.policies,
-        plannable,
-        lambda scope: listings[scope].backups or empty,
-        now,
-        memory.holds,
-        scope_of=scope_of,
-    )
-    by_name = {p.policy: p for p in plans}
-    results = []
-    for policy in selected:
-        scope = scope_of(policy)
-        listing = listings[scope]
-        results.append(
-            PolicyResult(
-                policy.name,
-                policy.project_id,
-                scope.endpoint,
-                plan=by_name.get(policy.name),
-                listing_error=listing.error if listing.backups is None else None,
-                dry_run=dry_run or policy.dry_run,
-                enabled=policy.enabled,
-            )
-        )
-    ignored = apply_gates(
-        policy_file,
-        results,
-        lambda scope: listings[scope].backups,
-        now,
-        holds=memory.holds,
-        memory=memory.policies,
-        endpoint_of=endpoint_of,
-    )
-    for stale in ignored:  # (a pure function that logs: the one warning the planner's caller cannot miss)
-        log.warning(
-            "policy_ack_ignored", policy=stale.policy, digest=stale.written, reason="not the held definition's digest"
-        )
-    return results
+# `BackupApi` is what a `Runner` is built over: named here too.
+__all__ = ["BackupApi", "Runner"]
 
 
 class Runner:
@@ -275,7 +118,7 @@ class Runner:
         # Every policy's endpoint is asked (the service binds its agency there), and each scope listed once.
         scope_of = {policy.name: ProjectScope.of(policy, self.endpoint_of) for policy in selected}
         scopes = sorted(set(scope_of.values()))
-        found = await asyncio.gather(*(self._list_project(scope, deadline, events) for scope in scopes))
+        found = await asyncio.gather(*(list_project(self.api, scope, deadline, events) for scope in scopes))
         listings = dict(zip(scopes, found, strict=True))
         now = now if now is not None else self._clock()
         state_error: str | None = None
@@ -304,65 +147,6 @@ class Runner:
             now=now,
             state_error=state_error,
         )
-
-    async def _list_project(self, scope: ProjectScope, deadline: float, events: RunEvents) -> ProjectListing:
-        endpoint, project_id = scope
-        # The endpoint is bound too: one project id may be listed at two endpoints, and its events must say which.
-        with structlog.contextvars.bound_contextvars(project_id=project_id, endpoint=endpoint):
-            try:
-                # Records become `Backup` values page by page; one invalid record, a later copy of an id
-                # included, makes the whole listing untrusted.
-                checked = trusted_listing(await self.api.list_backups(endpoint, project_id, deadline=deadline))
-            except GesError as exc:
-                checked = ProjectListing(None, exc.error_code, str(exc))
-            except InvalidBackupRecord as exc:
-                checked = ProjectListing(None, "invalid_record", str(exc))
-            if checked.backups is not None:
-                # Only once the backups listing is complete: see `orphans`.
-                checked = await self._with_graphs(endpoint, project_id, checked, deadline)
-            if checked.backups is None:
-                events.listing_failed(project_id, checked.error_code, checked.error or "")
-            else:
-                events.listing_done(project_id, checked.backups, checked.conflicting_ids)
-                # Only after a trusted listing: its count is the threshold's, and a project that cannot be listed
-                # (refused credentials, an agency withdrawn) would only fail again, with another login.
-                await self._read_quota(endpoint, project_id, len(checked.backups), deadline, events)
-            return checked
-
-    async def _with_graphs(
-        self, endpoint: str, project_id: str, checked: ProjectListing, deadline: float
-    ) -> ProjectListing:
-        """The listing with orphans marked and names completed from the graph listing, or untrusted with its reason."""
-        try:
-            graphs = await self.api.list_graphs(endpoint, project_id, deadline=deadline)
-        except GesError as exc:
-            return ProjectListing(None, exc.error_code or "graph_listing_failed", f"graph listing: {exc}")
-        check = trusted_graphs(
-            graphs.graphs,
-            complete=graphs.complete,
-            reported_count=graphs.reported_count,
-            later_copies=graphs.later_copies,
-        )
-        if check.names is None:
-            return ProjectListing(None, check.error_code, check.error)
-        marked = mark_orphans(checked.backups or [], check.names)  # marked in place: the listing is not held twice
-        if marked.backups is None:
-            return ProjectListing(None, marked.error_code, marked.error)
-        return replace(checked, backups=marked.backups)
-
-    async def _read_quota(
-        self, endpoint: str, project_id: str, listed: int, deadline: float, events: RunEvents
-    ) -> None:
-        """Best effort: any failure is the warning `quota_unavailable`, never a failure of the run."""
-        try:
-            available = await self.api.backup_quota(endpoint, project_id, deadline=deadline)
-        except Exception as exc:  # best effort by contract: the run goes on whatever happened
-            events.quota_unavailable(project_id, str(exc) or type(exc).__name__)
-            return
-        if available is None:
-            events.quota_unavailable(project_id, "the quota answer has no 'backup' entry")
-        else:
-            events.quota_read(project_id, available, listed)
 
     # --- one run ---------------------------------------------------------------------------------------------
 

@@ -37,7 +37,8 @@ from ges_retention.forecast import (
     sampled_days,
 )
 from ges_retention.policy import Policy
-from ges_retention.retention import plan, select_backups
+from ges_retention.retention import plan
+from ges_retention.retention_selection import select_backups
 
 __all__ = [
     "AGE_BANDS",

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ges_retention.exit_codes import ExitCode, combine
-from ges_retention.retention import Decision, HoldLike, Plan
+from ges_retention.retention_decisions import Decision, Plan
+from ges_retention.retention_holds import HoldLike
 
 if TYPE_CHECKING:  # (the gate imports the state's digests: not needed to read a summary)
     from ges_retention.change_gate import GateDecision

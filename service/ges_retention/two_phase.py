@@ -26,7 +26,7 @@ from datetime import datetime, tzinfo
 from ges_retention.durations import Duration
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyError, PolicyFile, Problem
-from ges_retention.retention import Decision, Plan
+from ges_retention.retention_decisions import Decision, Plan
 
 __all__ = ["NOT_SELECTED", "Clock", "TwoPhase", "refuse_without_durable_state", "two_phase"]
 

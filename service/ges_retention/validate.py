@@ -18,7 +18,7 @@ import structlog
 from ges_retention.exit_codes import ExitCode
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import FileWarning, PolicyError, PolicyFile, Problem, load_policy_file
-from ges_retention.retention import BUCKETS
+from ges_retention.retention_buckets import BUCKETS
 
 __all__ = ["describe", "next_fire_time", "validate_command"]
 

@@ -169,7 +169,7 @@ def test_an_invalid_log_setting_is_exit_2_for_commands_that_read_settings(
 
 @pytest.mark.parametrize("rule", ["last", "hourly", "daily", "weekly", "monthly", "yearly"])
 def test_validate_names_every_keep_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str], rule: str) -> None:
-    from ges_retention.retention import BUCKETS
+    from ges_retention.retention_buckets import BUCKETS
 
     assert rule == "last" or rule in BUCKETS
     path = _write(tmp_path, f"version: 1\npolicies:\n  - {{name: a, project_id: abc, keep: {{{rule}: 2}}}}\n")

@@ -16,7 +16,8 @@ from e2e_helpers import POLICY, PROJECT, cli_env, run_cli, start_cli
 from ges_retention.backup import Backup
 from ges_retention.emulator.app import RunningEmulator
 from ges_retention.policy_loading import parse_policy_text
-from ges_retention.retention import Decision, plan_file
+from ges_retention.retention import plan_file
+from ges_retention.retention_decisions import Decision
 from ges_retention.state import open_store, resolve_state_location
 from support.processes import finish
 

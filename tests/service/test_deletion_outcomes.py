@@ -88,8 +88,8 @@ async def test_outcomes_are_all_written_in_the_order_the_deletions_finished_batc
     assert len(finished_order) == ALL
     # Each outcome written once, in the order finished; those reported during the first write went in one more.
     assert [backup_id for call in used.calls for backup_id in call] == finished_order
-    # The first write took what was reported when it started (at most one per worker); all the others, reported
-    # while it waited, went in the one write after it.
+    # The first write took the first group (one outcome per worker); all the others, reported while it waited,
+    # went in the one write after it.
     assert len(used.calls) == 2 and len(used.calls[1]) >= ALL - 2
     for backup_id in finished_order:
         (record,) = (await store.why(backup_id)).records
@@ -114,3 +114,34 @@ async def test_an_outcome_write_that_fails_leaves_its_rows_deleting_never_delete
     assert set(states.values()) <= {"deleted", "deleting"}
     assert "deleting" in states.values()  # the failed write's rows: a later trusted listing resolves them
     assert failing.writes.count("record_outcomes") == 2  # nothing written after the failure
+
+
+class _DyingWriter(StateJournal):
+    """A journal whose outcome writer dies of a bug (not a `JournalUnavailable`) on its first write."""
+
+    async def after_deletions(self, finished: Sequence[Finished]) -> None:
+        raise RuntimeError("bug in the outcome writer")
+
+
+async def test_a_dead_outcome_writer_crashes_the_run_and_the_next_run_resolves_what_it_left_deleting(
+    store: Store,
+) -> None:
+    api = _api(store)
+    runner = make_runner(api, store, concurrency=2)
+    runner._journal = lambda: _DyingWriter(store, endpoint_of=lambda _p: ENDPOINT, clock=lambda: NOW)
+    policy_file = policies()
+    with pytest.raises(RuntimeError, match="bug in the outcome writer"):  # the run crashes: `run_crashed`, exit 1
+        await runner.run(policy_file, policy_file.policies, run_id="crashed")
+    deleted_then = set(api.deleted)
+    committed = {
+        b.id: [r for r in (await store.why(b.id)).records if r.run_id == "crashed"] for b in project(prod=6, staging=4)
+    }
+    intents = {b for b, records in committed.items() if records}
+    assert deleted_then <= intents
+    assert {r.state for b in intents for r in committed[b]} == {"deleting"}  # nothing written, nothing lost
+    # The next run holds the run locks: its trusted listing resolves the crashed run's rows.
+    summary = await make_runner(api, store, concurrency=2).run(policy_file, policy_file.policies, run_id="next")
+    assert summary.exit_code() == ExitCode.OK
+    for backup_id in intents:
+        (record,) = [r for r in (await store.why(backup_id)).records if r.run_id == "crashed"]
+        assert record.state == ("deleted" if backup_id in deleted_then else "not_started"), backup_id

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from ges_retention.backup import Backup
 from ges_retention.report import plain, render_json, render_summary_text, render_table
-from ges_retention.retention import Decision, Plan
+from ges_retention.retention_decisions import Decision, Plan
 from ges_retention.summary import PolicyResult, RunSummary
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 from ges_retention.backup import Backup
 from ges_retention.events import LoggingEvents, MetricsEvents
 from ges_retention.gates import PolicyMemory, apply_gates
+from ges_retention.listing_trust import trusted_backups
 from ges_retention.metrics import Metrics
 from ges_retention.policy_loading import parse_policy_text
+from ges_retention.project_scope import ProjectScope
 from ges_retention.report import render_json, render_summary_text, render_table
-from ges_retention.runner import ProjectScope, plan_listings, trusted_backups
+from ges_retention.runner_planning import plan_listings
 from ges_retention.summary import PolicyResult, RunSummary, exit_code, policy_outcome
 from support.logs import capture_events
 

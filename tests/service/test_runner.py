@@ -17,7 +17,7 @@ from ges_retention.events import Deletion, FanOut, LoggingEvents, NullRunEvents,
 from ges_retention.exit_codes import ExitCode
 from ges_retention.ges.errors import ServerError, Unauthorized
 from ges_retention.policy_loading import PolicyFile, parse_policy_text
-from ges_retention.retention import Decision
+from ges_retention.retention_decisions import Decision
 from ges_retention.runner import Runner
 from ges_retention.summary import PolicyResult, RunSummary
 from support.logs import capture_events

@@ -312,7 +312,7 @@ def test_a_backup_changed_only_in_size_between_pages_is_no_conflict() -> None:
     # A backup that finished while we paged gains its size: the first copy (running, no size) is used.
     first = replace(backups("live", 1, size_mb=None)[0], status="backing_up")
     later = replace(first, status="success", size_mb=12.0)
-    from ges_retention.runner import trusted_listing
+    from ges_retention.listing_trust import trusted_listing
     from support.memory_api import listing_of
 
     checked = trusted_listing(listing_of([first], later=[later]))

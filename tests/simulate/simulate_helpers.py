@@ -11,7 +11,8 @@ from ges_retention.backup import Backup
 from ges_retention.cron import CronSchedule
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import parse_policy_text
-from ges_retention.retention import plan, select_backups
+from ges_retention.retention import plan
+from ges_retention.retention_selection import select_backups
 from ges_retention.simulate import Cadence, Forecast, Outage, Scenario
 
 

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from ges_retention.backup import Backup
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile, parse_policy_text
-from ges_retention.retention import Decision, Plan
+from ges_retention.retention_decisions import Decision, Plan
 
 # A policy line that switches the `min_keep` floor off, to look at the rules alone.
 NO_FLOOR = "safety: {min_keep: 0}"

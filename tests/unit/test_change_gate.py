@@ -9,10 +9,12 @@ from factories import at, b, policy_file
 
 from ges_retention.change_gate import GateContext, GateDecision, change_gate, gate_context, peers_of
 from ges_retention.gates import PolicyMemory, apply_gates
+from ges_retention.listing_trust import trusted_backups
 from ges_retention.policy import Policy
 from ges_retention.policy_definition import definition_document
+from ges_retention.project_scope import ProjectScope
 from ges_retention.retention import plan, plan_file
-from ges_retention.runner import ProjectScope, plan_listings, trusted_backups
+from ges_retention.runner_planning import plan_listings
 from ges_retention.state.gate_digest import definition_digest, gate_digest
 from ges_retention.state.records import Baseline
 

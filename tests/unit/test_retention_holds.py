@@ -10,7 +10,8 @@ from factories import NO_FLOOR, at, b, outcome, pol
 from hypothesis import given
 from test_retention_properties import NOW, SETTINGS, backup_lists, policies
 
-from ges_retention.retention import find_overlaps, plan, plan_file
+from ges_retention.retention import plan, plan_file
+from ges_retention.retention_overlap import find_overlaps
 
 NOW_1 = at("2026-11-27T12:00")
 

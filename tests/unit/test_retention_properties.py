@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 from ges_retention.backup import Backup
 from ges_retention.policy import BUCKET_RULES, Policy
 from ges_retention.policy_fields import UNLIMITED
-from ges_retention.retention import FUTURE_TOLERANCE_MS, Plan, plan
+from ges_retention.retention import plan
+from ges_retention.retention_decisions import Plan
+from ges_retention.retention_groups import FUTURE_TOLERANCE_MS
 
 SETTINGS = settings(max_examples=120, deadline=None, database=None)
 

@@ -9,7 +9,10 @@ from factories import NO_FLOOR, at, b, earlier, ids, outcome, pol
 
 from ges_retention.backup import Backup
 from ges_retention.policy import Policy
-from ges_retention.retention import PlanWarning, find_overlaps, plan, plan_file, select_backups
+from ges_retention.retention import plan, plan_file
+from ges_retention.retention_decisions import PlanWarning
+from ges_retention.retention_overlap import find_overlaps
+from ges_retention.retention_selection import select_backups
 
 NOW = at("2026-12-31T12:00")
 
@@ -921,7 +924,7 @@ def test_the_bucket_table_names_the_keep_counts_and_writes_the_contract_labels()
     from datetime import datetime as _dt
 
     from ges_retention.policy import BUCKET_RULES, Keep
-    from ges_retention.retention import BUCKETS
+    from ges_retention.retention_buckets import BUCKETS
 
     assert tuple(BUCKETS) == BUCKET_RULES and set(BUCKET_RULES) <= set(Keep.model_fields)
     # 2027-01-01 is in ISO week 53 of 2026: the weekly key is the ISO year's.
