@@ -324,8 +324,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _print_error(args: argparse.Namespace, message: str, code: int, *, with_traceback: bool = False) -> None:
-    from ges_retention.logs import LOG_FORMATS, error_line
+    from ges_retention.logs import LOG_FORMATS, error_line, flush_lines
 
+    flush_lines()  # the run's last lines before its error line
     fmt = getattr(args, "log_format_in_use", None) or args.log_format or _env_choice("LOG_FORMAT", LOG_FORMATS, "json")
     trace = traceback.format_exc() if with_traceback else None
     if trace is not None and fmt == "console":

@@ -17,7 +17,7 @@ A line is written for every deletion, so the pipeline is kept cheap (issue 17): 
 decided once per key and remembered; numbers, booleans and None are passed by without a look; the run's context is
 read from structlog's own context variables rather than by walking every variable of the context; the JSON encoder
 is built once; `log_context` binds a deletion's keys with tokens (reset on exit) instead of reading the whole context
-first.
+first; inside an event loop, the lines of one loop iteration leave in one write (`log_writer.py`).
 """
 
 from __future__ import annotations
@@ -37,12 +37,15 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from ges_retention.log_writer import LineWriterFactory, flush_lines
+
 __all__ = [
     "LOG_FORMATS",
     "LOG_LEVELS",
     "REDACTED",
     "configure_logging",
     "error_line",
+    "flush_lines",
     "forget_secrets",
     "redact_event",
     "register_secrets",
@@ -268,6 +271,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._fixed = stream
 
     def emit(self, record: logging.LogRecord) -> None:
+        flush_lines()  # structlog's lines of this loop iteration first: the order stays the order logged
         self.stream = self._fixed or sys.stderr
         super().emit(record)
 
@@ -299,6 +303,7 @@ def _route_standard_logging(fmt: str, level: int, stream: TextIO | None) -> None
 def reset_logging() -> None:
     """Undo what `configure_logging` did to the standard `logging` (tests; a second configuration)."""
     global _handler, _root_level_before
+    flush_lines()
     root = logging.getLogger()
     if _handler is not None:
         root.removeHandler(_handler)
@@ -354,7 +359,7 @@ def configure_logging(fmt: str = "json", level: str = "info", stream: TextIO | N
     structlog.configure(
         processors=chain,
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
-        logger_factory=structlog.WriteLoggerFactory(file=out),
+        logger_factory=LineWriterFactory(out),
         # Not cached: tests swap processors with structlog.testing.capture_logs.
         cache_logger_on_first_use=False,
     )

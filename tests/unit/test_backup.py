@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -167,3 +168,17 @@ def test_to_api_round_trips_and_writes_a_utc_start_time() -> None:
     assert Backup.from_api(api) == backup
     assert api["start_time"] == "2026-11-25T12:00:00"
     assert api["start_timestamp"] == RECORD["start_timestamp"]
+
+
+def test_values_repeated_across_records_are_kept_once_and_unique_ones_are_not_interned() -> None:
+    text = (
+        '{"id": "b-%d", "name": "nightly-%d", "graph_id": "graph-7", "graph_name": "prod", "status": "success", '
+        '"backup_method": "auto", "start_timestamp": 1700000000000}'
+    )
+    first, second = (Backup.from_api(json.loads(text % (n, n))) for n in (1, 2))
+    # Two separate parses: without interning each field would be its own string object.
+    assert first.graph_id is second.graph_id
+    assert first.graph_name is second.graph_name
+    assert first.status is second.status
+    assert first.backup_method is second.backup_method
+    assert (first.id, first.name, second.id, second.name) == ("b-1", "nightly-1", "b-2", "nightly-2")

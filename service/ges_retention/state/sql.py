@@ -146,8 +146,12 @@ def required_time(value: object) -> datetime:
     return result
 
 
+# Built once: `json.dumps` with options builds an encoder per call, and an intent row encodes its reasons.
+_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def to_json(value: object) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _JSON.encode(value)
 
 
 def from_json(value: object) -> Any:
