@@ -6,7 +6,9 @@ the bare loops share the machine's cores as a real deployment next to other work
 spends per delete is one the emulator cannot use. In one run, on fresh data each time, taking turns for `rounds`
 rounds: `ges-retention run` (the real CLI, JSON logs at info to a file, 64 in flight, no rate limit) and the two bare
 loops of `bench.peers` (the same AK/SK-signed DELETEs, 64 in flight, no logging, nothing else). Each side's figure is
-its best round; the ceiling is the faster bare loop.
+its best round; the ceiling is the faster bare loop. Alongside, not as a ceiling, `bare_journal`: the bare loop plus
+the write-ahead journal's own SQLite writes (intents before each batch, outcomes in groups), which tells how much of
+the gap is the journal the service must keep (issue 14) rather than the service's own overhead.
 
 Targets: the service's deletion rate >= 0.85 of the ceiling's (0.62 before issue 17) and its CPU seconds per delete
 <= 1.3x the ceiling's.
@@ -30,6 +32,8 @@ from bench.service import measure_service, write_policy
 __all__ = ["run_cpu_per_delete"]
 
 BARE = ("bare", "bare_workers")
+# Measured alongside, not a ceiling: the bare loop plus the journal's own writes (what a write-ahead journal costs).
+JOURNALED = "bare_journal"
 
 
 def _best(runs: list[dict[str, Any]], key: str, *, lowest: bool) -> float | None:
@@ -55,7 +59,7 @@ def run_cpu_per_delete(
         "in-process timers, CPU of every thread (getrusage). Each side's best round.",
     }
     service_runs: list[dict[str, Any]] = []
-    bare_runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in BARE}
+    bare_runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in (*BARE, JOURNALED)}
     now_ms = int(time.time() * 1000)
     with (
         running_emulator(cpu=None, latency_ms=latency_ms) as emulator,
@@ -66,7 +70,7 @@ def run_cpu_per_delete(
         for _ in range(rounds):
             emulator.load_expired(deletions, per_graph=per_graph, now_ms=now_ms)
             service_runs.append(measure_service(emulator, policy, cpu=None, concurrency=concurrency, rate_limit=0))
-            for kind in BARE:
+            for kind in (*BARE, JOURNALED):
                 sample = emulator.load_expired(deletions, per_graph=per_graph, now_ms=now_ms)
                 bare_runs[kind].append(
                     run_peer(
@@ -75,12 +79,14 @@ def run_cpu_per_delete(
                 )
     rate = _best(service_runs, "deletes_per_s", lowest=False)
     cpu_k = _best(service_runs, "cpu_s_per_1000_deletes", lowest=True)
-    bare_rates = {kind: _best(runs, "deletes_per_s", lowest=False) or 0.0 for kind, runs in bare_runs.items()}
+    bare_rates = {kind: _best(bare_runs[kind], "deletes_per_s", lowest=False) or 0.0 for kind in BARE}
     ceiling_kind = max(bare_rates, key=lambda kind: bare_rates[kind])
     ceiling_rate = bare_rates[ceiling_kind]
     ceiling_cpu_k = _best(bare_runs[ceiling_kind], "cpu_s_per_1000_deletes", lowest=True)
     rate_ratio = round(rate / ceiling_rate, 3) if rate and ceiling_rate else None
     cpu_ratio = round(cpu_k / ceiling_cpu_k, 3) if cpu_k and ceiling_cpu_k else None
+    journaled_cpu_k = _best(bare_runs[JOURNALED], "cpu_s_per_1000_deletes", lowest=True)
+    journaled_ratio = round(cpu_k / journaled_cpu_k, 3) if cpu_k and journaled_cpu_k else None
     figures = {
         "service_deletes_per_s": rate,
         "service_cpu_s_per_1000_deletes": cpu_k,
@@ -89,6 +95,10 @@ def run_cpu_per_delete(
         "ceiling_cpu_s_per_1000_deletes": ceiling_cpu_k,
         "throughput_vs_ceiling": rate_ratio,
         "cpu_per_delete_vs_ceiling": cpu_ratio,
+        # Not a target: the bare loop with the journal's writes, and the service's CPU per delete against it.
+        "journaled_loop_cpu_s_per_1000_deletes": journaled_cpu_k,
+        "journaled_loop_deletes_per_s": _best(bare_runs[JOURNALED], "deletes_per_s", lowest=False),
+        "cpu_per_delete_vs_journaled_loop": journaled_ratio,
         "rounds": {
             "service": [(r.get("deletes_per_s"), r.get("cpu_s_per_1000_deletes")) for r in service_runs],
             **{

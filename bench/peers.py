@@ -13,6 +13,9 @@ thread), measured in-process around the deletions only (process start-up and imp
   shape of the service's own deletion loop). A finished request starts the next one at once, without the extra hop
   through the event loop that waking a semaphore waiter costs; so this one is often the faster, and the ceiling is
   the faster of the two.
+- `bare_journal`: `bare_workers` plus the write-ahead journal's own writes through the service's SQLite store (a
+  fresh file): intents committed a batch of `concurrency` at a time before their DELETEs, outcomes recorded in groups
+  of `concurrency`. Not a ceiling: it tells how much of the service's CPU per delete the journal costs by itself.
 """
 
 from __future__ import annotations
@@ -24,18 +27,30 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 __all__ = ["KINDS", "write_spec"]
 
-KINDS = ("sdk_loop", "sdk_async", "bare", "bare_workers")
+KINDS = ("sdk_loop", "sdk_async", "bare", "bare_workers", "bare_journal")
+JOURNALED_KEY = "journaled"
 
 
 def write_spec(
     path: Path, *, url: str, project_id: str, ak: str, sk: str, targets: list[tuple[str, str]], concurrency: int
 ) -> Path:
-    spec = {"url": url, "project_id": project_id, "ak": ak, "sk": sk, "targets": targets, "concurrency": concurrency}
+    # `bare_journal` keeps its journal next to the spec: a fresh SQLite file per run.
+    state = str(path.with_suffix(".state.db"))
+    spec = {
+        "url": url,
+        "project_id": project_id,
+        "ak": ak,
+        "sk": sk,
+        "targets": targets,
+        "concurrency": concurrency,
+        "state": state,
+    }
     path.write_text(json.dumps(spec))
     return path
 
@@ -164,11 +179,96 @@ async def _bare_main(spec: dict[str, Any], clock: _Clock, *, workers: bool) -> C
     return statuses
 
 
+def _bare_journal(spec: dict[str, Any], clock: _Clock) -> Counter[str]:
+    return asyncio.run(_bare_journal_main(spec, clock))
+
+
+async def _bare_journal_main(spec: dict[str, Any], clock: _Clock) -> Counter[str]:
+    """`bare_workers` plus the journal's inherent writes, through the service's own SQLite store: a feeder commits
+    each batch of `concurrency` intents (`write_intents`) before its DELETEs are handed out (the next batch is
+    written while the workers send this one), and outcomes are recorded in groups of `concurrency`
+    (`record_outcomes`). No planning, pacer, retries, events or logging: what a write-ahead journal costs a loop."""
+    import aiohttp
+    from yarl import URL
+
+    from ges_retention.ges.auth import AkSkAuth
+    from ges_retention.ges.signing import SignedRequest
+    from ges_retention.state import (
+        BackupFacts,
+        Outcome,
+        PlannedDeletion,
+        RunRecord,
+        Scope,
+        open_store,
+        resolve_state_location,
+    )
+
+    auth = AkSkAuth(spec["ak"], spec["sk"], spec["project_id"])
+    base = f"{spec['url']}/v2/{spec['project_id']}/graphs"
+    own = {"Content-Type": "application/json"}
+    statuses: Counter[str] = Counter()
+    concurrency = spec["concurrency"]
+    started = datetime.now(UTC)
+    store = await open_store(resolve_state_location(spec["state"]))
+    assert store is not None
+    scope = Scope(policy="bench", endpoint=spec["url"], project_id=spec["project_id"])
+    run_id = f"bare-journal-{started.timestamp():.0f}"
+    await store.start_run(RunRecord(run_id, "manual", ("bench",), "bench", started))
+    ready: asyncio.Queue[tuple[str, str, int] | None] = asyncio.Queue(concurrency)
+    outcomes: list[Outcome] = []
+    targets = spec["targets"]
+
+    def item(graph_id: str, backup_id: str) -> PlannedDeletion:
+        facts = BackupFacts(backup_id, backup_id, graph_id, graph_id, "auto", started, 1.0)
+        return PlannedDeletion(facts, ("not among the last 1",))
+
+    async def feed() -> None:
+        for start in range(0, len(targets), concurrency):
+            batch = targets[start : start + concurrency]
+            verdict = await store.write_intents(run_id, scope, [item(g, b) for g, b in batch])
+            ids = {ticket.backup_id: ticket.deletion_id for ticket in verdict.committed}
+            for graph_id, backup_id in batch:
+                await ready.put((graph_id, backup_id, ids[backup_id]))
+        for _ in range(concurrency):
+            await ready.put(None)
+
+    async with aiohttp.ClientSession() as session:
+
+        async def worker() -> None:
+            while (entry := await ready.get()) is not None:
+                graph_id, backup_id, deletion_id = entry
+                url = URL(f"{base}/{graph_id}/backups/{backup_id}", encoded=True)
+                request = SignedRequest.of("DELETE", url.raw_path, headers=own, host=url.host_port_subcomponent or "")
+                headers = {**own, **auth.sign(request)}
+                async with session.delete(url, headers=headers) as response:
+                    await response.read()
+                    statuses[str(response.status)] += 1
+                    request_id = response.headers.get("X-Request-Id")
+                outcomes.append(Outcome(deletion_id, "deleted", request_id=request_id, attempts=1))
+                if len(outcomes) >= concurrency:
+                    group = outcomes[:]
+                    outcomes.clear()
+                    await store.record_outcomes(group)
+
+        clock.start()
+        await asyncio.gather(feed(), *(worker() for _ in range(concurrency)))
+        if outcomes:
+            await store.record_outcomes(outcomes)
+        clock.stop()
+    # What the journal holds (read after the clock stopped): `main` reports it as `journaled`, apart from statuses:
+    # the targets whose last record says `deleted` (every intent was written, and its outcome).
+    last_states = [(await store.why(backup_id)).records[-1].state for _, backup_id in targets]
+    statuses[JOURNALED_KEY] = last_states.count("deleted")
+    await store.close()
+    return statuses
+
+
 _RUNNERS: dict[str, Callable[[dict[str, Any], _Clock], Counter[str]]] = {
     "sdk_loop": _sdk_loop,
     "sdk_async": _sdk_async,
     "bare": _bare,
     "bare_workers": _bare_workers,
+    "bare_journal": _bare_journal,
 }
 
 
@@ -177,6 +277,7 @@ def main(argv: list[str]) -> int:
     spec = json.loads(Path(spec_path).read_text())
     clock = _Clock()
     statuses = _RUNNERS[kind](spec, clock)
+    journaled = statuses.pop(JOURNALED_KEY, None)
     wall, cpu = clock.wall, clock.cpu
     n = len(spec["targets"])
     result = {
@@ -191,12 +292,23 @@ def main(argv: list[str]) -> int:
         "cpu_busy_share": round(cpu / wall, 3),
         "phase_epoch_s": [clock.started_at, clock.stopped_at],
     }
+    if journaled is not None:
+        result["journaled"] = journaled  # `bare_journal`: the rows its journal holds as `deleted`
     print(json.dumps(result))
     return 0 if result["deleted"] == n else 1
 
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))
+
+
+def _remove_state(path: Path) -> None:
+    """A `bare_journal` run's SQLite journal (its WAL, shared memory and lock directory too): every run starts fresh."""
+    import shutil
+
+    for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        leftover.unlink(missing_ok=True)
+    shutil.rmtree(f"{path}-locks", ignore_errors=True)
 
 
 def run_peer(
@@ -226,6 +338,7 @@ def run_peer(
         [sys.executable, "-m", "bench.peers", kind, str(spec)], cpu=cpu, cwd=workdir, watch_pid=emulator.proc.pid
     )
     spec.unlink(missing_ok=True)
+    _remove_state(spec.with_suffix(".state.db"))
     if not child.stdout.strip():
         raise RuntimeError(f"peer {kind} failed: exit {child.returncode}")
     result: dict[str, Any] = json.loads(child.stdout)

@@ -14,7 +14,7 @@ pytestmark = [
 ]
 
 
-def test_cpu_per_delete_measures_the_service_and_both_bare_loops_unpinned() -> None:
+def test_cpu_per_delete_measures_the_service_both_bare_loops_and_the_journaled_loop_unpinned() -> None:
     result = run_cpu_per_delete(deletions=40, latency_ms=1, rounds=1, per_graph=20)
     assert set(result) >= {"parameters", "figures", "targets", "targets_met", "disturbance"}
     assert result["parameters"]["pinned"] is False
@@ -23,7 +23,12 @@ def test_cpu_per_delete_measures_the_service_and_both_bare_loops_unpinned() -> N
         assert figures[key] > 0
     assert figures["ceiling_kind"] in ("bare", "bare_workers")
     assert figures["throughput_vs_ceiling"] is not None and figures["cpu_per_delete_vs_ceiling"] is not None
-    assert set(figures["rounds"]) == {"service", "bare", "bare_workers"}
+    assert set(figures["rounds"]) == {"service", "bare", "bare_workers", "bare_journal"}
+    # The journaled loop is measured alongside (not a ceiling), and really journaled every deletion it sent.
+    [journaled] = figures["runs"]["bare_journal"]
+    assert journaled["deleted"] == 40 and journaled["journaled"] == 40
+    assert figures["journaled_loop_cpu_s_per_1000_deletes"] > 0
+    assert figures["cpu_per_delete_vs_journaled_loop"] is not None
     names = {t["name"]: t for t in result["targets"]}
     assert set(names) == {"throughput_vs_ceiling", "cpu_per_delete_vs_ceiling", "all_deleted"}
     assert names["all_deleted"]["met"]
