@@ -3,7 +3,9 @@
 Why one thread of our own rather than `aiosqlite`: `sqlite3` connections may be used only by the thread that made
 them, and a file has one writer at a time anyway, so a single thread loses nothing. Owning it lets a transaction's
 first statement carry its `BEGIN IMMEDIATE` in the same hop, keeps the dependency list short, and keeps the thread's
-lifetime tied to the store (`close()` joins it). An `asyncio.Lock` serialises transactions on the connection.
+lifetime tied to the store (`close()` joins it). An `asyncio.Lock` serialises transactions on the connection. The
+deletion phase's own transactions (an intent batch, a group of outcomes) run on the loop's thread instead, unless
+another process holds the file's write lock (`INLINE_OPERATIONS`: the hop cost more than the SQL).
 
 Durability: WAL mode with `synchronous=NORMAL`. A commit appends to the WAL without an fsync; the WAL is fsynced at
 checkpoints. After a power loss the last commits may be lost but the file is never corrupt; after a process crash
@@ -35,9 +37,9 @@ from ges_retention.state.errors import DaemonLockHeld, StateError, StateReadOnly
 from ges_retention.state.journal import SqlStore
 from ges_retention.state.locks import DaemonLock, RunLock
 from ges_retention.state.sql import DbNow, Execute, ExecuteMany, Fetch, Script, time_text
-from ges_retention.state.sqlite_errors import classify
+from ges_retention.state.sqlite_errors import SQLITE_BUSY, SQLITE_LOCKED, classify
 
-__all__ = ["SqliteStore", "lock_dir"]
+__all__ = ["INLINE_OPERATIONS", "SqliteStore", "lock_dir"]
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
@@ -80,6 +82,40 @@ def _drive_sync(conn: sqlite3.Connection, script: Script[T]) -> T:
             request = script.send(result)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+
+
+# The deletion phase's transactions: an intent batch before its DELETEs, a group of outcomes after them. They run on
+# the event loop's thread, not the writer thread. Measured (bench scenario 12, 20,000 deletions, 64 in flight): the
+# hop cost more CPU than the SQL. A statement on the writer thread releases the GIL for every row it steps and must
+# take it back from a loop that is busy sending, so each batch paid dozens of forced GIL switches in both threads;
+# inline, the service's CPU per delete fell from 0.30 to 0.21 CPU-ms (the bare loop: 0.13) and its rate rose by a
+# third. These transactions are short (64 rows, no fsync in WAL mode but at checkpoints), and never wait for a lock
+# on the loop: they begin with `busy_timeout` 0, and a file whose write lock another process holds sends them back
+# to the writer thread, which waits for it. Reads, pruning and everything else stay on the writer thread.
+INLINE_OPERATIONS = frozenset({"write_intents", "record_outcomes"})
+
+
+class _WriteLockTaken(Exception):
+    """`BEGIN IMMEDIATE` found the file's write lock taken: the transaction did not start."""
+
+
+def _inline_transaction(conn: sqlite3.Connection, script: Script[T]) -> T:
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED):
+            raise _WriteLockTaken from exc
+        raise
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    try:
+        result = _drive_sync(conn, script)
+    except BaseException:
+        _end(conn, commit=False)
+        raise
+    _end(conn, commit=True)
+    return result
 
 
 def _end(conn: sqlite3.Connection, *, commit: bool) -> None:
@@ -213,9 +249,18 @@ class SqliteStore(SqlStore):
                 raise classify(exc, location=self.info.location, operation=operation, path=self.path) from exc
 
     async def _run_script(self, operation: str, script: Script[T], *, write: bool) -> T:
-        """BEGIN IMMEDIATE, the script and COMMIT (or ROLLBACK) in a single hop to the writer thread."""
+        """BEGIN IMMEDIATE, the script and COMMIT (or ROLLBACK) in a single hop to the writer thread; the deletion
+        phase's own transactions (`INLINE_OPERATIONS`) on the loop's thread when the file's write lock is free."""
         if write:
             self.writing(operation)  # the read-only guard
+        if write and operation in INLINE_OPERATIONS and self._conn is not None:
+            async with self._tx_lock:
+                try:
+                    return _inline_transaction(self._conn, script)
+                except _WriteLockTaken:
+                    pass  # another process is writing: wait for it on the writer thread, as every other write does
+                except sqlite3.Error as exc:
+                    raise classify(exc, location=self.info.location, operation=operation, path=self.path) from exc
         begin = "BEGIN IMMEDIATE" if write else None
 
         def transaction(conn: sqlite3.Connection) -> T:

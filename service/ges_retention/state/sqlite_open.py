@@ -140,8 +140,15 @@ def _connect_and_migrate(path: Path | None, mode: str, target: int, clock: Any) 
     else:
         access = {"create": "rwc", "existing": "rw", "read_only": "ro"}[mode]
         target_uri, uri = f"file:{quote(str(path))}?mode={access}", True
+    # Used by the writer thread and, for the deletion phase's transactions, by the loop's thread (`INLINE_OPERATIONS`
+    # in sqlite.py): never both at once, since both hold the store's transaction lock.
     conn = sqlite3.connect(
-        target_uri, uri=uri, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, cached_statements=256
+        target_uri,
+        uri=uri,
+        isolation_level=None,
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        cached_statements=256,
+        check_same_thread=False,
     )
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
