@@ -8,6 +8,8 @@ import sys
 import bench.report
 import pytest
 from bench.journal import run_journal
+from bench.notes import notes
+from bench.scenarios import SCENARIOS
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -23,3 +25,10 @@ def test_the_journal_benchmark_runs_on_memory_sqlite_and_postgresql(monkeypatch:
     assert all(run["deleted"] == 60 for run in figures["runs"].values())
     assert figures["sqlite_vs_memory"] is not None and figures["postgresql_vs_memory"] is not None
     assert next(t for t in result["targets"] if t["name"] == "all_deleted")["met"]
+    assert "of :memory:" in notes({"journal": result})["journal"]
+
+
+def test_every_scenario_has_a_note() -> None:
+    from bench import notes as notes_module
+
+    assert set(SCENARIOS) <= set(notes_module._NOTES)
