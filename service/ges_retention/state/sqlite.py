@@ -109,6 +109,11 @@ def _inline_transaction(conn: sqlite3.Connection, script: Script[T]) -> T:
         raise
     finally:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return _commit_script(conn, script)
+
+
+def _commit_script(conn: sqlite3.Connection, script: Script[T]) -> T:
+    """The script in the transaction already begun, then COMMIT; ROLLBACK if anything fails."""
     try:
         result = _drive_sync(conn, script)
     except BaseException:
@@ -267,13 +272,7 @@ class SqliteStore(SqlStore):
             if begin is None:
                 return _drive_sync(conn, script)
             conn.execute(begin)
-            try:
-                result = _drive_sync(conn, script)
-            except BaseException:
-                _end(conn, commit=False)
-                raise
-            _end(conn, commit=True)
-            return result
+            return _commit_script(conn, script)
 
         async with self._tx_lock:
             try:
