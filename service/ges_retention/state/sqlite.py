@@ -52,8 +52,8 @@ def lock_dir(path: Path) -> Path:
 @functools.lru_cache(maxsize=256)
 def _adapt_time(value: datetime) -> str:
     """How `sqlite3` binds a datetime: `time_text` (a naive one raises its ValueError out of the statement).
-    Cached: the rows of one batch share their instants (`updated_at`, `planned_at`...), and formatting one costs more
-    than the row's insert."""
+    Cached: the rows of one batch share their instants (`updated_at`, `planned_at`...), so each is formatted once per
+    batch rather than once per row and column."""
     return time_text(value)
 
 
