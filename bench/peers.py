@@ -141,28 +141,45 @@ def _bare_workers(spec: dict[str, Any], clock: _Clock) -> Counter[str]:
     return asyncio.run(_bare_main(spec, clock, workers=True))
 
 
+class _SignedDeletes:
+    """The bare loops' one request: `DELETE .../graphs/{g}/backups/{b}`, AK/SK-signed by the service's signer, on one
+    session; returns the status and the request id."""
+
+    def __init__(self, spec: dict[str, Any], session: Any) -> None:
+        # Imported here, once (the module stays light for the SDK peers), not in the measured loop.
+        from yarl import URL
+
+        from ges_retention.ges.auth import AkSkAuth
+        from ges_retention.ges.signing import SignedRequest
+
+        self._url, self._signed = URL, SignedRequest
+        self._auth = AkSkAuth(spec["ak"], spec["sk"], spec["project_id"])
+        self._base = f"{spec['url']}/v2/{spec['project_id']}/graphs"
+        self._own = {"Content-Type": "application/json"}
+        self._session = session
+
+    async def __call__(self, graph_id: str, backup_id: str) -> tuple[int, str | None]:
+        url = self._url(f"{self._base}/{graph_id}/backups/{backup_id}", encoded=True)
+        own = self._own
+        request = self._signed.of("DELETE", url.raw_path, headers=own, host=url.host_port_subcomponent or "")
+        headers = {**own, **self._auth.sign(request)}
+        async with self._session.delete(url, headers=headers) as response:
+            await response.read()
+            return response.status, response.headers.get("X-Request-Id")
+
+
 async def _bare_main(spec: dict[str, Any], clock: _Clock, *, workers: bool) -> Counter[str]:
     import aiohttp
-    from yarl import URL
 
-    from ges_retention.ges.auth import AkSkAuth
-    from ges_retention.ges.signing import SignedRequest
-
-    auth = AkSkAuth(spec["ak"], spec["sk"], spec["project_id"])
-    base = f"{spec['url']}/v2/{spec['project_id']}/graphs"
-    own = {"Content-Type": "application/json"}
     statuses: Counter[str] = Counter()
     semaphore = asyncio.Semaphore(spec["concurrency"])
     async with aiohttp.ClientSession() as session:
+        send = _SignedDeletes(spec, session)
 
         async def delete(graph_id: str, backup_id: str) -> None:
-            url = URL(f"{base}/{graph_id}/backups/{backup_id}", encoded=True)
             async with semaphore:
-                request = SignedRequest.of("DELETE", url.raw_path, headers=own, host=url.host_port_subcomponent or "")
-                headers = {**own, **auth.sign(request)}
-                async with session.delete(url, headers=headers) as response:
-                    await response.read()
-                    statuses[str(response.status)] += 1
+                status, _ = await send(graph_id, backup_id)
+                statuses[str(status)] += 1
 
         clock.start()
         if workers:
@@ -189,10 +206,7 @@ async def _bare_journal_main(spec: dict[str, Any], clock: _Clock) -> Counter[str
     written while the workers send this one), and outcomes are recorded in groups of `concurrency`
     (`record_outcomes`). No planning, pacer, retries, events or logging: what a write-ahead journal costs a loop."""
     import aiohttp
-    from yarl import URL
 
-    from ges_retention.ges.auth import AkSkAuth
-    from ges_retention.ges.signing import SignedRequest
     from ges_retention.state import (
         BackupFacts,
         Outcome,
@@ -203,9 +217,6 @@ async def _bare_journal_main(spec: dict[str, Any], clock: _Clock) -> Counter[str
         resolve_state_location,
     )
 
-    auth = AkSkAuth(spec["ak"], spec["sk"], spec["project_id"])
-    base = f"{spec['url']}/v2/{spec['project_id']}/graphs"
-    own = {"Content-Type": "application/json"}
     statuses: Counter[str] = Counter()
     concurrency = spec["concurrency"]
     started = datetime.now(UTC)
@@ -233,17 +244,13 @@ async def _bare_journal_main(spec: dict[str, Any], clock: _Clock) -> Counter[str
             await ready.put(None)
 
     async with aiohttp.ClientSession() as session:
+        send = _SignedDeletes(spec, session)
 
         async def worker() -> None:
             while (entry := await ready.get()) is not None:
                 graph_id, backup_id, deletion_id = entry
-                url = URL(f"{base}/{graph_id}/backups/{backup_id}", encoded=True)
-                request = SignedRequest.of("DELETE", url.raw_path, headers=own, host=url.host_port_subcomponent or "")
-                headers = {**own, **auth.sign(request)}
-                async with session.delete(url, headers=headers) as response:
-                    await response.read()
-                    statuses[str(response.status)] += 1
-                    request_id = response.headers.get("X-Request-Id")
+                status, request_id = await send(graph_id, backup_id)
+                statuses[str(status)] += 1
                 outcomes.append(Outcome(deletion_id, "deleted", request_id=request_id, attempts=1))
                 if len(outcomes) >= concurrency:
                     group = outcomes[:]
