@@ -3,18 +3,14 @@ an unlimited budget, or no run held for it), and whether the journal knows the s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from ges_retention.ack import ack_definition
 from ges_retention.change_gate import current_gate_digest, gate_context
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile, parse_policy_text
-from ges_retention.state import RunRecord, Scope, Store, open_store, resolve_state_location
+from ges_retention.state import RunRecord, Scope, Store
 
 ENDPOINT = "https://ges.example"
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -33,14 +29,6 @@ def endpoint_of(_policy: Policy) -> str:
 
 def digest(policy_file: PolicyFile, baseline: Any = None) -> str:
     return current_gate_digest(policy_file.policies[0], [], baseline)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store(resolve_state_location(str(tmp_path / "state.db")), mode="create")
-    assert opened is not None
-    yield opened
-    await opened.close()
 
 
 async def record_run(store: Store, run_id: str, counts: dict[str, Any]) -> None:

@@ -4,19 +4,16 @@ until an ack of the current gate digest or a return to the baseline releases it;
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from ges_retention.change_gate import current_gate_digest, gate_context
 from ges_retention.change_held import ChangeHeldGauge, journal_change_held, recorded_hold
 from ges_retention.metrics import Metrics
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile, parse_policy_text
-from ges_retention.state import RunRecord, Scope, Store, open_store, resolve_state_location
+from ges_retention.state import RunRecord, Scope, Store
 
 ENDPOINT = "https://ges.example"
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -47,14 +44,6 @@ def endpoint_of(_policy: Policy) -> str:
 def digest(policy_file: PolicyFile, name: str = "nightly", baseline: Any = None) -> str:
     policy = next(p for p in policy_file.policies if p.name == name)
     return current_gate_digest(policy, [p for p in policy_file.policies if p.name != name], baseline)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store(resolve_state_location(str(tmp_path / "state.db")), mode="create")
-    assert opened is not None
-    yield opened
-    await opened.close()
 
 
 async def record_run(store: Store, run_id: str, held: dict[str, Any] | None, *, at: timedelta = timedelta()) -> None:

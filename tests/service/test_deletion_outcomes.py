@@ -5,7 +5,7 @@ rows `deleting` (never `deleted` without a DELETE answered)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -15,19 +15,11 @@ from test_runner import NOW, P1, policies, project
 from ges_retention.exit_codes import ExitCode
 from ges_retention.ges.client import DeleteResult
 from ges_retention.journal import Finished, StateJournal
-from ges_retention.state import Store, open_store, resolve_state_location
+from ges_retention.state import Store
 from support.logs import capture_events
 from support.state_faults import FailingWrites
 
 ALL = 7  # deletions the two policies plan over project(prod=6, staging=4)
-
-
-@pytest.fixture
-async def store(tmp_path: Any) -> AsyncIterator[Store]:
-    opened = await open_store(resolve_state_location(str(tmp_path / "state.db")), mode="create")
-    assert opened is not None
-    yield opened
-    await opened.close()
 
 
 class _CountingApi(JournalledApi):

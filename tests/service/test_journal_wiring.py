@@ -4,7 +4,6 @@ outcomes with the request id after, holds re-checked per batch, and no further D
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +15,7 @@ from ges_retention.exit_codes import ExitCode
 from ges_retention.ges.client import DeleteResult
 from ges_retention.journal import StateJournal
 from ges_retention.runner import Runner
-from ges_retention.state import Scope, Store, open_store, resolve_state_location
+from ges_retention.state import Scope, Store
 from support.logs import capture_events
 from support.memory_api import MemoryApi
 from support.state_faults import FailingWrites
@@ -41,14 +40,6 @@ class JournalledApi(MemoryApi):
         return DeleteResult(
             done.outcome, done.attempts, done.duration_s, done.error_code, done.status, f"req-{backup_id}"
         )
-
-
-@pytest.fixture
-async def store(tmp_path: Any) -> AsyncIterator[Store]:
-    opened = await open_store(resolve_state_location(str(tmp_path / "state.db")), mode="create")
-    assert opened is not None
-    yield opened
-    await opened.close()
 
 
 def make_runner(api: MemoryApi, store: Any, *, concurrency: int = 2) -> Runner:

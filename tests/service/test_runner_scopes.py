@@ -8,11 +8,9 @@ policy's `deleting` rows against its own endpoint's listing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from test_runner import NOW, P1, backups
 
 from ges_retention.events import LoggingEvents
@@ -23,7 +21,7 @@ from ges_retention.journal import StateJournal, backup_facts
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile, parse_policy_text
 from ges_retention.runner import Runner
-from ges_retention.state import PlannedDeletion, RunRecord, Scope, Store, open_store, resolve_state_location
+from ges_retention.state import PlannedDeletion, RunRecord, Scope, Store
 from support.logs import capture_events
 from support.memory_api import MemoryApi
 
@@ -178,14 +176,6 @@ async def test_the_quota_is_read_per_endpoint_and_its_events_say_which() -> None
 
 
 # --- the journal ------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def store(tmp_path: Any) -> AsyncIterator[Store]:
-    opened = await open_store(resolve_state_location(str(tmp_path / "state.db")), mode="create")
-    assert opened is not None
-    yield opened
-    await opened.close()
 
 
 async def test_a_policys_deleting_rows_resolve_against_its_own_endpoints_listing(store: Store) -> None:
