@@ -25,11 +25,12 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest
 
 @pytest.fixture(autouse=True)
 def _reset_structlog() -> Iterator[None]:
+    from ges_retention.log_context import clear_context
     from ges_retention.logs import reset_logging
 
     structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
+    clear_context()
     yield
     structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
+    clear_context()
     reset_logging()  # the root handler `configure_logging` adds for other libraries' lines

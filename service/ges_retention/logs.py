@@ -1,8 +1,8 @@
 """structlog configuration: JSON lines (or console lines) on stderr, with secrets redacted.
 
 Log events always go to stderr; stdout carries only command results. Every line starts with `timestamp` (ISO 8601
-UTC), `level` and `event`, and carries the run's context (`run_id`, `policy`, `project_id`, ...) bound through
-contextvars.
+UTC), `level` and `event`, and carries the run's context (`run_id`, `policy`, `project_id`, ...) bound with
+`log_context` (`log_context.py`).
 
 The standard `logging` of every library (APScheduler, aiohttp, asyncio) is rendered by the same processors through a
 root handler, so that in `json` format every stderr line is JSON: a library's message becomes the `event`, its logger
@@ -14,15 +14,13 @@ secret part of signature headers, and any occurrence of a secret this process re
 secret that slips into an error message is still never written.
 
 A line is written for every deletion, so the pipeline is kept cheap (issue 17): whether a key names a secret is
-decided once per key and remembered; numbers, booleans and None are passed by without a look; the run's context is
-read from structlog's own context variables rather than by walking every variable of the context; the JSON encoder
-is built once; `log_context` binds a deletion's keys with tokens (reset on exit) instead of reading the whole context
-first; inside an event loop, the lines of one loop iteration leave in one write (`log_writer.py`).
+decided once per key and remembered; numbers, booleans and None are passed by without a look; the context is one
+variable, bound once per deletion (`log_context.py`); the JSON encoder is built once; inside an event loop, the lines
+of one loop iteration leave in one write (`log_writer.py`).
 """
 
 from __future__ import annotations
 
-import contextvars
 import json
 import json.encoder as json_encoder
 import logging
@@ -31,12 +29,12 @@ import sys
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from ges_retention.log_context import log_context, merge_context
 from ges_retention.log_writer import LineWriterFactory, flush_lines
 
 __all__ = [
@@ -47,6 +45,7 @@ __all__ = [
     "error_line",
     "flush_lines",
     "forget_secrets",
+    "log_context",
     "redact_event",
     "register_secrets",
     "reset_logging",
@@ -89,9 +88,17 @@ def scrub(value: str) -> str:
             value = value.replace(secret, REDACTED)
     if "Signature=" in value:
         value = _SIGNATURE.sub(r"\g<1>" + REDACTED, value)
-    if "earer" in value:
+    if "earer" in value.lower():  # `Bearer`, `BEARER`: the pattern ignores case, so does this check
         value = _BEARER.sub(r"\g<1>" + REDACTED, value)
     return value
+
+
+def _may_need_scrubbing(text: str) -> bool:
+    """Whether `scrub` could change `text` or any part of it (a false alarm costs a scrub; a miss cannot happen)."""
+    for secret in _secrets:
+        if secret in text:
+            return True
+    return "Signature=" in text or "earer" in text.lower()
 
 
 def _clean(value: Any, depth: int = 0) -> Any:
@@ -134,6 +141,7 @@ _PLAIN_TYPES = frozenset({int, float, bool})
 def redact_event(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: blank credential-looking keys and registered secrets anywhere in the event."""
     secret_key = _KEY_IS_SECRET.get
+    texts: list[str] = []
     # Values are replaced in place (no key is added or removed while the dict is walked).
     for key, value in event_dict.items():
         if value is None:
@@ -146,9 +154,16 @@ def redact_event(_logger: WrappedLogger, _method: str, event_dict: EventDict) ->
             continue
         kind = type(value)
         if kind is str:
-            event_dict[key] = scrub(value)
+            texts.append(value)
         elif kind not in _PLAIN_TYPES and isinstance(value, str | Mapping | list | tuple):
             event_dict[key] = _clean(value)
+    # The line's texts are looked at once, together: a line almost never holds a secret, and one search of the joined
+    # text costs less than a scrub per value. Any value holding a secret makes the joined text hold it: nothing is
+    # missed (the separator only keeps two values from passing for a secret together, a false alarm at worst).
+    if texts and _may_need_scrubbing("\x00".join(texts)):
+        for key, value in event_dict.items():
+            if type(value) is str:
+                event_dict[key] = scrub(value)
     return event_dict
 
 
@@ -169,31 +184,9 @@ def _first_keys_first(_logger: WrappedLogger, _method: str, event_dict: EventDic
     return ordered
 
 
-def _merge_context(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
-    """`structlog.contextvars.merge_contextvars`, reading only structlog's own variables: it walks every variable of
-    the context (asyncio's and aiohttp's too) on every line. Falls back to it should structlog's registry move."""
-    registry = _structlog_context_vars()
-    if registry is None:
-        return structlog.contextvars.merge_contextvars(_logger, _method, event_dict)
-    for name, var in tuple(registry.items()):
-        value = var.get(Ellipsis)
-        if value is not Ellipsis:
-            event_dict.setdefault(name[_PREFIX_LENGTH:], value)
-    return event_dict
-
-
-_PREFIX = structlog.contextvars.STRUCTLOG_KEY_PREFIX
-_PREFIX_LENGTH = len(_PREFIX)
-
-
-def _structlog_context_vars() -> dict[str, contextvars.ContextVar[Any]] | None:
-    registry = getattr(structlog.contextvars, "_CONTEXT_VARS", None)
-    return registry if isinstance(registry, dict) else None
-
-
 def _shared_processors() -> list[Processor]:
     return [
-        _merge_context,
+        merge_context,
         structlog.processors.add_log_level,
         _add_timestamp,
         _exception_to_string,
@@ -244,7 +237,7 @@ def _now_iso() -> str:
 def _json_line(logger: WrappedLogger, method: str, event_dict: EventDict) -> str:
     """The JSON format's whole chain in one step (a line per deletion: each processor call counts): what
     `_shared_processors`, `_first_keys_first` and the JSON renderer do one after the other, in the same order."""
-    event_dict = _merge_context(logger, method, event_dict)
+    event_dict = merge_context(logger, method, event_dict)
     if "exc_info" in event_dict:
         event_dict = _exception_to_string(logger, method, event_dict)
     # `timestamp` and `level` are the pipeline's (an event's own are replaced), and lead the line with `event`.
@@ -311,44 +304,6 @@ def reset_logging() -> None:
     if _root_level_before is not None:
         root.setLevel(_root_level_before)
         _root_level_before = None
-
-
-class log_context:  # used like a function: `with log_context(backup_id=...)`
-    """`structlog.contextvars.bound_contextvars`, cheaper: sets structlog's own context variables and resets them with
-    their tokens on exit, without reading the whole context first (a run binds a deletion's keys twice per deletion).
-    Falls back to structlog's `bind_contextvars` / `reset_contextvars` should its registry move."""
-
-    __slots__ = ("_tokens", "_values")
-
-    def __init__(self, **values: Any) -> None:
-        self._values = values
-        self._tokens: (
-            list[tuple[contextvars.ContextVar[Any], contextvars.Token[Any]]] | Mapping[str, contextvars.Token[Any]]
-        ) = []
-
-    def __enter__(self) -> None:
-        registry = _structlog_context_vars()
-        if registry is None:
-            self._tokens = structlog.contextvars.bind_contextvars(**self._values)
-            return
-        tokens = []
-        for key, value in self._values.items():
-            var = registry.get(_PREFIX + key)
-            if var is None:  # a key never bound before: structlog creates (and registers) its variable
-                structlog.contextvars.bind_contextvars(**{key: Ellipsis})
-                var = registry[_PREFIX + key]
-            tokens.append((var, var.set(value)))
-        self._tokens = tokens
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        tokens = self._tokens
-        if isinstance(tokens, list):
-            for var, token in reversed(tokens):
-                var.reset(token)
-        else:
-            structlog.contextvars.reset_contextvars(**tokens)
 
 
 def configure_logging(fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> None:

@@ -41,6 +41,7 @@ from ges_retention.gate_state import GONE
 from ges_retention.gates import PlanningMemory
 from ges_retention.ges.errors import GesError
 from ges_retention.journal import JournalUnavailable, NullJournal, RunJournal
+from ges_retention.log_context import log_context
 from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile
 from ges_retention.project_scope import ProjectScope
@@ -138,7 +139,7 @@ class Runner:
             except JournalUnavailable as exc:
                 state_error = _state_unavailable(exc)
         for result in results:
-            with structlog.contextvars.bound_contextvars(policy=result.name, project_id=result.project_id):
+            with log_context(policy=result.name, project_id=result.project_id):
                 events.policy_planned(result, now)
         return Planned(
             results,
@@ -175,7 +176,7 @@ class Runner:
         if max_deletes is not None:
             selected = [_with_max_deletes(p, max_deletes) for p in selected]
         journal = self._journal()
-        with structlog.contextvars.bound_contextvars(run_id=run_id):
+        with log_context(run_id=run_id):
             try:
                 try:
                     names = [p.name for p in selected]
@@ -243,7 +244,7 @@ class Runner:
         summary.interrupted = self.stop_requested and any(r.not_started for r in results)
         for result in results:
             result.outcome = policy_outcome(result, summary.interrupted or result.name in stopped)
-            with structlog.contextvars.bound_contextvars(policy=result.name, project_id=result.project_id):
+            with log_context(policy=result.name, project_id=result.project_id):
                 events.policy_finished(result, self._monotonic() - started)
         summary.duration_s = self._monotonic() - started
         summary.outcome = run_outcome(results, summary.interrupted or bool(stopped))
@@ -274,9 +275,7 @@ class Runner:
             closed = [(bid, "cancelled", reasons) for bid, reasons in two_phase.cancel.items()]
             closed += [(bid, "gone", (GONE,)) for bid in two_phase.gone]
             for backup_id, state, reasons in closed:
-                with structlog.contextvars.bound_contextvars(
-                    policy=result.name, project_id=result.project_id, backup_id=backup_id
-                ):
+                with log_context(policy=result.name, project_id=result.project_id, backup_id=backup_id):
                     events.pending_closed(result, backup_id, state, reasons)
 
     async def _delete_one(self, result: PolicyResult, decision: Decision, deadline: float) -> Deletion:

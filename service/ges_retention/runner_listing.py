@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import structlog
-
 from ges_retention.backup import InvalidBackupRecord
 from ges_retention.backup_api import BackupApi
 from ges_retention.events import RunEvents
 from ges_retention.ges.errors import GesError
 from ges_retention.listing_trust import ProjectListing, trusted_listing
+from ges_retention.log_context import log_context
 from ges_retention.orphans import mark_orphans, trusted_graphs
 from ges_retention.project_scope import ProjectScope
 
@@ -23,7 +22,7 @@ async def list_project(api: BackupApi, scope: ProjectScope, deadline: float, eve
     """The scope's listing, with orphans marked, or untrusted with its reason; `listing_done` or `listing_failed`."""
     endpoint, project_id = scope
     # The endpoint is bound too: one project id may be listed at two endpoints, and its events must say which.
-    with structlog.contextvars.bound_contextvars(project_id=project_id, endpoint=endpoint):
+    with log_context(project_id=project_id, endpoint=endpoint):
         try:
             # Records become `Backup` values page by page; one invalid record, a later copy of an id
             # included, makes the whole listing untrusted.

@@ -33,6 +33,7 @@ from ges_retention.emulator.app import running_emulator
 from ges_retention.emulator.config import EmulatorConfig
 from ges_retention.emulator.store import Store
 from ges_retention.exit_codes import ExitCode
+from ges_retention.log_context import clear_context
 from ges_retention.logs import configure_logging
 
 PROJECT = "0f1e2d3c4b5a"
@@ -376,7 +377,7 @@ def logged_run(scenario: Callable[[], Any]) -> tuple[Any, list[dict[str, Any]]]:
         result = asyncio.run(scenario())
     finally:
         structlog.reset_defaults()
-        structlog.contextvars.clear_contextvars()
+        clear_context()
     lines = stream.getvalue().splitlines()
     assert_no_secrets(lines, where="the runner's log")
     return result, [json.loads(line) for line in lines]

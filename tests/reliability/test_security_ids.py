@@ -16,11 +16,12 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
-import structlog
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from reliability_helpers import ListingServer, assert_no_secrets, record, run_in_process
 from structlog.testing import capture_logs
+
+from ges_retention.log_context import merge_context
 
 PROJECT = "0a9b8c7d6e5f"
 POLICY = f"""\
@@ -137,7 +138,7 @@ def check(records: list[dict[str, Any]], tally: Tally) -> None:
             return summary, server.requests
 
     # The raw event dicts (before any redaction), with the run's bound context merged in.
-    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as events:
+    with capture_logs(processors=[merge_context]) as events:
         summary, requests = asyncio.run(scenario())
     assert_no_secrets((repr(e) for e in events), where="the runner's log events")
     assert not [e for e in events if e.get("exc_info") or e["event"] == "run_crashed"]

@@ -64,6 +64,18 @@ def test_signatures_and_bearer_tokens_are_blanked() -> None:
     assert "0123abcdef" not in event["detail"] and "abc.def" not in event["detail"]
 
 
+@pytest.mark.parametrize("scheme", ["Bearer", "BEARER", "bearer", "bEaReR"])
+def test_a_bearer_token_is_blanked_whatever_the_case_of_its_scheme(scheme: str) -> None:
+    event = redact_event(None, "info", {"event": "x", "detail": f"Authorization: {scheme} abc.def.ghi"})
+    assert "abc.def.ghi" not in event["detail"]
+
+
+def test_a_secret_in_one_value_of_many_is_blanked_and_the_others_are_kept() -> None:
+    register_secrets([SECRET])
+    event = redact_event(None, "info", {"event": "x", "a": "plain", "b": f"x{SECRET}y", "c": "also plain", "n": 3})
+    assert (event["a"], event["b"], event["c"], event["n"]) == ("plain", f"x{REDACTED}y", "also plain", 3)
+
+
 def test_exception_text_is_redacted_in_the_written_line() -> None:
     register_secrets([SECRET])
     stream = io.StringIO()

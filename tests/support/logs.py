@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import structlog
-from structlog.contextvars import merge_contextvars
+
+from ges_retention.log_context import merge_context
 
 __all__ = ["EventLog", "capture_events"]
 
@@ -47,7 +48,7 @@ def capture_events() -> Iterator[EventLog]:
     saved = processors.copy()
     # The list instance is kept: loggers bound earlier hold a reference to it.
     processors.clear()
-    processors.extend([merge_contextvars, log])
+    processors.extend([merge_context, log])
     try:
         yield log
     finally:
