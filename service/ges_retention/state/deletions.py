@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from ges_retention.state.records import (
@@ -59,11 +60,21 @@ DELETION_COLUMNS = (
     "request_id, attempts, error, closed_reasons"
 )
 _SCOPE = "policy = ? AND endpoint = ? AND project_id = ?"
+# The condition of the partial index `deletions_active` (scope, backup id): a query that names it is answered from
+# that index on both backends (SQLite uses a partial index only for a query whose WHERE holds the index's terms).
+ACTIVE = "state IN ('pending', 'deleting')"
 _INSERT = (
     "INSERT INTO deletions (policy, endpoint, project_id, backup_id, state, reasons, run_id, planned_run_id, "
     "backup_name, graph_id, graph_name, backup_method, backup_started_at, size_mb, planned_at, pending_since, "
     "updated_at, finished_at, closed_reasons) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+@lru_cache(maxsize=1024)
+def reasons_json(reasons: tuple[str, ...]) -> str:
+    """The JSON of a planner's reasons, remembered: a plan gives thousands of backups the same few reasons, and an
+    intent row is written for each."""
+    return to_json(list(reasons))
 
 
 def deletion_record(row: Sequence[Any]) -> DeletionRecord:
@@ -114,7 +125,7 @@ def _new_row(
         *_scope_params(scope),
         facts.backup_id,
         state,
-        to_json(list(item.reasons)),
+        reasons_json(item.reasons),
         run_id,
         run_id,
         facts.name,
@@ -133,7 +144,7 @@ def _new_row(
 
 def active_rows(scope: Scope, backup_ids: Collection[str] | None = None) -> Script[list[DeletionRecord]]:
     """The `pending` and `deleting` rows of `scope` (of `backup_ids` only, when given)."""
-    sql = f"SELECT {DELETION_COLUMNS} FROM deletions WHERE {_SCOPE} AND state IN ('pending', 'deleting')"
+    sql = f"SELECT {DELETION_COLUMNS} FROM deletions WHERE {_SCOPE} AND {ACTIVE}"
     if backup_ids is None:
         rows = yield Fetch(sql + " ORDER BY id", _scope_params(scope))
         return [deletion_record(row) for row in rows]
@@ -171,7 +182,7 @@ def cancel_pending(
     for backup_id, reasons in reasons_by_id.items():
         count = yield Execute(
             "UPDATE deletions SET state = ?, closed_reasons = ?, run_id = ?, updated_at = ?, finished_at = ? "
-            f"WHERE {_SCOPE} AND backup_id = ? AND state = 'pending'",
+            f"WHERE {_SCOPE} AND backup_id = ? AND {ACTIVE} AND state = 'pending'",
             (state, to_json(list(reasons)), run_id, now, now, *_scope_params(scope), backup_id),
         )
         changed += count
@@ -211,7 +222,7 @@ def write_intents(run_id: str, scope: Scope, items: Sequence[PlannedDeletion], n
         if row is not None:
             finished = at if reason is not None else None
             closed_json = None if closed is None else to_json(closed)
-            updates.append((state, to_json(list(item.reasons)), closed_json, run_id, at, finished, row.id))
+            updates.append((state, reasons_json(item.reasons), closed_json, run_id, at, finished, row.id))
         else:
             inserts.append(_new_row(scope, run_id, item, state, at, closed_reasons=closed, finished=closed is not None))
     if updates:
@@ -223,28 +234,32 @@ def write_intents(run_id: str, scope: Scope, items: Sequence[PlannedDeletion], n
     if inserts:
         yield ExecuteMany(_INSERT, inserts)
     # Read back the rows' ids, one query per chunk instead of a RETURNING per row: a `deleting` row is unique per key
-    # (partial index), a held one is this run's latest `cancelled` row of that backup. Each query names its state
-    # with `=`, so that the index on (scope, state) reaches only the rows in that state: with an `OR` of states SQLite
-    # searched the whole scope, every row the policy ever journaled, once per batch (a run's cost grew with the
-    # square of its deletions, and with the journal's history).
+    # (partial index), a held one is this run's latest `cancelled` row of that backup. The first query is answered
+    # from the partial index by scope and backup id; the second from the index on backup id. (With an `OR` of states
+    # SQLite once searched the whole scope, every row the policy ever journaled, once per batch: a run's cost grew
+    # with the square of its deletions, and with the journal's history.)
     id_of: dict[str, int] = {}
     sendable = [bid for bid in ids if bid not in held]
     for batch in chunks(sendable):
         rows = yield Fetch(
-            f"SELECT id, backup_id FROM deletions WHERE {_SCOPE} AND state = 'deleting' "
+            f"SELECT id, backup_id FROM deletions WHERE {_SCOPE} AND {ACTIVE} AND state = 'deleting' "
             f"AND backup_id IN {placeholders(len(batch))}",
             (*_scope_params(scope), *batch),
         )
         for deletion_id, backup_id in rows:
             id_of[backup_id] = int(deletion_id)
+    # The held ones by backup id alone (a backup has a few rows: its index is the narrow one), the rest filtered
+    # here: given the run id too, SQLite would pick the index on run id and walk every row of the run.
+    wanted = (*_scope_params(scope), "cancelled", run_id)
     for batch in chunks(list(held)):
         rows = yield Fetch(
-            f"SELECT id, backup_id FROM deletions WHERE {_SCOPE} AND state = 'cancelled' AND run_id = ? "
-            f"AND backup_id IN {placeholders(len(batch))} ORDER BY id",
-            (*_scope_params(scope), run_id, *batch),
+            "SELECT id, backup_id, policy, endpoint, project_id, state, run_id FROM deletions "
+            f"WHERE backup_id IN {placeholders(len(batch))} ORDER BY id",
+            tuple(batch),
         )
-        for deletion_id, backup_id in rows:
-            id_of[backup_id] = int(deletion_id)
+        for deletion_id, backup_id, *key in rows:
+            if tuple(key) == wanted:
+                id_of[backup_id] = int(deletion_id)
     committed = tuple(IntentTicket(id_of[bid], bid) for bid in ids if bid not in held)
     skipped = tuple(HoldSkip(id_of[bid], bid, held[bid]) for bid in ids if bid in held)
     return IntentBatch(committed=committed, held=skipped)
@@ -267,7 +282,8 @@ def resolve_deleting(
     or the caller holds the policy's run lock (which that run held while it ran)."""
     rows = yield Fetch(
         "SELECT d.id, d.backup_id, r.ended_at FROM deletions d LEFT JOIN runs r ON r.run_id = d.run_id "
-        "WHERE d.policy = ? AND d.endpoint = ? AND d.project_id = ? AND d.state = 'deleting' AND d.run_id <> ? "
+        "WHERE d.policy = ? AND d.endpoint = ? AND d.project_id = ? AND d.state IN ('pending', 'deleting') "
+        "AND d.state = 'deleting' AND d.run_id <> ? "
         "ORDER BY d.id",
         (*_scope_params(scope), run_id),
     )

@@ -220,7 +220,9 @@ class SqlStore(GateRecords):
     async def pending_counts(self) -> dict[str, int]:
         """Pending rows per policy (the `ges_retention_pending_deletions` gauge)."""
         async with self._read("pending_counts") as tx:
-            rows = await tx.fetch("SELECT policy, COUNT(*) FROM deletions WHERE state = 'pending' GROUP BY policy")
+            rows = await tx.fetch(
+                f"SELECT policy, COUNT(*) FROM deletions WHERE {deletions.ACTIVE} AND state = 'pending' GROUP BY policy"
+            )
         return {policy: int(count) for policy, count in rows}
 
     # ---------------------------------------------------------------------------------------------- holds

@@ -12,7 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ges_retention.state.migrations import v0001_journal, v0002_gate_and_locks, v0003_leases, v0004_closed_reasons
+from ges_retention.state.migrations import (
+    v0001_journal,
+    v0002_gate_and_locks,
+    v0003_leases,
+    v0004_closed_reasons,
+    v0005_active_index_only,
+)
 
 __all__ = ["CURRENT_VERSION", "MIGRATIONS", "Migration", "render"]
 
@@ -51,6 +57,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, v0002_gate_and_locks.NAME, v0002_gate_and_locks.SQL),
     Migration(3, v0003_leases.NAME, v0003_leases.SQL),
     Migration(4, v0004_closed_reasons.NAME, v0004_closed_reasons.SQL),
+    Migration(5, v0005_active_index_only.NAME, v0005_active_index_only.SQL),
 )
 CURRENT_VERSION = MIGRATIONS[-1].version
 assert [m.version for m in MIGRATIONS] == list(range(1, CURRENT_VERSION + 1)), "migrations are numbered 1..N"
