@@ -8,13 +8,13 @@ when, outcome, attempts, the DELETE's request id) and its hold; no record is exi
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ges_retention.errors import NotFound, UsageError
+from ges_retention.run_coroutine import run_coroutine
 
 if TYPE_CHECKING:
     from ges_retention.settings import Settings
@@ -74,7 +74,7 @@ def why_command(location: StateLocation, backup_id: str, *, fmt: str, now: datet
         async with existing_store(location) as store:
             return await store.why(backup_id)
 
-    report = asyncio.run(main())
+    report = run_coroutine(main())
     if report.empty:
         raise NotFound(f"no record of {backup_id}")
     if fmt == "json":
@@ -102,7 +102,7 @@ def history_command(
         async with existing_store(location) as store:
             return await store.history(policy=policy, since=start, limit=limit)
 
-    runs = asyncio.run(main())
+    runs = run_coroutine(main())
     if fmt == "json":
         sys.stdout.write(json.dumps(history_document(runs), indent=2) + "\n")
     else:

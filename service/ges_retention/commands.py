@@ -23,6 +23,7 @@ from ges_retention.policy import Policy
 from ges_retention.policy_loading import PolicyFile
 from ges_retention.project_scope import ProjectScope
 from ges_retention.report import render_json, render_summary_text, render_table
+from ges_retention.run_coroutine import run_coroutine
 from ges_retention.runner_planning import plan_listings
 from ges_retention.service import Service, check_endpoints, policy_endpoint
 from ges_retention.settings import Settings
@@ -47,7 +48,7 @@ def plan_command(
     the state, when there is one, is read (never created or written): its holds, pending clocks, baselines and acks
     make the plan what a run would do, and the gate's verdict exits 3 for a held policy."""
     if export is not None:
-        results, state = asyncio.run(_export_plan(policy_file, selected, now, settings, export))
+        results, state = run_coroutine(_export_plan(policy_file, selected, now, settings, export))
     else:
         assert settings is not None
         results, state = live_plan(policy_file, selected, settings, now)
@@ -108,7 +109,7 @@ def live_plan(
             planned = await runner.list_and_plan(policy_file, selected, dry_run=True, now=now)
             return planned.results, service.store.info if service.store is not None else None
 
-    return asyncio.run(main())
+    return run_coroutine(main())
 
 
 def run_command(
@@ -151,7 +152,7 @@ def run_command(
                     loop.remove_signal_handler(signum)
 
     try:
-        summary = asyncio.run(main())
+        summary = run_coroutine(main())
     except asyncio.CancelledError:
         print("ges-retention: interrupted: in-flight requests did not finish within the grace period", file=sys.stderr)
         return _interrupted_code(received)

@@ -7,7 +7,6 @@ shows the plan as a table, runs the policies for real against the emulator, and 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import time
@@ -22,6 +21,7 @@ from ges_retention.gate_state import result_scope
 from ges_retention.logs import configure_logging
 from ges_retention.policy_loading import PolicyError, PolicyFile, load_policy_file
 from ges_retention.report import render_summary_text, render_table
+from ges_retention.run_coroutine import run_coroutine
 from ges_retention.service import Service
 from ges_retention.settings import Settings
 from ges_retention.state import Store as StateStore
@@ -118,7 +118,7 @@ def run_demo(
     """`log_format` and `log_level`: the command line's `--log-format` and `--log-level`, which win."""
     path = policy_path or find_example_policy()
     policy_file = load_policy_file(path)
-    return asyncio.run(_demo(policy_file, settings, log_format, log_level))
+    return run_coroutine(_demo(policy_file, settings, log_format, log_level))
 
 
 async def _demo(policy_file: PolicyFile, base: Settings | None, log_format: str | None, log_level: str | None) -> int:
