@@ -37,7 +37,7 @@ import structlog
 
 from ges_retention.events import Deletion, RunEvents
 from ges_retention.journal import BatchVerdict, Finished, JournalUnavailable, PolicyFenced, RunJournal
-from ges_retention.logs import log_context
+from ges_retention.log_context import log_context
 from ges_retention.retention import Decision
 from ges_retention.summary import PolicyResult, RunSummary
 
@@ -54,8 +54,8 @@ _Item = tuple[PolicyResult, Decision, object, bool] | None
 
 def deletion_context(result: PolicyResult, decision: Decision) -> AbstractContextManager[None]:
     backup = decision.backup
-    # Bound once per deletion (sent, or held), around what may log: `log_context` binds with tokens, without reading
-    # the whole context. (Not when queued: no subscriber logs `deletion_pending`, and 5 bindings per deletion cost.)
+    # Bound once per deletion (sent, or held), around what may log: `log_context` binds all five in one variable.
+    # (Not when queued: no subscriber logs `deletion_pending`, and a binding per deletion is not free.)
     return log_context(
         policy=result.name,
         project_id=result.project_id,
@@ -77,6 +77,7 @@ class DeletionPhase:
     stopped."""
 
     __slots__ = (
+        "_drained",
         "_finished",
         "_flush_timer",
         "_may_start",
@@ -118,8 +119,11 @@ class DeletionPhase:
         self.outcome_flush_s = outcome_flush_s
         self._sleep = sleep  # the time bound's one clock (tests move a fake one)
         self.stopped: set[str] = set()
-        # At most one batch waits here while the workers send the previous one.
-        self._ready: asyncio.Queue[_Item] = asyncio.Queue(self.concurrency)
+        # At most one batch waits here while the workers send the previous one. The feeder puts a whole batch at once,
+        # when the workers have taken all of the previous one (`_drained`): it wakes once per batch, not once per item
+        # as a put into a full queue would.
+        self._ready: asyncio.Queue[_Item] = asyncio.Queue()
+        self._drained = asyncio.Event()
         # Outcomes reported and not yet handed to the journal, in the order reported. `_to_write` wakes the writer:
         # set when a group is full, when the senders are done, or by `_flush_timer` (armed by the oldest waiting).
         self._finished: list[Finished] = []
@@ -184,10 +188,8 @@ class DeletionPhase:
                 batch.append(queue[index][1])
                 index += 1
             verdict = await self._write_intents(result, batch)
-            for decision in batch:
-                await self._hand_out(result, decision, verdict)
-        for _ in range(workers):
-            await self._ready.put(None)
+            await self._hand_out(result, batch, verdict)
+        await self._put_batch([None] * workers)
 
     async def _write_intents(self, result: PolicyResult, batch: list[Decision]) -> BatchVerdict | None:
         """The batch's verdict, or None when none of it may be sent (the run stopped, or the journal failed).
@@ -206,20 +208,32 @@ class DeletionPhase:
             state_failed(self.summary, exc)
             return None
 
-    async def _hand_out(self, result: PolicyResult, decision: Decision, verdict: BatchVerdict | None) -> None:
-        backup_id = decision.backup.id
-        if verdict is not None and backup_id in verdict.held:
-            reason = verdict.held[backup_id]
-            result.held[backup_id] = reason
-            with deletion_context(result, decision):
-                self.events.deletion_held(result, decision, reason)
-            return
-        sendable = verdict is not None and backup_id in verdict.send
-        ticket = verdict.send[backup_id] if verdict is not None and sendable else None
-        await self._ready.put((result, decision, ticket, sendable))
+    async def _hand_out(self, result: PolicyResult, batch: list[Decision], verdict: BatchVerdict | None) -> None:
+        items: list[_Item] = []
+        for decision in batch:
+            backup_id = decision.backup.id
+            if verdict is not None and backup_id in verdict.held:
+                reason = verdict.held[backup_id]
+                result.held[backup_id] = reason
+                with deletion_context(result, decision):
+                    self.events.deletion_held(result, decision, reason)
+                continue
+            sendable = verdict is not None and backup_id in verdict.send
+            ticket = verdict.send[backup_id] if verdict is not None and sendable else None
+            items.append((result, decision, ticket, sendable))
+        await self._put_batch(items)
+
+    async def _put_batch(self, items: list[_Item]) -> None:
+        while not self._ready.empty():  # the previous batch still waits: this one waits for it to be taken
+            self._drained.clear()
+            await self._drained.wait()
+        for item in items:
+            self._ready.put_nowait(item)
 
     async def _work(self) -> None:
         while (item := await self._ready.get()) is not None:
+            if self._ready.empty():
+                self._drained.set()
             result, decision, ticket, sendable = item
             with deletion_context(result, decision):
                 if sendable and self.may_start(result):

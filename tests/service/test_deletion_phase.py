@@ -7,12 +7,12 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
-import structlog
 from test_runner import P1, backups
 
 from ges_retention.deleting import DeletionPhase
 from ges_retention.events import Deletion, NullRunEvents
 from ges_retention.journal import BatchVerdict, Finished, NullJournal
+from ges_retention.log_context import bound_context, log_context
 from ges_retention.retention import Decision, Plan
 from ges_retention.summary import PolicyResult, RunSummary
 
@@ -154,6 +154,48 @@ async def test_a_dead_outcome_writer_stops_every_further_delete_and_the_phase_ra
     assert sorted(result.ids["not_started"]) == sorted({d.backup.id for d in result.due} - set(sent))
 
 
+# --- how far intents run ahead -------------------------------------------------------------------------------
+
+
+async def test_at_most_one_batch_waits_while_the_workers_send_the_one_before() -> None:
+    """The write-ahead depth: intents are committed for the batch being sent, the batch waiting, and the next one
+    (written while the waiting one waits), never more: a run stopped now leaves at most that many unsent."""
+    concurrency = 2
+    result = acting_result(8)
+    journal = Journal()
+    gates = {d.backup.id: asyncio.Event() for d in result.due}
+    sending: list[str] = []
+    started = asyncio.Event()
+
+    async def send(_result: PolicyResult, decision: Decision) -> Deletion:
+        sending.append(decision.backup.id)
+        started.set()
+        await gates[decision.backup.id].wait()
+        return Deletion("deleted", 1)
+
+    async def settled() -> None:  # every task has run as far as it can
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    first, second, *_ = [d.backup.id for d in result.due]
+    task = asyncio.create_task(phase_of(result, journal, send, concurrency=concurrency).run())
+    async with asyncio.timeout(10):
+        await started.wait()
+        await settled()
+        # Sending batch 0, batch 1 waiting, batch 2 committed: the feeder waits for batch 1 to be taken.
+        assert (len(journal.batches), len(sending)) == (3, 2)
+        gates[first].set()
+        await settled()
+        assert (len(journal.batches), len(sending)) == (3, 3)  # half of batch 1 taken: it still waits
+        gates[second].set()
+        await settled()
+        assert (len(journal.batches), len(sending)) == (4, 4)  # batch 1 taken: batch 2 waits, batch 3 written
+        for gate in gates.values():
+            gate.set()
+        await task
+    assert len(result.ids["deleted"]) == 8
+
+
 # --- when the writer writes -----------------------------------------------------------------------------------
 
 
@@ -240,10 +282,10 @@ class ContextSeen(NullRunEvents):
         self.finished: list[dict[str, object]] = []
 
     def deletion_pending(self, result: PolicyResult, decision: Decision) -> None:
-        self.pending.append(structlog.contextvars.get_contextvars())
+        self.pending.append(bound_context())
 
     def deletion_finished(self, result: PolicyResult, decision: Decision, deletion: Deletion) -> None:
-        self.finished.append(structlog.contextvars.get_contextvars())
+        self.finished.append(bound_context())
 
 
 async def test_a_queued_deletion_binds_no_log_context_a_sent_one_does() -> None:
@@ -253,7 +295,7 @@ async def test_a_queued_deletion_binds_no_log_context_a_sent_one_does() -> None:
     async def send(_result: PolicyResult, decision: Decision) -> Deletion:
         return Deletion("deleted", 1)
 
-    with structlog.contextvars.bound_contextvars(run_id="r"):
+    with log_context(run_id="r"):
         async with asyncio.timeout(10):
             await phase_of(result, Journal(), send, concurrency=2, events=seen).run()
     assert seen.pending == [{"run_id": "r"}] * 3  # documented in `RunEvents.deletion_pending`
