@@ -8,13 +8,13 @@ it cannot outlive its run, and a fake clock moves it in tests.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from ges_retention.events import Deletion, NullRunEvents
+from ges_retention.ges.loop_clock import loop_clock
 from ges_retention.retention_decisions import Decision
 from ges_retention.summary import PolicyResult
 
@@ -23,10 +23,6 @@ __all__ = ["PROGRESS_INTERVAL_S", "Progress"]
 PROGRESS_INTERVAL_S = 10.0
 
 log = structlog.get_logger("ges_retention.runner")
-
-
-def _loop_time() -> float:
-    return asyncio.get_running_loop().time()
 
 
 def _log(**fields: Any) -> None:
@@ -40,11 +36,11 @@ class Progress(NullRunEvents):
         self,
         *,
         interval_s: float = PROGRESS_INTERVAL_S,
-        clock: Callable[[], float] = _loop_time,
+        clock: Callable[[], float] | None = None,
         emit: Callable[..., None] = _log,
     ) -> None:
         self.interval_s = interval_s
-        self._clock = clock
+        self._clock = clock if clock is not None else loop_clock()  # made per run, inside its loop
         self._emit = emit
         self.planned = 0
         self.done = 0

@@ -40,6 +40,7 @@ from ges_retention.events import Deletion, FanOut, LoggingEvents, RunEvents
 from ges_retention.gate_state import GONE
 from ges_retention.gates import PlanningMemory
 from ges_retention.ges.errors import GesError
+from ges_retention.ges.loop_clock import loop_clock
 from ges_retention.journal import JournalUnavailable, NullJournal, RunJournal
 from ges_retention.log_context import log_context
 from ges_retention.policy import Policy
@@ -81,7 +82,7 @@ class Runner:
         self._journal = journal
         self._clock = clock
         # The client's deadlines are on the loop's clock: so are the run's.
-        self._monotonic = monotonic or (lambda: asyncio.get_running_loop().time())
+        self._monotonic = monotonic or loop_clock()
         self._stop = asyncio.Event()
         # Runs past planning by id, their summaries counting as deletions finish: the daemon's live counts.
         self.active: dict[str, RunSummary] = {}

@@ -29,6 +29,7 @@ from yarl import URL
 from ges_retention import __version__
 from ges_retention.ges.auth import AuthProvider
 from ges_retention.ges.errors import ApiError, DeadlineExceeded, GesError, ThrottledError, Unauthorized
+from ges_retention.ges.loop_clock import loop_clock
 from ges_retention.ges.observe import NullObserver, RequestObserver
 from ges_retention.ges.pacing import AutoRate, Backoff, Pacer, Pacing, SleepFn, TimeFn
 from ges_retention.ges.signing import SignedRequest
@@ -169,21 +170,6 @@ class _Sent:
     generation: int
 
 
-def _loop_time() -> float:
-    return asyncio.get_running_loop().time()
-
-
-def _running_loop_clock() -> TimeFn:
-    """The clock of the loop running now, read through that loop (a test that replaces `loop.time` is followed): a
-    deletion reads the clock six times, and finding the running loop costs more than reading its clock. Outside a
-    loop, a clock that finds the running loop at each call."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return _loop_time
-    return lambda: loop.time()
-
-
 class Transport:
     """One per process: owns the pacing (in-flight cap, per-project pacers) and the retry policy; not the session's
     lifetime (the owner closes it)."""
@@ -204,7 +190,7 @@ class Transport:
         self.session = session
         self.config = config if config is not None else ClientConfig()
         self._observer: RequestObserver = observer if observer is not None else NullObserver()
-        self._time: TimeFn = time_fn if time_fn is not None else _running_loop_clock()
+        self._time: TimeFn = time_fn if time_fn is not None else loop_clock()
         self._sleep: SleepFn = sleep_fn if sleep_fn is not None else asyncio.sleep
         self._backoff = Backoff(base_s=self.config.backoff_base_s, cap_s=self.config.backoff_max_s, rng=rng)
         self.pacing = (
