@@ -19,6 +19,7 @@ upper bound of what other work on the machine cost; compare `load_average` befor
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -44,7 +45,7 @@ def _best(runs: list[dict[str, Any]], key: str, *, lowest: bool) -> float | None
 
 
 def run_cpu_per_delete(
-    *, deletions: int = 20_000, latency_ms: float = 10.0, concurrency: int = 64, rounds: int = 2, per_graph: int = 100
+    *, deletions: int = 20_000, latency_ms: float = 10.0, concurrency: int = 64, rounds: int = 4, per_graph: int = 100
 ) -> dict[str, Any]:
     parameters = {
         "deletions": deletions,
@@ -85,6 +86,13 @@ def run_cpu_per_delete(
     ceiling_cpu_k = _best(bare_runs[ceiling_kind], "cpu_s_per_1000_deletes", lowest=True)
     rate_ratio = round(rate / ceiling_rate, 3) if rate and ceiling_rate else None
     cpu_ratio = round(cpu_k / ceiling_cpu_k, 3) if cpu_k and ceiling_cpu_k else None
+    # Rounds take turns, so round i of each side saw the same machine: the median of the per-round ratios is less
+    # swayed by a machine whose speed drifts than the ratio of the best rounds (reported, not a target).
+    paired = [
+        float(s["cpu_s_per_1000_deletes"]) / float(b["cpu_s_per_1000_deletes"])
+        for s, b in zip(service_runs, bare_runs[ceiling_kind], strict=True)
+        if s.get("cpu_s_per_1000_deletes") and b.get("cpu_s_per_1000_deletes")
+    ]
     journaled_cpu_k = _best(bare_runs[JOURNALED], "cpu_s_per_1000_deletes", lowest=True)
     journaled_ratio = round(cpu_k / journaled_cpu_k, 3) if cpu_k and journaled_cpu_k else None
     figures = {
@@ -95,6 +103,7 @@ def run_cpu_per_delete(
         "ceiling_cpu_s_per_1000_deletes": ceiling_cpu_k,
         "throughput_vs_ceiling": rate_ratio,
         "cpu_per_delete_vs_ceiling": cpu_ratio,
+        "cpu_per_delete_vs_ceiling_paired_median": round(statistics.median(paired), 3) if paired else None,
         # Not a target: the bare loop with the journal's writes, and the service's CPU per delete against it.
         "journaled_loop_cpu_s_per_1000_deletes": journaled_cpu_k,
         "journaled_loop_deletes_per_s": _best(bare_runs[JOURNALED], "deletes_per_s", lowest=False),

@@ -134,7 +134,8 @@ def _cpu_per_delete(result: dict[str, Any]) -> str:
         f"CPU-s/1000, the faster bare loop ({f['ceiling_kind']}) {f['ceiling_deletes_per_s']}/s and "
         f"{f['ceiling_cpu_s_per_1000_deletes']} CPU-s/1000: {f['throughput_vs_ceiling']} of its rate, "
         f"{f['cpu_per_delete_vs_ceiling']}x its CPU per delete (each side's best of {result['parameters']['rounds']} "
-        "rounds; the processes wait for each other's CPU, so the disturbance is an upper bound). Alongside, the bare "
+        "rounds; the processes wait for each other's CPU, so the disturbance is an upper bound; the median of the "
+        f"rounds' own ratios: {f.get('cpu_per_delete_vs_ceiling_paired_median')}x). Alongside, the bare "
         f"loop with the journal's own writes: {f['journaled_loop_cpu_s_per_1000_deletes']} CPU-s/1000, the service "
         f"{f['cpu_per_delete_vs_journaled_loop']}x it."
     )
