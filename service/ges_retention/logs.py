@@ -134,28 +134,24 @@ def _is_secret_name(key: str) -> bool:
     return decided
 
 
-# Values that cannot hold a secret: passed by without a look (bool is an int).
-_PLAIN_TYPES = frozenset({int, float, bool})
+# Values that cannot hold a secret, and strings (looked at together): the rest is looked into (bool is an int).
+_SIMPLE_TYPES = frozenset({str, int, float, bool, type(None)})
 
 
 def redact_event(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: blank credential-looking keys and registered secrets anywhere in the event."""
-    secret_key = _KEY_IS_SECRET.get
-    texts: list[str] = []
     # Values are replaced in place (no key is added or removed while the dict is walked).
-    for key, value in event_dict.items():
-        if value is None:
-            continue
-        is_secret = secret_key(key) if type(key) is str else None
-        if is_secret is None:
-            is_secret = _is_secret_key(key)
-        if is_secret:
+    for key in _secret_keys_of(tuple(event_dict)):
+        if event_dict[key] is not None:
             event_dict[key] = REDACTED
-            continue
-        kind = type(value)
-        if kind is str:
-            texts.append(value)
-        elif kind not in _PLAIN_TYPES and isinstance(value, str | Mapping | list | tuple):
+    texts = [value for value in event_dict.values() if type(value) is str]
+    words: list[str] = []  # keys of lists of strings (`reasons`): looked at with the texts, copied if need be
+    for key in [key for key, value in event_dict.items() if type(value) not in _SIMPLE_TYPES]:
+        value = event_dict[key]
+        if (type(value) is list or type(value) is tuple) and all(type(item) is str for item in value):
+            texts.extend(value)
+            words.append(key)
+        elif isinstance(value, str | Mapping | list | tuple):
             event_dict[key] = _clean(value)
     # The line's texts are looked at once, together: a line almost never holds a secret, and one search of the joined
     # text costs less than a scrub per value. Any value holding a secret makes the joined text hold it: nothing is
@@ -164,7 +160,24 @@ def redact_event(_logger: WrappedLogger, _method: str, event_dict: EventDict) ->
         for key, value in event_dict.items():
             if type(value) is str:
                 event_dict[key] = scrub(value)
+        for key in words:
+            event_dict[key] = _clean(event_dict[key])
     return event_dict
+
+
+# The keys of an event, in order, and which of them name a secret: a call site logs the same keys every time.
+_SECRET_KEYS_OF_SHAPE: dict[tuple[str, ...], tuple[str, ...]] = {}
+_SHAPES_REMEMBERED = 1024
+
+
+def _secret_keys_of(keys: tuple[str, ...]) -> tuple[str, ...]:
+    found = _SECRET_KEYS_OF_SHAPE.get(keys)
+    if found is None:
+        found = tuple(key for key in keys if _is_secret_key(key))
+        if len(_SECRET_KEYS_OF_SHAPE) >= _SHAPES_REMEMBERED:
+            _SECRET_KEYS_OF_SHAPE.clear()
+        _SECRET_KEYS_OF_SHAPE[keys] = found
+    return found
 
 
 def _add_timestamp(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:

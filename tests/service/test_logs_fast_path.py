@@ -112,6 +112,26 @@ def test_many_keys_do_not_grow_the_secrecy_memory_without_bound() -> None:
     assert logs._is_secret_key("my_token") is True
 
 
+def test_many_event_shapes_do_not_grow_their_memory_without_bound_and_a_secret_key_is_still_blanked() -> None:
+    for i in range(logs._SHAPES_REMEMBERED + 10):
+        event = logs.redact_event(None, "info", {"event": "e", f"key_{i}": "v", "api_key": "k"})
+        assert (event[f"key_{i}"], event["api_key"]) == ("v", logs.REDACTED)
+    assert len(logs._SECRET_KEYS_OF_SHAPE) <= logs._SHAPES_REMEMBERED
+
+
+def test_a_list_of_words_is_kept_as_it_is_unless_one_holds_a_secret() -> None:
+    register_secrets(["S3cr3tValue"])
+    try:
+        kept = logs.redact_event(None, "info", {"event": "e", "reasons": ["expired", "daily 2/7"]})
+        leaked = ["expired", "note S3cr3tValue"]
+        blanked = logs.redact_event(None, "info", {"event": "e", "reasons": leaked})
+    finally:
+        logs.forget_secrets(["S3cr3tValue"])
+    assert kept["reasons"] == ["expired", "daily 2/7"]
+    assert blanked["reasons"] == ["expired", f"note {logs.REDACTED}"]
+    assert leaked == ["expired", "note S3cr3tValue"]  # the caller's list is not changed
+
+
 def test_log_context_binds_and_restores_the_context() -> None:
     stream = io.StringIO()
     configure_logging("json", "info", stream=stream)
