@@ -2,8 +2,9 @@
 
 On Python 3.11, `asyncio.run` ends by asking `signal.getsignal` whether its SIGINT handler is still installed, and
 `getsignal` formats that handler (a partial of the main task) into an exception message it then drops: the task's
-repr holds the repr of its result. A run of 20,000 deletions spent 0.15 s, a plan of a million backups seconds,
-formatting text nobody read. Here the main task returns nothing: the value is handed over beside it.
+repr holds the repr of its result. The summary of a run of 20,000 deletions took 0.1 s to format (twice, 5 MB of
+text nobody read), a plan of a million backups seconds. Here the main task returns nothing: the value is handed over
+beside it.
 """
 
 from __future__ import annotations
