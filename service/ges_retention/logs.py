@@ -104,13 +104,30 @@ def _may_need_scrubbing(text: str) -> bool:
 def _clean(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
         return scrub(value)
-    if depth > 5:
+    if value is None or isinstance(value, int | float):  # (bool is an int)
         return value
+    if depth > 5 or isinstance(value, bytes | bytearray):
+        # Deeper than any event of ours, or bytes: the value's text (what the JSON renderer writes), scrubbed.
+        return scrub(str(value))
     if isinstance(value, Mapping):
         return {k: (REDACTED if _is_secret_key(k) else _clean(v, depth + 1)) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_clean(v, depth + 1) for v in value)
-    return value
+    if isinstance(value, list | tuple | set | frozenset):
+        return _rebuilt(value, [_clean(v, depth + 1) for v in value])
+    # Any other object is written as its text (`default=str`): scrubbed here, an exception's message included.
+    return scrub(str(value))
+
+
+def _rebuilt(value: Any, items: list[Any]) -> Any:
+    """A collection like `value` holding `items`; its items as a list when its type cannot be built from them."""
+    kind = type(value)
+    if kind in (list, tuple, set, frozenset):
+        return kind(items)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple takes its fields one by one
+        return kind(*items)
+    try:
+        return kind(items)
+    except Exception:  # a subclass whose constructor wants something else
+        return items
 
 
 def _is_secret_key(key: object) -> bool:
@@ -151,7 +168,7 @@ def redact_event(_logger: WrappedLogger, _method: str, event_dict: EventDict) ->
         if (type(value) is list or type(value) is tuple) and all(type(item) is str for item in value):
             texts.extend(value)
             words.append(key)
-        elif isinstance(value, str | Mapping | list | tuple):
+        else:
             event_dict[key] = _clean(value)
     # The line's texts are looked at once, together: a line almost never holds a secret, and one search of the joined
     # text costs less than a scrub per value. Any value holding a secret makes the joined text hold it: nothing is

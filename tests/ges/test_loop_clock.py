@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -35,3 +36,16 @@ def test_a_clock_made_outside_a_loop_reads_whichever_loop_runs() -> None:
     assert first - real_first >= 999.0 and second - real_second >= 4999.0
     with pytest.raises(RuntimeError):
         clock()  # no loop runs
+
+
+def test_a_clock_made_in_a_loop_that_has_ended_reads_the_loop_running_now() -> None:
+    async def make() -> Callable[[], float]:
+        return loop_clock()
+
+    clock = asyncio.run(make())
+
+    async def read() -> float:
+        asyncio.get_running_loop().time = lambda: 1e9  # type: ignore[method-assign]
+        return clock()
+
+    assert asyncio.run(read()) == 1e9

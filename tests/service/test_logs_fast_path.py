@@ -8,7 +8,7 @@ import io
 import json
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import structlog
@@ -130,6 +130,42 @@ def test_a_list_of_words_is_kept_as_it_is_unless_one_holds_a_secret() -> None:
     assert kept["reasons"] == ["expired", "daily 2/7"]
     assert blanked["reasons"] == ["expired", f"note {logs.REDACTED}"]
     assert leaked == ["expired", "note S3cr3tValue"]  # the caller's list is not changed
+
+
+class _Scope(NamedTuple):
+    endpoint: str
+    project_id: str
+
+
+class _Failure(Exception):
+    pass
+
+
+def test_a_secret_in_a_set_bytes_an_object_or_deep_nesting_is_blanked_and_a_named_tuple_is_kept() -> None:
+    secret = "S3cr3tValue"
+    register_secrets([secret])
+    deep: object = [secret]
+    for _ in range(8):
+        deep = {"inner": deep}
+    try:
+        event = logs.redact_event(
+            None,
+            "error",
+            {
+                "event": "e",
+                "tags": {"a", secret},
+                "raw": secret.encode(),
+                "error": _Failure(f"refused {secret}"),
+                "scope": _Scope("https://ges", f"p-{secret}"),
+                "deep": deep,
+            },
+        )
+        line = logs._encode(event)
+    finally:
+        logs.forget_secrets([secret])
+    assert secret not in line
+    assert event["scope"] == _Scope("https://ges", f"p-{logs.REDACTED}")  # rebuilt field by field, not a crash
+    assert event["error"] == f"refused {logs.REDACTED}"
 
 
 def test_log_context_binds_and_restores_the_context() -> None:

@@ -2,8 +2,9 @@
 
 `asyncio.get_running_loop()` makes a `getpid` system call on every call (CPython checks that the loop was not
 inherited through a fork), and the clock was read several times per deletion through it. A clock made inside the
-loop remembers that loop and reads its time through it (a test that replaces `loop.time` is followed); one made
-outside any loop finds the running loop at each call.
+loop remembers that loop and reads its time through it while it runs (a test that replaces `loop.time` is followed);
+once that loop has stopped, or for a clock made outside any loop, it finds the running loop at each call: an object
+built in one `asyncio.run` and used in the next reads the next one's clock.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ def _running_loop_time() -> float:
 
 
 def loop_clock() -> Callable[[], float]:
-    """The running loop's clock, bound to that loop; outside a loop, whichever loop runs when it is read."""
+    """The running loop's clock, bound to that loop while it runs; else whichever loop runs when it is read."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return _running_loop_time
-    return lambda: loop.time()
+    return lambda: loop.time() if loop.is_running() else _running_loop_time()
