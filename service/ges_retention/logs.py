@@ -83,18 +83,17 @@ def forget_secrets(values: Iterable[str]) -> None:
 
 def scrub(value: str) -> str:
     """`value` with every registered secret and signature/bearer value blanked."""
+    if not _may_need_scrubbing(value):
+        return value
     for secret in _secrets:
-        if secret in value:
-            value = value.replace(secret, REDACTED)
-    if "Signature=" in value:
-        value = _SIGNATURE.sub(r"\g<1>" + REDACTED, value)
-    if "earer" in value.lower():  # `Bearer`, `BEARER`: the pattern ignores case, so does this check
-        value = _BEARER.sub(r"\g<1>" + REDACTED, value)
-    return value
+        value = value.replace(secret, REDACTED)
+    value = _SIGNATURE.sub(r"\g<1>" + REDACTED, value)
+    return _BEARER.sub(r"\g<1>" + REDACTED, value)
 
 
 def _may_need_scrubbing(text: str) -> bool:
-    """Whether `scrub` could change `text` or any part of it (a false alarm costs a scrub; a miss cannot happen)."""
+    """Whether `scrub` could change `text` or any part of it (a false alarm costs a scrub; a miss cannot happen):
+    the one place that says what scrubbing looks for. `Bearer` in any case: the pattern ignores case."""
     for secret in _secrets:
         if secret in text:
             return True
